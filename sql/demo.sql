@@ -1,0 +1,46 @@
+-- demo.sql: the demo data of DESIGN.md §6, for `make run` and
+-- `flask --app wsgi seed-demo`. Not granted to anyone: the owner runs it.
+--
+-- Customers are funded through real ledger entries (journaled adjustments
+-- by the demo admin), never by writing balances. Safe to run again: users
+-- are found by e-mail and every adjustment has a fixed idempotency key.
+
+create or replace function core.seed_demo(password_hash text)
+returns table (email text, role text)
+language plpgsql volatile as $$
+declare
+  v_admin bigint;
+  v_user bigint;
+  v record;
+begin
+  for v in select * from (values
+      ('admin@example.com', 'Admin Demo', 'admin', 0),
+      ('auditor@example.com', 'Auditor Demo', 'auditor', 0),
+      ('alice@example.com', 'Alice Souza', 'customer', 2),
+      ('bob@example.com', 'Bob Oliveira', 'customer', 2)) d (email, name, role, kyc)
+  loop
+    select u.id into v_user from core.users u where u.email = v.email;
+    if not found then
+      v_user := api.register_user(v.email, password_hash, v.name);
+    end if;
+    update core.users u set role = v.role, kyc_level = v.kyc where u.id = v_user;
+  end loop;
+
+  select u.id into v_admin from core.users u where u.email = 'admin@example.com';
+  for v in select * from (values
+      ('alice@example.com', 'BRL', 10000.00), ('alice@example.com', 'BTC', 0.05),
+      ('alice@example.com', 'ETH', 1.5), ('alice@example.com', 'USDT', 2000),
+      ('bob@example.com', 'BRL', 5000.00), ('bob@example.com', 'BTC', 0.12),
+      ('bob@example.com', 'ETH', 2.25), ('bob@example.com', 'USDT', 1500)) f (email, currency, amount)
+  loop
+    select u.id into v_user from core.users u where u.email = v.email;
+    perform admin.adjust_balance(v_admin, v_user, v.currency, v.amount::numeric,
+                                 'Saldo inicial de demonstração', 'demo-seed-' || v.currency);
+  end loop;
+  return query select u.email, u.role from core.users u
+    where u.email in ('admin@example.com', 'auditor@example.com', 'alice@example.com', 'bob@example.com')
+    order by u.id;
+end
+$$;
+comment on function core.seed_demo(text) is
+  'Creates the demo users of DESIGN.md §6 (if missing) and funds alice and bob through journaled adjustments. Idempotent.';

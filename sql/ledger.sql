@@ -1,0 +1,749 @@
+-- ledger.sql: the double-entry ledger. Every centavo and satoshi moves here.
+--
+-- core.post_entry is the only writer of postings and cached balances; holds
+-- (core.place_hold / resolve_hold / split_hold) and idempotency
+-- (core.claim_idempotency) are built on it. Domain files (deposits, market,
+-- p2p…) call these helpers from their own api.* functions. Customers reach
+-- the ledger through api.get_wallet, api.get_statement and api.transfer;
+-- operators through admin.adjust_balance, admin.freeze_user and
+-- admin.check_books; auditors through the reporting views at the end.
+
+-- ---------------------------------------------------------------------------
+-- Internal helpers (security invoker; called from definer functions)
+-- ---------------------------------------------------------------------------
+
+create or replace function core.setting(setting_name text) returns text
+language sql stable as $$
+  select value from core.settings where name = setting_name
+$$;
+comment on function core.setting(text) is 'Value of a row of core.settings (a DBA edits that table).';
+
+create or replace function core.check_amount(currency text, amount numeric, field text default 'amount')
+returns int
+language plpgsql stable as $$
+declare
+  v_scale int;
+begin
+  select c.scale into v_scale from core.currencies c where c.code = check_amount.currency;
+  if not found then
+    raise exception 'Moeda desconhecida: %.', coalesce(currency, '(vazia)')
+      using errcode = 'BSN01', column = 'currency';
+  end if;
+  if amount is null or amount <= 0 then
+    raise exception 'O valor deve ser maior que zero.' using errcode = 'BSV03', column = field;
+  end if;
+  if amount <> round(amount, v_scale) then
+    raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', currency, v_scale
+      using errcode = 'BSV02', column = field;
+  end if;
+  return v_scale;
+end
+$$;
+comment on function core.check_amount(text, numeric, text) is
+  'Refuses a missing, non-positive or off-scale amount for a currency; returns the currency scale.';
+
+create or replace function core.assert_active_user(user_id bigint) returns core.users
+language plpgsql stable as $$
+declare
+  v_user core.users;
+begin
+  select * into v_user from core.users u where u.id = assert_active_user.user_id;
+  if not found then
+    raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
+  end if;
+  if v_user.status = 'frozen' then
+    raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+  end if;
+  return v_user;
+end
+$$;
+comment on function core.assert_active_user(bigint) is 'The user row; refuses unknown or frozen users.';
+
+create or replace function core.assert_admin(admin_id bigint) returns core.users
+language plpgsql stable as $$
+declare
+  v_user core.users;
+begin
+  select * into v_user from core.users u where u.id = assert_admin.admin_id;
+  if not found or v_user.role <> 'admin' or v_user.status <> 'active' then
+    raise exception 'Apenas administradores podem fazer isso.' using errcode = 'BSA01';
+  end if;
+  return v_user;
+end
+$$;
+comment on function core.assert_admin(bigint) is 'The admin row; refuses anyone who is not an active admin.';
+
+create or replace function core.user_account(user_id bigint, currency text, purpose text default 'available')
+returns bigint
+language sql stable as $$
+  select a.id from core.accounts a
+  where coalesce(a.user_id, 0) = user_account.user_id and a.currency = user_account.currency
+    and a.purpose = user_account.purpose and a.shard = 0
+$$;
+comment on function core.user_account(bigint, text, text) is 'Id of a customer''s available or locked account in a currency.';
+
+create or replace function core.system_account(purpose text, currency text, shard int default 0)
+returns bigint
+language sql stable as $$
+  select a.id from core.accounts a
+  where coalesce(a.user_id, 0) = 0 and a.currency = system_account.currency
+    and a.purpose = system_account.purpose and a.shard = system_account.shard
+$$;
+comment on function core.system_account(text, text, int) is 'Id of a system account (fees, clearing_*, binance_omnibus, adjustments).';
+
+create or replace function core.fee_account(currency text, routing_key text) returns bigint
+language sql stable as $$
+  -- Fee revenue is spread over `fee_shards` sub-accounts so that concurrent
+  -- fee-paying operations do not queue on one hot row (ledger-guide §4.2).
+  -- The shard is a pure function of the routing key, so a retry lands on the
+  -- same row as the first attempt.
+  select core.system_account('fees', currency,
+                             abs(hashtext(routing_key)) % core.setting('fee_shards')::int)
+$$;
+comment on function core.fee_account(text, text) is 'The fee revenue sub-account for a currency, chosen deterministically from a routing key.';
+
+create or replace function core.new_entry_id() returns bigint
+language sql volatile as $$
+  select nextval(pg_get_serial_sequence('core.entries', 'id'))
+$$;
+comment on function core.new_entry_id() is 'Pre-allocates an entry id, so an idempotency record can name its entry before it is written.';
+
+-- ---------------------------------------------------------------------------
+-- Posting: the only writer of postings and cached balances
+-- ---------------------------------------------------------------------------
+
+create or replace function core.post_entry(
+  kind text, reference text, user_id bigint, account_ids bigint[], amounts numeric[],
+  description text default null, entry_id bigint default null, resolves_hold_id bigint default null)
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
+  v_ids bigint[] := '{}';
+  v_currencies text[] := '{}';
+  v_deltas numeric[] := '{}';
+  v_versions bigint[] := '{}';
+  v_after numeric[] := '{}';
+  v_version bigint;
+  v_balance numeric;
+  v_expected int;
+  r record;
+begin
+  if cardinality(account_ids) is distinct from cardinality(amounts) then
+    raise exception 'post_entry: % accounts but % amounts', cardinality(account_ids), cardinality(amounts)
+      using errcode = 'BSX01';
+  end if;
+
+  insert into core.entries (id, kind, reference, description, user_id, resolves_hold_id)
+  values (v_entry, post_entry.kind, post_entry.reference, post_entry.description, post_entry.user_id,
+          post_entry.resolves_hold_id);
+
+  select count(distinct u.id) into v_expected from unnest(account_ids, amounts) u (id, amount);
+
+  -- Net change per account, each account row written once, locked in
+  -- (user_id, id) order with system accounts last: no deadlocks, and the
+  -- shared rows are held for the shortest time.
+  for r in
+    select a.id, a.currency, c.scale, d.delta
+    from (select u.id, sum(u.amount) as delta from unnest(account_ids, amounts) u (id, amount) group by u.id) d
+    join core.accounts a on a.id = d.id
+    join core.currencies c on c.code = a.currency
+    where d.delta <> 0
+    order by a.user_id nulls last, a.id
+  loop
+    if r.delta <> round(r.delta, r.scale) then
+      raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', r.currency, r.scale
+        using errcode = 'BSV02';
+    end if;
+    update core.accounts a
+       set balance = a.balance + r.delta, version = a.version + 1
+     where a.id = r.id and (not a.must_not_go_negative or a.balance + r.delta >= 0)
+    returning a.version, a.balance into v_version, v_balance;
+    if not found then
+      raise exception 'Saldo insuficiente em %.', r.currency using errcode = 'BSF01', column = 'amount';
+    end if;
+    v_ids := v_ids || r.id;
+    v_currencies := v_currencies || r.currency;
+    v_deltas := v_deltas || r.delta;
+    v_versions := v_versions || v_version;
+    v_after := v_after || v_balance;
+  end loop;
+
+  if cardinality(v_ids) < 2 then
+    raise exception 'An entry must move money between at least two accounts (kind %).', kind
+      using errcode = 'BSX01';
+  end if;
+  if (select count(*) from unnest(account_ids) u (id) join core.accounts a on a.id = u.id) <> cardinality(account_ids) then
+    raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
+  end if;
+
+  -- All postings of an entry in one statement: the statement trigger below
+  -- checks they sum to zero per currency.
+  insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
+  select v_entry, u.leg, u.account_id, u.currency, u.amount, u.version, u.after
+  from unnest(v_ids, v_currencies, v_deltas, v_versions, v_after)
+       with ordinality u (account_id, currency, amount, version, after, leg);
+
+  return v_entry;
+end
+$$;
+comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
+  'Writes one journal entry: nets amounts per account, locks and updates each account once in (user_id, id) order, refuses overdrafts (BSF01) and off-scale amounts (BSV02), appends postings with version and balance after.';
+
+-- The database itself refuses an unbalanced entry: every statement that
+-- inserts postings must leave each entry it touched summing to zero per
+-- currency, with at least two legs.
+create or replace function core.tg_postings__balanced() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_bad record;
+begin
+  select p.entry_id, p.currency, sum(p.amount) as total, count(*) as legs into v_bad
+  from core.postings p
+  where p.entry_id in (select distinct n.entry_id from new_postings n)
+  group by p.entry_id, p.currency
+  having sum(p.amount) <> 0
+  limit 1;
+  if found then
+    raise exception 'Unbalanced entry %: % postings sum to % %', v_bad.entry_id, v_bad.legs, v_bad.total, v_bad.currency
+      using errcode = 'BSX01';
+  end if;
+  return null;
+end
+$$;
+comment on function core.tg_postings__balanced() is 'Statement trigger: refuses any entry whose postings do not sum to zero per currency.';
+
+create or replace trigger postings_balanced
+  after insert on core.postings
+  referencing new table as new_postings
+  for each statement execute function core.tg_postings__balanced();
+
+-- History is append-only, even for the owner: corrections are new entries.
+create or replace function core.tg_forbid_change() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  raise exception '% is append-only: % refused', tg_table_name, tg_op using errcode = 'BSX02';
+end
+$$;
+comment on function core.tg_forbid_change() is 'Refuses UPDATE, DELETE and TRUNCATE on append-only tables.';
+
+create or replace trigger entries_immutable before update or delete on core.entries
+  for each row execute function core.tg_forbid_change();
+create or replace trigger entries_no_truncate before truncate on core.entries
+  for each statement execute function core.tg_forbid_change();
+create or replace trigger postings_immutable before update or delete on core.postings
+  for each row execute function core.tg_forbid_change();
+create or replace trigger postings_no_truncate before truncate on core.postings
+  for each statement execute function core.tg_forbid_change();
+create or replace trigger admin_audit_log_immutable before update or delete on core.admin_audit_log
+  for each row execute function core.tg_forbid_change();
+create or replace trigger admin_audit_log_no_truncate before truncate on core.admin_audit_log
+  for each statement execute function core.tg_forbid_change();
+
+-- ---------------------------------------------------------------------------
+-- Idempotency
+-- ---------------------------------------------------------------------------
+
+create or replace function core.claim_idempotency(
+  user_id bigint, key text, operation text, request_hash text, result jsonb)
+returns jsonb
+language plpgsql volatile as $$
+declare
+  v_prior core.idempotency_keys;
+begin
+  if key is null or length(key) not between 1 and 200 then
+    raise exception 'Chave de idempotência ausente ou inválida.' using errcode = 'BSV01', column = 'idempotency_key';
+  end if;
+  -- A concurrent duplicate waits here for the first one to commit, then
+  -- sees its row: both return the same result and only one moves money.
+  insert into core.idempotency_keys (user_id, key, operation, request_hash, result)
+  values (claim_idempotency.user_id, claim_idempotency.key, operation, request_hash, result)
+  on conflict do nothing;
+  if found then
+    return null;
+  end if;
+  select * into strict v_prior from core.idempotency_keys k
+  where k.user_id = claim_idempotency.user_id and k.key = claim_idempotency.key;
+  if v_prior.operation <> claim_idempotency.operation or v_prior.request_hash <> claim_idempotency.request_hash then
+    raise exception 'Esta operação já foi enviada com outros dados. Recarregue a página e tente de novo.'
+      using errcode = 'BSI01', hint = 'idempotency key reused with a different request';
+  end if;
+  return v_prior.result;
+end
+$$;
+comment on function core.claim_idempotency(bigint, text, text, text, jsonb) is
+  'Claims an idempotency key for a user: NULL when claimed now (go ahead), the first result when the same request was already done, BSI01 when the key was used for a different request.';
+
+create or replace function core.finish_idempotency(user_id bigint, key text, result jsonb) returns void
+language sql volatile as $$
+  update core.idempotency_keys k set result = finish_idempotency.result
+  where k.user_id = finish_idempotency.user_id and k.key = finish_idempotency.key
+$$;
+comment on function core.finish_idempotency(bigint, text, jsonb) is 'Stores the result of an operation whose result was not known when its key was claimed.';
+
+-- ---------------------------------------------------------------------------
+-- Holds: funds moved from available to locked, later captured or released
+-- ---------------------------------------------------------------------------
+
+create or replace function core.place_hold(
+  user_id bigint, currency text, amount numeric, purpose text, reference text, expires_at timestamptz default null)
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_entry bigint;
+  v_hold bigint;
+begin
+  perform core.check_amount(currency, amount);
+  v_entry := core.post_entry('hold', reference, user_id,
+    array[core.user_account(user_id, currency, 'available'), core.user_account(user_id, currency, 'locked')],
+    array[-amount, amount], 'Bloqueio: ' || purpose);
+  insert into core.holds (user_id, currency, amount, purpose, reference, created_entry_id, expires_at)
+  values (place_hold.user_id, place_hold.currency, place_hold.amount, place_hold.purpose, place_hold.reference,
+          v_entry, place_hold.expires_at)
+  returning id into v_hold;
+  return v_hold;
+end
+$$;
+comment on function core.place_hold(bigint, text, numeric, text, text, timestamptz) is
+  'Moves an amount from a customer''s available to locked account and records an open hold naming what it is for. BSF01 when the available balance is short.';
+
+create or replace function core.resolve_hold(
+  hold_id bigint, kind text, reference text,
+  dest_account_ids bigint[] default '{}', dest_amounts numeric[] default '{}', description text default null)
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_hold core.holds;
+  v_captured numeric;
+  v_entry bigint;
+  v_ids bigint[];
+  v_amounts numeric[];
+begin
+  select * into v_hold from core.holds h where h.id = resolve_hold.hold_id for update;
+  if not found then
+    raise exception 'Bloqueio % não encontrado.', hold_id using errcode = 'BSN01';
+  end if;
+  if v_hold.status <> 'open' then
+    raise exception 'Bloqueio % já foi resolvido (%).', hold_id, v_hold.status using errcode = 'BSH01';
+  end if;
+  if exists (select from unnest(dest_amounts) a where a is null or a <= 0) then
+    raise exception 'Captura com valor não positivo.' using errcode = 'BSV03';
+  end if;
+  v_captured := coalesce((select sum(a) from unnest(dest_amounts) a), 0);
+  if v_captured > 0 and v_hold.expires_at is not null and v_hold.expires_at < now() then
+    raise exception 'Bloqueio % expirou e não pode mais ser capturado.', hold_id using errcode = 'BSH02';
+  end if;
+  if v_captured > v_hold.amount then
+    raise exception 'Captura de % maior que o bloqueio de %.', v_captured, v_hold.amount using errcode = 'BSH03';
+  end if;
+
+  v_ids := array[core.user_account(v_hold.user_id, v_hold.currency, 'locked')] || dest_account_ids;
+  v_amounts := array[-v_hold.amount] || dest_amounts;
+  if v_captured < v_hold.amount then
+    v_ids := v_ids || core.user_account(v_hold.user_id, v_hold.currency, 'available');
+    v_amounts := v_amounts || (v_hold.amount - v_captured);
+  end if;
+
+  v_entry := core.post_entry(kind, reference, v_hold.user_id, v_ids, v_amounts,
+                             coalesce(description, case when v_captured > 0 then 'Captura' else 'Liberação' end
+                                                   || ': ' || v_hold.purpose),
+                             null, v_hold.id);
+  update core.holds h
+     set status = case when v_captured > 0 then 'captured' else 'released' end,
+         captured = v_captured, resolved_entry_id = v_entry, resolved_at = now()
+   where h.id = v_hold.id;
+  return v_entry;
+end
+$$;
+comment on function core.resolve_hold(bigint, text, text, bigint[], numeric[], text) is
+  'Resolves an open hold exactly once: captures the given amounts to the destination accounts and releases the rest to the owner''s available balance. BSH01 if already resolved, BSH02 if expired, BSH03 if the capture exceeds the hold.';
+
+create or replace function core.release_hold(hold_id bigint, reference text default null) returns bigint
+language sql volatile as $$
+  select core.resolve_hold(hold_id, 'hold_release',
+                           coalesce(reference, (select h.reference from core.holds h where h.id = hold_id)))
+$$;
+comment on function core.release_hold(bigint, text) is 'Releases an open hold in full back to the owner''s available balance.';
+
+create or replace function core.split_hold(hold_id bigint, amount numeric, purpose text, reference text)
+returns table (taken_hold_id bigint, remainder_hold_id bigint)
+language plpgsql volatile as $$
+declare
+  v_hold core.holds;
+  v_taken bigint;
+  v_rest bigint;
+begin
+  select * into v_hold from core.holds h where h.id = split_hold.hold_id for update;
+  if not found then
+    raise exception 'Bloqueio % não encontrado.', hold_id using errcode = 'BSN01';
+  end if;
+  if v_hold.status <> 'open' then
+    raise exception 'Bloqueio % já foi resolvido (%).', hold_id, v_hold.status using errcode = 'BSH01';
+  end if;
+  perform core.check_amount(v_hold.currency, amount);
+  if amount > v_hold.amount then
+    raise exception 'Quantidade maior que a disponível no bloqueio.' using errcode = 'BSH03', column = 'amount';
+  end if;
+  -- No money moves: the funds stay in the locked account, only what they are
+  -- locked for changes. Locked balance = sum of open holds still holds.
+  update core.holds h set status = 'split', resolved_at = now() where h.id = v_hold.id;
+  insert into core.holds (user_id, currency, amount, purpose, reference, split_from, expires_at)
+  values (v_hold.user_id, v_hold.currency, split_hold.amount, split_hold.purpose, split_hold.reference, v_hold.id, null)
+  returning id into v_taken;
+  if amount < v_hold.amount then
+    insert into core.holds (user_id, currency, amount, purpose, reference, split_from, expires_at)
+    values (v_hold.user_id, v_hold.currency, v_hold.amount - split_hold.amount, v_hold.purpose, v_hold.reference,
+            v_hold.id, v_hold.expires_at)
+    returning id into v_rest;
+  end if;
+  return query select v_taken, v_rest;
+end
+$$;
+comment on function core.split_hold(bigint, numeric, text, text) is
+  'Moves part of an open hold to a new hold for another purpose (e.g. from a P2P offer to a trade) without moving money; the rest stays held as a new hold with the original purpose.';
+
+-- ---------------------------------------------------------------------------
+-- Customer operations
+-- ---------------------------------------------------------------------------
+
+create or replace function api.get_wallet(user_id bigint)
+returns table (currency text, name text, scale int, available numeric, locked numeric)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select c.code, c.name, c.scale,
+         coalesce(max(a.balance) filter (where a.purpose = 'available'), 0),
+         coalesce(max(a.balance) filter (where a.purpose = 'locked'), 0)
+  from core.currencies c
+  left join core.accounts a on a.user_id = get_wallet.user_id and a.currency = c.code
+  group by c.code, c.name, c.scale, c.sort_order
+  order by c.sort_order
+$$;
+revoke all on function api.get_wallet(bigint) from public;
+grant execute on function api.get_wallet(bigint) to exchange_app;
+comment on function api.get_wallet(bigint) is
+  'Available and locked balance of a customer in every currency, with each currency''s scale.';
+
+create or replace function api.get_statement(user_id bigint, currency text, page int default 1, page_size int default 25)
+returns table (entry_id bigint, created_at timestamptz, kind text, description text, reference text,
+               bucket text, amount numeric, balance_after numeric, total_rows bigint)
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_available bigint := core.user_account(get_statement.user_id, get_statement.currency, 'available');
+  v_locked bigint := core.user_account(get_statement.user_id, get_statement.currency, 'locked');
+  v_total bigint;
+begin
+  if v_available is null then
+    raise exception 'Moeda desconhecida: %.', currency using errcode = 'BSN01', column = 'currency';
+  end if;
+  if page < 1 or page_size not between 1 and 200 then
+    raise exception 'Página inválida.' using errcode = 'BSV01', column = 'page';
+  end if;
+  -- The account version counts its postings, so the total needs no scan.
+  select sum(a.version) into v_total from core.accounts a where a.id in (v_available, v_locked);
+  -- Newest first, per account along the (account_id, account_version) index,
+  -- then merged: fast however long the history.
+  return query
+  select p.entry_id, e.created_at, e.kind, e.description, e.reference,
+         case when p.account_id = v_available then 'available' else 'locked' end,
+         p.amount, p.balance_after, v_total
+  from (
+    (select * from core.postings q where q.account_id = v_available
+      order by q.account_version desc limit page * page_size)
+    union all
+    (select * from core.postings q where q.account_id = v_locked
+      order by q.account_version desc limit page * page_size)
+  ) p
+  join core.entries e on e.id = p.entry_id
+  order by p.entry_id desc, p.account_id
+  offset (page - 1) * page_size limit page_size;
+end
+$$;
+revoke all on function api.get_statement(bigint, text, int, int) from public;
+grant execute on function api.get_statement(bigint, text, int, int) to exchange_app;
+comment on function api.get_statement(bigint, text, int, int) is
+  'A customer''s statement in one currency, newest first: every posting on the available and locked accounts with the balance after it, paginated (total_rows on every row).';
+
+create or replace function api.transfer(
+  user_id bigint, recipient_email text, currency text, amount numeric, idempotency_key text)
+returns table (entry_id bigint, fee numeric, replayed boolean)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_scale int;
+  v_to bigint;
+  v_entry bigint := core.new_entry_id();
+  v_fee numeric;
+  v_prior jsonb;
+begin
+  perform core.assert_active_user(transfer.user_id);
+  v_scale := core.check_amount(transfer.currency, transfer.amount);
+  select u.id into v_to from core.users u where u.email = lower(btrim(recipient_email)) and u.role = 'customer';
+  if not found then
+    raise exception 'Nenhum cliente com o e-mail %.', recipient_email using errcode = 'BSN01', column = 'recipient_email';
+  end if;
+  if v_to = transfer.user_id then
+    raise exception 'Não é possível transferir para si mesmo.' using errcode = 'BSV01', column = 'recipient_email';
+  end if;
+  perform core.assert_active_user(v_to);
+  v_fee := round(transfer.amount * core.setting('transfer_fee_percent')::numeric / 100, v_scale);
+
+  v_prior := core.claim_idempotency(transfer.user_id, idempotency_key, 'transfer',
+               md5(concat_ws('|', v_to, transfer.currency, trim_scale(transfer.amount))),
+               jsonb_build_object('entry_id', v_entry, 'fee', v_fee));
+  if v_prior is not null then
+    return query select (v_prior ->> 'entry_id')::bigint, (v_prior ->> 'fee')::numeric, true;
+    return;
+  end if;
+
+  if v_fee > 0 then
+    perform core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[core.user_account(transfer.user_id, transfer.currency), core.user_account(v_to, transfer.currency),
+            core.fee_account(transfer.currency, idempotency_key)],
+      array[-(transfer.amount + v_fee), transfer.amount, v_fee], 'Transferência entre clientes', v_entry);
+  else
+    perform core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[core.user_account(transfer.user_id, transfer.currency), core.user_account(v_to, transfer.currency)],
+      array[-transfer.amount, transfer.amount], 'Transferência entre clientes', v_entry);
+  end if;
+  return query select v_entry, v_fee, false;
+end
+$$;
+revoke all on function api.transfer(bigint, text, text, numeric, text) from public;
+grant execute on function api.transfer(bigint, text, text, numeric, text) to exchange_app;
+comment on function api.transfer(bigint, text, text, numeric, text) is
+  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self, BSV02/BSV03 amount, BSF01 insufficient funds, BSA02 frozen, BSI01 key reused.';
+
+-- ---------------------------------------------------------------------------
+-- Operator operations
+-- ---------------------------------------------------------------------------
+
+create or replace function core.audit(admin_id bigint, action text, target_user_id bigint, reason text, details jsonb default '{}')
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_id bigint;
+begin
+  if reason is null or length(btrim(reason)) = 0 then
+    raise exception 'Informe o motivo.' using errcode = 'BSV01', column = 'reason';
+  end if;
+  insert into core.admin_audit_log (admin_id, action, target_user_id, reason, details)
+  values (admin_id, action, target_user_id, btrim(reason), coalesce(details, '{}'))
+  returning id into v_id;
+  return v_id;
+end
+$$;
+comment on function core.audit(bigint, text, bigint, text, jsonb) is 'Appends a row to the admin audit log (who did what, to whom, why).';
+
+create or replace function admin.adjust_balance(
+  admin_id bigint, user_id bigint, currency text, amount numeric, reason text, idempotency_key text)
+returns table (entry_id bigint, replayed boolean)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_entry bigint := core.new_entry_id();
+  v_prior jsonb;
+begin
+  perform core.assert_admin(admin_id);
+  if amount is null or amount = 0 then
+    raise exception 'O ajuste não pode ser zero.' using errcode = 'BSV03', column = 'amount';
+  end if;
+  perform core.check_amount(currency, abs(amount));
+  if not exists (select from core.users u where u.id = adjust_balance.user_id and u.role = 'customer') then
+    raise exception 'Cliente não encontrado.' using errcode = 'BSN01', column = 'user_id';
+  end if;
+  if reason is null or length(btrim(reason)) < 5 then
+    raise exception 'Informe um motivo (ao menos 5 caracteres).' using errcode = 'BSV01', column = 'reason';
+  end if;
+  v_prior := core.claim_idempotency(adjust_balance.user_id, 'adjust:' || idempotency_key, 'adjust_balance',
+               md5(concat_ws('|', currency, trim_scale(amount), reason)), jsonb_build_object('entry_id', v_entry));
+  if v_prior is not null then
+    return query select (v_prior ->> 'entry_id')::bigint, true;
+    return;
+  end if;
+  perform core.post_entry('adjustment', 'adjustment:' || idempotency_key, adjust_balance.user_id,
+    array[core.user_account(adjust_balance.user_id, currency), core.system_account('adjustments', currency)],
+    array[amount, -amount], reason, v_entry);
+  perform core.audit(admin_id, 'adjust_balance', adjust_balance.user_id, reason,
+                     jsonb_build_object('currency', currency, 'amount', amount, 'entry_id', v_entry));
+  return query select v_entry, false;
+end
+$$;
+revoke all on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) from public;
+grant execute on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) to exchange_app, exchange_admin;
+comment on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) is
+  'Journaled manual adjustment: credits (positive) or debits (negative) a customer''s available balance against the adjustments account, with a mandatory reason, recorded in the admin audit log. Idempotent per key. BSA01 not admin, BSF01 a debit larger than the balance.';
+
+create or replace function admin.set_user_status(admin_id bigint, user_id bigint, status text, reason text)
+returns void
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  perform core.assert_admin(admin_id);
+  if status not in ('active', 'frozen') then
+    raise exception 'Situação inválida: %.', status using errcode = 'BSV01', column = 'status';
+  end if;
+  if admin_id = user_id then
+    raise exception 'Um administrador não pode alterar a própria conta.' using errcode = 'BSA01';
+  end if;
+  update core.users u set status = set_user_status.status,
+                          frozen_reason = case when set_user_status.status = 'frozen' then reason end
+   where u.id = set_user_status.user_id;
+  if not found then
+    raise exception 'Cliente não encontrado.' using errcode = 'BSN01', column = 'user_id';
+  end if;
+  perform core.audit(admin_id, case when status = 'frozen' then 'freeze_user' else 'unfreeze_user' end,
+                     user_id, reason);
+end
+$$;
+revoke all on function admin.set_user_status(bigint, bigint, text, text) from public;
+grant execute on function admin.set_user_status(bigint, bigint, text, text) to exchange_app, exchange_admin;
+comment on function admin.set_user_status(bigint, bigint, text, text) is
+  'Freezes (status frozen: no money moves in or out) or unfreezes a customer, with a reason in the admin audit log.';
+
+create or replace function admin.find_user(admin_id bigint, email text)
+returns table (user_id bigint, email text, display_name text, role text, status text, kyc_level int, created_at timestamptz)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select u.id, u.email, u.display_name, u.role, u.status, u.kyc_level, u.created_at
+  from core.users u, core.assert_admin(find_user.admin_id) a
+  where u.email = lower(btrim(find_user.email))
+$$;
+revoke all on function admin.find_user(bigint, text) from public;
+grant execute on function admin.find_user(bigint, text) to exchange_app, exchange_admin;
+comment on function admin.find_user(bigint, text) is 'Looks a user up by e-mail (admins only).';
+
+-- ---------------------------------------------------------------------------
+-- Reporting (auditors): read-only views; the auditor holds no table rights
+-- ---------------------------------------------------------------------------
+
+create view reporting.trial_balance as
+select c.code as currency,
+       coalesce((select sum(p.amount) from core.postings p where p.currency = c.code), 0) as total,
+       coalesce((select sum(a.balance) from core.accounts a where a.currency = c.code), 0) as cached_total
+from core.currencies c
+order by c.sort_order;
+comment on view reporting.trial_balance is
+  'Sum of every posting (total) and of every cached balance (cached_total) per currency. Healthy: both are 0 for every currency.';
+
+create view reporting.balance_mismatches as
+select a.id as account_id, a.user_id, a.currency, a.purpose, a.balance as cached, coalesce(s.total, 0) as computed
+from core.accounts a
+left join (select p.account_id, sum(p.amount) as total from core.postings p group by p.account_id) s
+  on s.account_id = a.id
+where a.balance <> coalesce(s.total, 0);
+comment on view reporting.balance_mismatches is
+  'Accounts whose cached balance differs from the sum of their postings. Healthy: empty.';
+
+create view reporting.user_balances as
+select u.id as user_id, u.email, a.currency,
+       sum(a.balance) filter (where a.purpose = 'available') as available,
+       sum(a.balance) filter (where a.purpose = 'locked') as locked
+from core.users u
+join core.accounts a on a.user_id = u.id
+group by u.id, u.email, a.currency;
+comment on view reporting.user_balances is
+  'Available and locked balance of every customer per currency. Healthy: available >= 0 and locked >= 0.';
+
+create view reporting.journal as
+select e.id as entry_id, e.created_at, e.kind, e.reference, e.description, p.leg, p.account_id,
+       a.user_id, a.purpose, p.currency, p.amount, p.balance_after
+from core.entries e
+join core.postings p on p.entry_id = e.id
+join core.accounts a on a.id = p.account_id;
+comment on view reporting.journal is 'Every posting with its entry: the complete, append-only journal.';
+
+create view reporting.system_balances as
+select a.purpose, a.currency, sum(a.balance) as balance, count(*) as accounts
+from core.accounts a where a.user_id is null
+group by a.purpose, a.currency;
+comment on view reporting.system_balances is
+  'Balance of each system account kind per currency (fee shards summed). Fees are revenue (>= 0); clearing and omnibus accounts mirror money outside the ledger (negative = assets held at the provider).';
+
+create view reporting.open_holds as
+select h.id as hold_id, h.user_id, h.currency, h.amount, h.purpose, h.reference, h.expires_at, h.created_at
+from core.holds h where h.status = 'open';
+comment on view reporting.open_holds is 'Every open hold. Healthy: per customer and currency they sum to the locked balance.';
+
+create view reporting.held_mismatches as
+select a.user_id, a.currency, a.balance as locked, coalesce(h.total, 0) as open_holds
+from core.accounts a
+left join (select h.user_id, h.currency, sum(h.amount) as total from core.holds h where h.status = 'open'
+           group by h.user_id, h.currency) h on h.user_id = a.user_id and h.currency = a.currency
+where a.purpose = 'locked' and a.balance <> coalesce(h.total, 0);
+comment on view reporting.held_mismatches is 'Customers whose locked balance differs from the sum of their open holds. Healthy: empty.';
+
+create view reporting.admin_audit_log as
+select l.id, l.created_at, l.admin_id, adm.email as admin_email, l.action, l.target_user_id, l.reason, l.details
+from core.admin_audit_log l left join core.users adm on adm.id = l.admin_id;
+comment on view reporting.admin_audit_log is 'Append-only log of every admin action: who, what, to whom, when and why.';
+
+-- Every invariant of ledger-guide §5 that can be checked in SQL.
+create view reporting.books_health (check_name, detail) as
+  -- I1: per currency, all balances sum to zero.
+  select 'zero_sum', format('%s: accounts sum to %s', a.currency, sum(a.balance))
+  from core.accounts a group by a.currency having sum(a.balance) <> 0
+  union all
+  -- I2: every entry sums to zero per currency.
+  select 'unbalanced_entry', format('entry %s %s sums to %s', p.entry_id, p.currency, sum(p.amount))
+  from core.postings p group by p.entry_id, p.currency having sum(p.amount) <> 0
+  union all
+  -- I3: per-account chain: versions 1..n contiguous, before + amount = after.
+  select 'broken_chain', format('account %s version %s: %s', c.account_id, c.account_version, c.problem)
+  from (
+    select p.account_id, p.account_version,
+           case
+             when p.account_version <> row_number() over w then 'version gap'
+             when coalesce(lag(p.balance_after) over w, 0) + p.amount <> p.balance_after then 'balance_after mismatch'
+           end as problem
+    from core.postings p
+    window w as (partition by p.account_id order by p.account_version)
+  ) c where c.problem is not null
+  union all
+  -- I4: cached balance = sum of postings, and the version = number of postings.
+  select 'cached_balance', format('account %s: cached %s (v%s), computed %s (v%s)', a.id, a.balance, a.version,
+                                  coalesce(s.total, 0), coalesce(s.n, 0))
+  from core.accounts a
+  left join (select p.account_id, sum(p.amount) as total, count(*) as n from core.postings p group by p.account_id) s
+    on s.account_id = a.id
+  where a.balance <> coalesce(s.total, 0) or a.version <> coalesce(s.n, 0)
+  union all
+  -- I5: no customer balance below zero.
+  select 'negative_balance', format('account %s (%s %s) is %s', a.id, a.purpose, a.currency, a.balance)
+  from core.accounts a where a.must_not_go_negative and a.balance < 0
+  union all
+  -- Holds: locked balance = sum of open holds.
+  select 'held_mismatch', format('user %s %s: locked %s, open holds %s', a.user_id, a.currency, a.balance,
+                                 coalesce(h.total, 0))
+  from core.accounts a
+  left join (select h.user_id, h.currency, sum(h.amount) as total from core.holds h where h.status = 'open'
+             group by h.user_id, h.currency) h on h.user_id = a.user_id and h.currency = a.currency
+  where a.purpose = 'locked' and a.balance <> coalesce(h.total, 0)
+  union all
+  -- I7: a hold resolved at most once, captured within its amount.
+  select 'hold_resolution', format('hold %s: status %s, %s resolving entries', h.id, h.status, count(e.id))
+  from core.holds h left join core.entries e on e.resolves_hold_id = h.id
+  group by h.id, h.status
+  having count(e.id) > 1 or (h.status in ('captured', 'released') and count(e.id) <> 1)
+      or (h.status in ('open', 'split') and count(e.id) <> 0)
+  union all
+  -- I9: a posting's currency is its account's currency.
+  select 'currency_mismatch', format('entry %s leg %s', p.entry_id, p.leg)
+  from core.postings p join core.accounts a on a.id = p.account_id where a.currency <> p.currency;
+comment on view reporting.books_health is 'Failures of admin.check_books() (ledger invariants). Healthy: empty.';
+
+grant select on all tables in schema reporting to exchange_auditor, exchange_admin;
+
+create or replace function admin.check_books()
+returns table (check_name text, detail text)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select h.check_name, h.detail from reporting.books_health h
+$$;
+revoke all on function admin.check_books() from public;
+grant execute on function admin.check_books() to exchange_app, exchange_admin;
+comment on function admin.check_books() is
+  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
+
+
+create or replace function api.health()
+returns table (database_time timestamptz, currencies int)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select now(), (select count(*)::int from core.currencies)
+$$;
+revoke all on function api.health() from public;
+grant execute on function api.health() to exchange_app;
+comment on function api.health() is 'Liveness probe for /healthz: the database answers as exchange_app.';

@@ -1,0 +1,172 @@
+"""Test fixtures: a throwaway PostgreSQL cluster, databases cloned from a migrated template.
+
+- `pg` (session): a private cluster in a temp directory on a free port, destroyed at the end.
+- `db_url` (per test): the owner URL of a fresh database cloned from the template.
+- `owner`: an autocommit connection as the owner (SQL-level tests, planting corruption).
+- `app`, `client`: the Flask app on that database, CSRF on; `forms` posts forms with their token.
+- `books(conn)`: assert the books balance (zero-sum, cached = computed, nothing negative, holds).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import socket
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from webapp import migrate
+from webapp.devcluster import Cluster
+
+TEMPLATE = "bsm_template"
+_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg():
+    if os.environ.get("TEST_DATABASE_ADMIN_URL"):
+        yield None  # an existing server (owner URL of its `postgres` database)
+        return
+    base = Path(tempfile.mkdtemp(prefix="bsm-test-")) / "pg"
+    cluster = Cluster(base=base, port=free_port())
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def admin_url(pg):
+    return os.environ.get("TEST_DATABASE_ADMIN_URL") or pg.url("postgres")
+
+
+def url_for_db(admin_url: str, dbname: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + f"/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def template_url(admin_url):
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {TEMPLATE}")
+        conn.execute(f"create database {TEMPLATE}")
+    url = url_for_db(admin_url, TEMPLATE)
+    migrate.upgrade(url, log=lambda *_: None)
+    return url
+
+
+def create_database(admin_url: str, template_url: str) -> str:
+    name = f"bsm_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"create database {name} template {TEMPLATE}")
+    return url_for_db(admin_url, name)
+
+
+@pytest.fixture
+def db_url(admin_url, template_url):
+    return create_database(admin_url, template_url)
+
+
+@pytest.fixture
+def owner(db_url):
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def books(conn) -> None:
+    """The books balance: zero-sum per currency, cached = computed, nothing negative, holds match."""
+    with psycopg.ClientCursor(conn) as cur:
+        cur.row_factory = dict_row
+        bad_totals = cur.execute("select * from reporting.trial_balance where total <> 0 or cached_total <> 0").fetchall()
+        mismatches = cur.execute("select * from reporting.balance_mismatches").fetchall()
+        negative = cur.execute("select * from reporting.user_balances where available < 0 or locked < 0").fetchall()
+        held = cur.execute("select * from reporting.held_mismatches").fetchall()
+        failures = cur.execute("select * from admin.check_books()").fetchall()
+    assert bad_totals == [], bad_totals
+    assert mismatches == [], mismatches
+    assert negative == [], negative
+    assert held == [], held
+    assert failures == [], failures
+
+
+@pytest.fixture
+def app(db_url):
+    from webapp import create_app
+    from webapp.config import role_url
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "DATABASE_URL": db_url,
+        "APP_DATABASE_URL": role_url(db_url, "exchange_app"),
+        "AUDIT_DATABASE_URL": role_url(db_url, "exchange_auditor"),
+        "RATELIMIT_ENABLED": True,
+        "DB_POOL_MAX": 4,
+    })
+    yield app
+    for key in ("db_app", "db_audit"):
+        app.extensions[key].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+class Forms:
+    """Post a form the way a browser does: GET the page, send its CSRF token back."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def token(self, url: str) -> str:
+        page = self.client.get(url)
+        match = CSRF.search(page.get_data(as_text=True))
+        assert match, f"no CSRF token on {url}"
+        return match.group(1) or match.group(2)
+
+    def post(self, url: str, data: dict, form_url: str | None = None, **kwargs):
+        html = self.client.get(form_url or url).get_data(as_text=True)
+        payload = dict(data)
+        match = CSRF.search(html)
+        if match:
+            payload.setdefault("csrf_token", match.group(1) or match.group(2))
+        hidden = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', html)
+        if hidden:
+            payload.setdefault("idempotency_key", hidden.group(1))
+        return self.client.post(url, data=payload, **kwargs)
+
+
+@pytest.fixture
+def forms(client):
+    return Forms(client)
+
+
+DEMO_PASSWORD = "demo-pass-2026"
+
+
+@pytest.fixture
+def demo(owner):
+    """The demo data of DESIGN.md §6; returns {email: user_id}."""
+    from werkzeug.security import generate_password_hash
+    owner.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000"),))
+    return {r["email"]: r["id"] for r in owner.execute("select id, email from core.users")}
+
+
+@pytest.fixture
+def login(forms):
+    def do(email: str, password: str = DEMO_PASSWORD):
+        response = forms.post("/login", {"email": email, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        return response
+    return do

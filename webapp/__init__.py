@@ -1,0 +1,131 @@
+"""bs-market: a Brazilian P2P crypto exchange. `create_app` builds the web app."""
+from __future__ import annotations
+
+import logging
+import secrets
+
+from dotenv import load_dotenv
+from flask import Flask, render_template, request, session
+from flask_babel import Babel
+from flask_bootstrap import Bootstrap5
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from . import config as config_module
+from . import db, formatting
+from .errors import DomainError
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+babel = Babel()
+
+LANGUAGES = {"pt_BR": "Português", "en": "English"}
+
+
+def select_locale():
+    lang = session.get("lang")
+    if lang in LANGUAGES:
+        return lang
+    return "pt_BR"  # pt-BR by default; English only when the customer picks it
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    load_dotenv()
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(config_module.from_environment())
+    app.config.update(
+        BOOTSTRAP_SERVE_LOCAL=True,
+        BABEL_DEFAULT_LOCALE="pt_BR",
+        BABEL_DEFAULT_TIMEZONE="America/Sao_Paulo",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=6 * 1024 * 1024,
+    )
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.logger.warning("SECRET_KEY not set: using a random one (sessions end on restart)")
+    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI", "memory://")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    Bootstrap5(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Entre para continuar."
+    login_manager.login_message_category = "warning"
+    formatting.init_app(app)
+
+    from .auth import bp as auth_bp
+    from .auth.views import load_user  # noqa: F401  (registers the user loader)
+    from .wallet import bp as wallet_bp
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(wallet_bp)
+    _register_optional_blueprints(app)
+
+    from . import cli
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        row = db.call_one("api.health")
+        return {"status": "ok", "database_time": row["database_time"].isoformat()}
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("error.html", title="Sessão expirada",
+                               message="O formulário expirou ou veio de outro site. Recarregue a página e tente de novo."), 400
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc):
+        return render_template("error.html", title="Não foi possível concluir", message=exc.message), exc.status
+
+    @app.errorhandler(429)
+    def too_many(exc):
+        return render_template("error.html", title="Muitas tentativas",
+                               message="Muitas tentativas em pouco tempo. Aguarde um minuto e tente de novo."), 429
+
+    @app.errorhandler(404)
+    def not_found(exc):
+        return render_template("error.html", title="Página não encontrada",
+                               message="O endereço não existe ou não está disponível para você."), 404
+
+    @app.errorhandler(403)
+    def forbidden(exc):
+        return render_template("error.html", title="Acesso negado",
+                               message="Você não tem permissão para ver esta página."), 403
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+            "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+        return response
+
+    return app
+
+
+def _register_optional_blueprints(app):
+    """Blueprints of the other domains, registered when present."""
+    import importlib
+    for name in ("deposits", "withdrawals", "market", "p2p", "kyc", "admin", "audit", "webhooks",
+                 "notifications", "metrics"):
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        app.register_blueprint(module.bp)

@@ -1,0 +1,37 @@
+"""Forms of the auth blueprint: their shape only; the database decides the rest."""
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
+
+COMMON_PASSWORDS = {
+    "1234567890", "12345678910", "senha12345", "password123", "qwertyuiop", "abcdefghij",
+    "senhasenha", "minhasenha", "bitcoin123", "0987654321", "1q2w3e4r5t", "iloveyou12",
+}
+
+
+def strong_password(form, field):
+    """At least 10 characters, not a common password, not only digits, not the e-mail."""
+    value = field.data or ""
+    if len(value) < 10:
+        raise ValidationError("A senha precisa ter pelo menos 10 caracteres.")
+    if value.lower() in COMMON_PASSWORDS or len(set(value)) < 4:
+        raise ValidationError("Essa senha é fácil demais de adivinhar. Escolha outra.")
+    if value.isdigit():
+        raise ValidationError("Use letras além de números na senha.")
+    email = (form.email.data or "").lower()
+    local = email.split("@")[0]
+    if local and len(local) >= 4 and local in value.lower():
+        raise ValidationError("A senha não pode conter o seu e-mail.")
+
+
+class RegisterForm(FlaskForm):
+    display_name = StringField("Nome", validators=[DataRequired("Informe seu nome."), Length(max=80)])
+    email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail."),
+                                             Email("Informe um e-mail válido.", check_deliverability=False)])
+    password = PasswordField("Senha", validators=[DataRequired("Escolha uma senha."), strong_password])
+    confirm = PasswordField("Confirme a senha", validators=[EqualTo("password", "As senhas não conferem.")])
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail.")])
+    password = PasswordField("Senha", validators=[DataRequired("Informe sua senha.")])

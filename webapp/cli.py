@@ -1,0 +1,42 @@
+"""Command-line interface: `flask --app wsgi db upgrade | seed-demo | worker`."""
+from __future__ import annotations
+
+import click
+import psycopg
+from flask import current_app
+from flask.cli import AppGroup
+from werkzeug.security import generate_password_hash
+
+from . import migrate
+
+DEMO_PASSWORD = "demo-pass-2026"
+
+db_cli = AppGroup("db", help="Database schema: migrations and sql/.")
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Apply migrations/ and sql/ to DATABASE_URL (idempotent)."""
+    migrate.upgrade(current_app.config["DATABASE_URL"], log=click.echo)
+
+
+@click.command("seed-demo")
+def seed_demo():
+    """Create the demo users and fund them through ledger entries (idempotent)."""
+    with psycopg.connect(current_app.config["DATABASE_URL"]) as conn:
+        rows = conn.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD),)).fetchall()
+    for email, role in rows:
+        click.echo(f"  {email:24} {role:9} password: {DEMO_PASSWORD}")
+
+
+@click.command("worker")
+def worker():
+    """Run the scheduler (prices, expiries, reconciliation, payouts): one leader at a time."""
+    from . import jobs
+    jobs.run_worker(current_app._get_current_object())
+
+
+def init_app(app):
+    app.cli.add_command(db_cli)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(worker)

@@ -1,0 +1,60 @@
+"""Configuration from the environment (a `.env` file is read when present).
+
+Names follow DESIGN.md §6. DATABASE_URL is the owner's URL (migrations,
+seeding, `make psql`); the web and the worker log in as `exchange_app` and the
+audit section as `exchange_auditor`: by default the same server and database
+as DATABASE_URL with the user swapped, or APP_DATABASE_URL and
+AUDIT_DATABASE_URL when set (production, with passwords).
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+def role_url(database_url: str, role: str) -> str:
+    """The same server and database as `database_url`, as another role."""
+    params = conninfo_to_dict(database_url)
+    params.pop("password", None)
+    params["user"] = role
+    return make_conninfo(**params)
+
+
+def from_environment() -> dict:
+    env = os.environ
+    database_url = env.get("DATABASE_URL", "")
+    sandbox_mp = not env.get("MERCADO_PAGO_ACCESS_TOKEN")
+    sandbox_binance = not env.get("BINANCE_API_KEY")
+    config = {
+        "SECRET_KEY": env.get("SECRET_KEY"),
+        "DATABASE_URL": database_url,
+        "APP_DATABASE_URL": env.get("APP_DATABASE_URL") or (role_url(database_url, "exchange_app") if database_url else ""),
+        "AUDIT_DATABASE_URL": env.get("AUDIT_DATABASE_URL") or (role_url(database_url, "exchange_auditor") if database_url else ""),
+        "DB_POOL_MAX": int(env.get("DB_POOL_MAX", "10")),
+        "APP_URL": env.get("APP_URL", f"http://127.0.0.1:{env.get('PORT', '8000')}"),
+        "MERCADO_PAGO_ACCESS_TOKEN": env.get("MERCADO_PAGO_ACCESS_TOKEN", "TEST-sandbox-token" if sandbox_mp else ""),
+        "MERCADO_PAGO_PUBLIC_KEY": env.get("MERCADO_PAGO_PUBLIC_KEY", ""),
+        "MERCADO_PAGO_WEBHOOK_SECRET": env.get("MERCADO_PAGO_WEBHOOK_SECRET", "sandbox-webhook-secret" if sandbox_mp else ""),
+        "MERCADO_PAGO_BASE_URL": env.get("MERCADO_PAGO_BASE_URL", "http://127.0.0.1:8001" if sandbox_mp else "https://api.mercadopago.com"),
+        "BINANCE_API_KEY": env.get("BINANCE_API_KEY", "sandbox-key" if sandbox_binance else ""),
+        "BINANCE_SECRET_KEY": env.get("BINANCE_SECRET_KEY", "sandbox-secret" if sandbox_binance else ""),
+        "BINANCE_TESTNET": env.get("BINANCE_TESTNET", "false").lower() in ("1", "true", "yes"),
+        "BINANCE_BASE_URL": env.get("BINANCE_BASE_URL", "http://127.0.0.1:8002" if sandbox_binance else "https://api.binance.com"),
+        "INTER_CLIENT_ID": env.get("INTER_CLIENT_ID", ""),
+        "INTER_CLIENT_SECRET": env.get("INTER_CLIENT_SECRET", ""),
+        "INTER_CERT_PATH": env.get("INTER_CERT_PATH", ""),
+        "INTER_BASE_URL": env.get("INTER_BASE_URL", ""),
+        "PIX_PROVIDER": env.get("PIX_PROVIDER", "mercadopago"),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "SESSION_COOKIE_SECURE": env.get("APP_URL", "").startswith("https://"),
+        "SANDBOX": sandbox_mp or sandbox_binance,
+    }
+    if env.get("BINANCE_TESTNET", "").lower() in ("1", "true", "yes") and not env.get("BINANCE_BASE_URL"):
+        config["BINANCE_BASE_URL"] = "https://testnet.binance.vision"
+    return config
+
+
+def to_decimal(value) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))

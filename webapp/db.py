@@ -1,0 +1,108 @@
+"""The database: connection pools and the one way Python talks to SQL.
+
+    from webapp import db
+    rows = db.call("api.get_wallet", user_id=current_user.id)
+    row = db.call_one("api.transfer", user_id=…, recipient_email=…, …)
+
+Each call is one `select * from <function>(name => value, …)` in its own
+transaction, on a pooled connection of the `exchange_app` role, which can
+execute api/admin functions and nothing else. A `BSxxx` error becomes a
+`DomainError`; a deadlock or serialization failure is retried. There is no
+SQL text anywhere else in the app (the audit section reads reporting views
+through `audit_query`, on its own pool as `exchange_auditor`).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import psycopg
+from flask import current_app
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .errors import DomainError, is_domain_sqlstate
+
+log = logging.getLogger(__name__)
+
+FUNCTION_NAME = re.compile(r"^(api|admin)\.[a-z_][a-z0-9_]*$")
+VIEW_NAME = re.compile(r"^reporting\.[a-z_][a-z0-9_]*$")
+RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+def make_pool(conninfo: str, name: str, max_size: int = 10) -> ConnectionPool:
+    pool = ConnectionPool(conninfo, name=name, min_size=1, max_size=max_size, open=False,
+                          kwargs={"row_factory": dict_row, "autocommit": False,
+                                  "application_name": f"bs-market-{name}"})
+    pool.open(wait=False)
+    return pool
+
+
+def init_app(app):
+    """Create the pools for this app (closed with the process)."""
+    if not app.config.get("APP_DATABASE_URL"):
+        raise RuntimeError("DATABASE_URL is not set: run `make run`, or export DATABASE_URL")
+    app.extensions["db_app"] = make_pool(app.config["APP_DATABASE_URL"], "app", app.config["DB_POOL_MAX"])
+    app.extensions["db_audit"] = make_pool(app.config["AUDIT_DATABASE_URL"], "audit", 4)
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    diag = exc.diag
+    if is_domain_sqlstate(diag.sqlstate):
+        return DomainError(diag.sqlstate, diag.message_primary or str(exc), diag.column_name, diag.message_hint)
+    return exc
+
+
+def call_with(pool: ConnectionPool, function: str, kwargs: dict, retries: int = 3) -> list[dict]:
+    """Run one SQL function with named arguments in its own transaction."""
+    if not FUNCTION_NAME.match(function):
+        raise ValueError(f"not an api/admin function: {function!r}")
+    schema, name = function.split(".")
+    args = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs)
+    query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
+    for attempt in range(retries + 1):
+        try:
+            with pool.connection() as conn:
+                with conn.transaction():
+                    return conn.execute(query, kwargs).fetchall()
+        except psycopg.Error as exc:
+            if exc.diag.sqlstate in RETRY_SQLSTATES and attempt < retries:
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            raise _translate(exc) from exc
+    raise AssertionError("unreachable")
+
+
+def call(function: str, **kwargs) -> list[dict]:
+    """Call an api.*/admin.* function as exchange_app; rows as dicts."""
+    return call_with(current_app.extensions["db_app"], function, kwargs)
+
+
+def call_one(function: str, **kwargs) -> dict | None:
+    rows = call(function, **kwargs)
+    return rows[0] if rows else None
+
+
+def audit_query(view: str, order_by: str | None = None, descending: bool = False,
+                limit: int = 50, offset: int = 0, filters: dict | None = None) -> list[dict]:
+    """Read a reporting view as exchange_auditor (cannot write, even by a bug)."""
+    if not VIEW_NAME.match(view):
+        raise ValueError(f"not a reporting view: {view!r}")
+    schema, name = view.split(".")
+    query = sql.SQL("select * from {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    params: dict = {}
+    if filters:
+        query += sql.SQL(" where ") + sql.SQL(" and ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in filters)
+        params.update(filters)
+    if order_by:
+        query += sql.SQL(" order by {} {}").format(sql.Identifier(order_by),
+                                                   sql.SQL("desc" if descending else "asc"))
+    query += sql.SQL(" limit {} offset {}").format(sql.Literal(int(limit)), sql.Literal(int(offset)))
+    with current_app.extensions["db_audit"].connection() as conn:
+        conn.read_only = True
+        with conn.transaction():
+            return conn.execute(query, params).fetchall()

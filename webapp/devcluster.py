@@ -1,0 +1,203 @@
+"""A private PostgreSQL 15 cluster for development and tests.
+
+`make run` and `make test` use this when DATABASE_URL is not set: the data
+directory and the socket live in an ignored folder (`.local/pg`) and the
+server listens on its own port on 127.0.0.1, so nothing on the machine is
+touched. PostgreSQL refuses to run as root, so when we are root the server
+runs as the unprivileged `postgres` user (created if missing); in that case
+the data directory must be reachable by that user, and a checkout inside a
+root-only home directory keeps its cluster under the system temp directory.
+
+    python -m webapp.devcluster start    # init if needed, start, print the owner URL
+    python -m webapp.devcluster stop
+    python -m webapp.devcluster url
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_PORT = 54329
+DB_NAME = "bsmarket"
+SUPERUSER = "postgres"
+
+
+def pg_bindir() -> Path:
+    """Where initdb, pg_ctl and postgres live (pg_config --bindir)."""
+    for candidate in (os.environ.get("PG_BINDIR"),):
+        if candidate:
+            return Path(candidate)
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+        path = Path(out.stdout.strip())
+        if (path / "initdb").exists():
+            return path
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    for version in ("15", "16", "17"):
+        path = Path(f"/usr/lib/postgresql/{version}/bin")
+        if (path / "initdb").exists():
+            return path
+    raise SystemExit("PostgreSQL binaries not found: install postgresql-15 or set PG_BINDIR")
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run_as() -> list[str]:
+    """Prefix that runs a server command as an unprivileged user when we are root."""
+    if not _is_root():
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _reachable_by_postgres(path: Path) -> bool:
+    """True if every parent of `path` can be traversed by the postgres user."""
+    if not _is_root():
+        return True
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    result = subprocess.run(_run_as() + ["test", "-x", str(probe)], capture_output=True)
+    return result.returncode == 0
+
+
+def default_base() -> Path:
+    """`.local/pg` in the project, or a temp folder when postgres cannot reach it."""
+    base = PROJECT / ".local" / "pg"
+    if _reachable_by_postgres(PROJECT):
+        return base
+    digest = hashlib.sha1(str(PROJECT).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"bs-market-{digest}" / "pg"
+
+
+class Cluster:
+    """One PostgreSQL cluster: data directory, socket directory and port."""
+
+    def __init__(self, base: Path | None = None, port: int | None = None):
+        self.base = Path(base) if base else default_base()
+        self.datadir = self.base / "data"
+        self.sockdir = self.base / "run"
+        self.logfile = self.base / "server.log"
+        self.port = port or int(os.environ.get("PGPORT_PRIVATE", DEFAULT_PORT))
+        self.bindir = pg_bindir()
+
+    # -- helpers ---------------------------------------------------------
+    def _server_cmd(self, *args: str, check=True, capture=True):
+        cmd = _run_as() + [str(self.bindir / args[0]), *args[1:]]
+        return subprocess.run(cmd, check=check, capture_output=capture, text=True)
+
+    def _prepare_dirs(self):
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        if _is_root():
+            pg = pwd.getpwnam("postgres")
+            for path in (self.base, self.sockdir):
+                os.chown(path, pg.pw_uid, pg.pw_gid)
+            if self.datadir.exists():
+                os.chown(self.datadir, pg.pw_uid, pg.pw_gid)
+            # the postgres user needs to traverse the parents it just created
+            for parent in list(self.base.parents)[:3]:
+                if parent.exists() and str(parent).startswith(tempfile.gettempdir()):
+                    parent.chmod(parent.stat().st_mode | 0o711)
+
+    def url(self, dbname: str = DB_NAME, user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    # -- lifecycle -------------------------------------------------------
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        if not self.initialized():
+            return False
+        result = self._server_cmd("pg_ctl", "status", "-D", str(self.datadir), check=False)
+        return result.returncode == 0
+
+    def init(self):
+        self._prepare_dirs()
+        self._server_cmd("initdb", "-D", str(self.datadir), "-U", SUPERUSER, "--auth=trust",
+                         "--encoding=UTF8", "--locale=C.UTF-8")
+        # A private cluster: loopback only, its own socket folder, tuned for a
+        # small machine running many short transactions.
+        settings = f"""
+listen_addresses = '127.0.0.1'
+port = {self.port}
+unix_socket_directories = '{self.sockdir}'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+log_min_messages = warning
+log_min_error_statement = panic
+"""
+        with open(self.datadir / "postgresql.conf", "a") as fh:
+            fh.write(settings)
+
+    def start(self, wait_seconds: float = 30):
+        if not self.initialized():
+            self.init()
+        self._prepare_dirs()
+        if self.running():
+            return
+        self._server_cmd("pg_ctl", "start", "-w", "-t", str(int(wait_seconds)), "-D", str(self.datadir),
+                         "-l", str(self.logfile), "-o", f"-p {self.port} -k {self.sockdir}")
+        deadline = time.time() + wait_seconds
+        while time.time() < deadline:
+            ready = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                                   capture_output=True)
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"PostgreSQL did not start; see {self.logfile}")
+
+    def stop(self, mode: str = "fast"):
+        if self.running():
+            self._server_cmd("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.datadir), check=False)
+
+    def ensure_database(self, dbname: str = DB_NAME):
+        import psycopg
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+            if not exists:
+                conn.execute(f'create database "{dbname}"')
+
+    def destroy(self):
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "url"
+    cluster = Cluster()
+    if command == "start":
+        cluster.start()
+        cluster.ensure_database()
+        print(cluster.url())
+    elif command == "stop":
+        cluster.stop()
+    elif command == "url":
+        print(cluster.url())
+    elif command == "status":
+        print("running" if cluster.running() else "stopped", cluster.datadir)
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

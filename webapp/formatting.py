@@ -1,0 +1,80 @@
+"""Money as a Brazilian reads it: R$ 1.234,56 and 0,01234567 BTC.
+
+Amounts are Decimal end to end; these filters only format them for display,
+in the customer's language (pt-BR by default).
+"""
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal
+
+from babel.numbers import format_currency, format_decimal
+from flask_babel import format_datetime, get_locale
+
+SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
+# Display at most this many decimals for long-scale assets (ETH keeps 18 in
+# the ledger; beyond 8 only significant digits are shown).
+DISPLAY_MIN = 8
+
+
+def _locale() -> str:
+    try:
+        return str(get_locale() or "pt_BR")
+    except Exception:  # outside a request (CLI, worker)
+        return "pt_BR"
+
+
+def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
+    if amount is None:
+        return "—"
+    amount = Decimal(amount)
+    locale = locale or _locale()
+    if currency == "BRL":
+        return format_currency(amount, "BRL", locale=locale).replace("\xa0", " ")
+    scale = SCALES.get(currency, 8)
+    shown = min(scale, DISPLAY_MIN)
+    exact = amount.normalize()
+    digits = max(shown, -exact.as_tuple().exponent if exact.as_tuple().exponent < 0 else 0)
+    digits = min(digits, scale)
+    pattern = "#,##0." + "0" * digits if digits else "#,##0"
+    return f"{format_decimal(amount, format=pattern, locale=locale, decimal_quantization=False)} {currency}"
+
+
+def plain(amount, currency: str) -> str:
+    """The amount in its currency's scale with a dot, for form fields."""
+    scale = SCALES.get(currency, 8)
+    return str(Decimal(amount).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN))
+
+
+def datetimeformat(value, format: str = "short") -> str:
+    return format_datetime(value, format) if value else "—"
+
+
+# Top navigation: (endpoint, label, icon, who sees it). Links of blueprints
+# that are not registered are skipped.
+NAV = [
+    ("wallet.index", "Carteira", "wallet2", {"customer"}),
+    ("deposits.index", "Depósitos", "box-arrow-in-down", {"customer"}),
+    ("withdrawals.index", "Saques", "box-arrow-up", {"customer"}),
+    ("market.index", "Mercado", "graph-up", {"customer"}),
+    ("p2p.index", "P2P", "people", {"customer"}),
+    ("kyc.index", "Verificação", "person-vcard", {"customer"}),
+    ("admin.index", "Admin", "shield-lock", {"admin"}),
+    ("audit.index", "Auditoria", "clipboard-data", {"auditor"}),
+]
+
+
+def init_app(app):
+    app.jinja_env.filters["money"] = money
+    app.jinja_env.filters["plain_amount"] = plain
+    app.jinja_env.filters["datetimeformat"] = datetimeformat
+
+    @app.context_processor
+    def navigation():
+        from flask_babel import gettext
+        from flask_login import current_user
+
+        def nav_links():
+            role = getattr(current_user, "role", None)
+            return [(endpoint, gettext(label), icon) for endpoint, label, icon, roles in NAV
+                    if role in roles and endpoint in app.view_functions]
+        return {"nav_links": nav_links}

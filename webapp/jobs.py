@@ -1,0 +1,129 @@
+"""The worker: APScheduler jobs, with exactly one leader across processes.
+
+`flask --app wsgi worker` runs `run_worker`. A worker becomes the leader by
+taking a PostgreSQL session advisory lock on a dedicated connection; the
+others wait on standby and take over within seconds if the leader dies (its
+connection closes and the lock with it). Only the leader runs jobs.
+
+Jobs are plain functions `job(app)`; each domain lists its own in a `JOBS`
+list in `webapp/<domain>/tasks.py` as (function, seconds between runs), and
+this module collects them. Every job calls SQL functions through
+`db.call_with`, one transaction each, and never holds a transaction open
+across an external call.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+from datetime import datetime, timezone
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from . import db
+
+log = logging.getLogger("bs-market.worker")
+
+LEADER_LOCK = "bs-market:worker-leader"
+TASK_MODULES = ["deposits", "withdrawals", "market", "p2p", "kyc", "audit"]
+
+
+def check_books(app):
+    """Ledger invariants on a schedule: any failure is an alert in the log."""
+    failures = db.call_with(app.extensions["db_app"], "admin.check_books", {})
+    if failures:
+        for row in failures:
+            log.error("ALERT books: %s: %s", row["check_name"], row["detail"])
+    else:
+        log.info("books healthy")
+    return failures
+
+
+CORE_JOBS = [(check_books, 300)]
+
+
+def collect_jobs() -> list:
+    jobs = list(CORE_JOBS)
+    for name in TASK_MODULES:
+        try:
+            module = importlib.import_module(f"webapp.{name}.tasks")
+        except ModuleNotFoundError as exc:
+            if exc.name in (f"webapp.{name}", f"webapp.{name}.tasks"):
+                continue
+            raise
+        jobs.extend(module.JOBS)
+    return jobs
+
+
+class Leadership:
+    """A session advisory lock held on its own connection."""
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self.conn = None
+
+    def try_acquire(self) -> bool:
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(self.conninfo, autocommit=True,
+                                            application_name="bs-market-worker-leader")
+            return self.conn.execute("select pg_try_advisory_lock(hashtext(%s))", (LEADER_LOCK,)).fetchone()[0]
+        except psycopg.Error as exc:
+            log.warning("leader election: %s", exc)
+            self.conn = None
+            return False
+
+    def still_held(self) -> bool:
+        try:
+            self.conn.execute("select 1")
+            return True
+        except (psycopg.Error, AttributeError):
+            return False
+
+    def release(self):
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+
+
+def run_job(app, function):
+    def runner():
+        with app.app_context():
+            try:
+                function(app)
+            except Exception:  # a job must never stop the scheduler
+                log.exception("job %s failed", function.__name__)
+    runner.__name__ = function.__name__
+    return runner
+
+
+def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2.0):
+    """Wait to lead, then run the jobs until stopped or the lock is lost."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    leadership = Leadership(app.config["APP_DATABASE_URL"])
+    jobs = collect_jobs()
+    log.info("worker started with %d jobs; waiting to lead", len(jobs))
+    try:
+        while not stop.is_set():
+            if not leadership.try_acquire():
+                stop.wait(poll_seconds)
+                continue
+            log.info("this worker is the leader")
+            scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+            for function, seconds in jobs:
+                # first run right away, then every `seconds`
+                scheduler.add_job(run_job(app, function), "interval", seconds=seconds, id=function.__name__,
+                                  next_run_time=datetime.now(timezone.utc))
+            scheduler.start()
+            while not stop.is_set() and leadership.still_held():
+                stop.wait(poll_seconds)
+            scheduler.shutdown(wait=True)
+            if not stop.is_set():
+                log.warning("lost the leader lock; back to standby")
+    finally:
+        leadership.release()
+    log.info("worker stopped")

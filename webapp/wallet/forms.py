@@ -1,0 +1,18 @@
+"""Forms of the wallet blueprint."""
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, SelectField
+from wtforms.validators import DataRequired, InputRequired
+
+from ..forms import AmountField
+
+CURRENCIES = [("BRL", "BRL"), ("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
+
+
+class TransferForm(FlaskForm):
+    recipient_email = EmailField("E-mail do destinatário", validators=[DataRequired("Informe o e-mail do destinatário.")])
+    currency = SelectField("Moeda", choices=CURRENCIES)
+    amount = AmountField("Valor", validators=[
+        InputRequired("Informe um valor válido (use ponto ou vírgula para os decimais).")])
+    # Generated when the form is shown: a double click or a retry sends the
+    # same key, and the database moves the money once.
+    idempotency_key = HiddenField(validators=[DataRequired()])

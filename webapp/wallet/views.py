@@ -1,0 +1,57 @@
+"""Views of the wallet blueprint."""
+from __future__ import annotations
+
+import uuid
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import db
+from ..forms import form_error
+from ..errors import DomainError
+from . import bp
+from .forms import CURRENCIES, TransferForm
+
+PAGE_SIZE = 20
+
+
+@bp.route("/")
+def home():
+    if current_user.is_authenticated:
+        return redirect(url_for("wallet.index"))
+    return render_template("home.html")
+
+
+@bp.route("/wallet", methods=["GET", "POST"])
+@login_required
+def index():
+    form = TransferForm()
+    if form.validate_on_submit():
+        try:
+            db.call_one("api.transfer", user_id=current_user.id, recipient_email=form.recipient_email.data,
+                        currency=form.currency.data, amount=form.amount.data,
+                        idempotency_key=form.idempotency_key.data)
+        except DomainError as exc:
+            form_error(form, exc)
+        else:
+            flash("Transferência enviada.", "success")
+            return redirect(url_for("wallet.index"))
+    if not form.idempotency_key.data:
+        form.idempotency_key.data = str(uuid.uuid4())
+    balances = db.call("api.get_wallet", user_id=current_user.id)
+    status = 422 if request.method == "POST" else 200
+    return render_template("wallet/index.html", balances=balances, form=form), status
+
+
+@bp.route("/wallet/<currency>")
+@login_required
+def statement(currency: str):
+    if currency not in dict(CURRENCIES):
+        abort(404)
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    rows = db.call("api.get_statement", user_id=current_user.id, currency=currency, page=page, page_size=PAGE_SIZE)
+    total = rows[0]["total_rows"] if rows else 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    return render_template("wallet/statement.html", rows=rows, currency=currency, page=page, pages=pages, total=total)
