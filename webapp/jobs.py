@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
+import socket
 import threading
 from datetime import datetime, timezone
 
@@ -60,15 +62,16 @@ def collect_jobs() -> list:
 class Leadership:
     """A session advisory lock held on its own connection."""
 
-    def __init__(self, conninfo: str):
+    def __init__(self, conninfo: str, name: str):
         self.conninfo = conninfo
+        self.name = name
         self.conn = None
 
     def try_acquire(self) -> bool:
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = psycopg.connect(self.conninfo, autocommit=True,
-                                            application_name="bs-market-worker-leader")
+                                            application_name=f"bs-market-worker:{self.name}")
             return self.conn.execute("select pg_try_advisory_lock(hashtext(%s))", (LEADER_LOCK,)).fetchone()[0]
         except psycopg.Error as exc:
             log.warning("leader election: %s", exc)
@@ -98,13 +101,18 @@ def run_job(app, function):
     return runner
 
 
-def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2.0):
-    """Wait to lead, then run the jobs until stopped or the lock is lost."""
+def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2.0, name: str | None = None):
+    """Wait to lead, then run the jobs until stopped or the lock is lost.
+
+    The leader's connection is named `bs-market-worker:<name>` (host and pid by
+    default), so `pg_stat_activity` shows which worker leads.
+    """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    leadership = Leadership(app.config["APP_DATABASE_URL"])
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    leadership = Leadership(app.config["APP_DATABASE_URL"], name)
     jobs = collect_jobs()
     log.info("worker started with %d jobs; waiting to lead", len(jobs))
     try:
@@ -112,7 +120,7 @@ def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2
             if not leadership.try_acquire():
                 stop.wait(poll_seconds)
                 continue
-            log.info("this worker is the leader")
+            log.info("worker %s is the leader", name)
             scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
             for function, seconds in jobs:
                 # first run right away, then every `seconds`
