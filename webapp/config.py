@@ -47,6 +47,7 @@ def from_environment() -> dict:
         "INTER_CERT_PATH": env.get("INTER_CERT_PATH", ""),
         "INTER_BASE_URL": env.get("INTER_BASE_URL", ""),
         "PIX_PROVIDER": env.get("PIX_PROVIDER", "mercadopago"),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "SESSION_COOKIE_SECURE": env.get("APP_URL", "").startswith("https://"),
         "SANDBOX": sandbox_mp or sandbox_binance,
