@@ -23,7 +23,7 @@ bench: $(STAMP)
 
 # The DBA's door: psql as the owner on the running database.
 psql: $(STAMP)
-	@url=$${DATABASE_URL:-$$($(PY) -m webapp.devcluster url)}; exec psql "$$url"
+	@$(PY) -m webapp.devcluster psql
 
 db-url: $(STAMP)
 	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m webapp.devcluster url; fi

@@ -11,6 +11,7 @@ root-only home directory keeps its cluster under the system temp directory.
     python -m webapp.devcluster start    # init if needed, start, print the owner URL
     python -m webapp.devcluster stop
     python -m webapp.devcluster url
+    python -m webapp.devcluster psql     # psql on it as the owner
 """
 from __future__ import annotations
 
@@ -191,6 +192,11 @@ def main(argv: list[str]) -> int:
         cluster.stop()
     elif command == "url":
         print(cluster.url())
+    elif command == "psql":
+        # `make psql`: psql as the owner on the running database (DATABASE_URL when set).
+        url = os.environ.get("DATABASE_URL") or cluster.url()
+        psql = shutil.which("psql") or str(cluster.bindir / "psql")
+        os.execv(psql, [psql, url, *argv[2:]])
     elif command == "status":
         print("running" if cluster.running() else "stopped", cluster.datadir)
     else:
