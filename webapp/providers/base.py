@@ -1,0 +1,126 @@
+"""The PIX provider interface: what the deposit and withdrawal flows need from
+Mercado Pago or Banco Inter, and nothing provider-specific.
+
+Every call is keyed by *our* reference (the deposit or withdrawal row id).
+Clients derive the provider's idempotency key from it, so a retry after a crash
+or a timeout can never create a second charge or a second payout.
+
+Error contract (`ProviderError`):
+- `outcome_unknown=True`: the request may or may not have taken effect (timeout,
+  connection dropped, 5xx on a create). The caller must look the operation up
+  by reference/id before doing anything else, never resend blindly.
+- `retryable=True`: it is safe to try the same call again later (the idempotency
+  key makes a resend harmless on providers that honour it).
+- otherwise a definite rejection; `message` says why in words a person can use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+# Normalized statuses, shared by all providers.
+CHARGE_PENDING = "pending"
+CHARGE_APPROVED = "approved"
+CHARGE_CANCELLED = "cancelled"
+CHARGE_EXPIRED = "expired"
+CHARGE_REFUNDED = "refunded"
+CHARGE_REJECTED = "rejected"
+CHARGE_STATUSES = (CHARGE_PENDING, CHARGE_APPROVED, CHARGE_CANCELLED,
+                   CHARGE_EXPIRED, CHARGE_REFUNDED, CHARGE_REJECTED)
+
+PAYOUT_PENDING = "pending"
+PAYOUT_COMPLETED = "completed"
+PAYOUT_FAILED = "failed"
+PAYOUT_STATUSES = (PAYOUT_PENDING, PAYOUT_COMPLETED, PAYOUT_FAILED)
+
+
+class ProviderError(Exception):
+    """A provider call failed; see the module docstring for the two flags."""
+
+    def __init__(self, message: str, *, retryable: bool = False, outcome_unknown: bool = False,
+                 status: int | None = None, code: str | None = None, raw=None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.outcome_unknown = outcome_unknown
+        self.status = status      # HTTP status when there was a response
+        self.code = code          # provider error code, e.g. "not_found", "2018"
+        self.raw = raw            # parsed error body, for logs
+
+    def __repr__(self) -> str:
+        return (f"ProviderError({self.message!r}, status={self.status}, code={self.code!r}, "
+                f"retryable={self.retryable}, outcome_unknown={self.outcome_unknown})")
+
+
+class NotFound(ProviderError):
+    """The provider does not know this id (a definite answer, not a failure to ask)."""
+
+
+def connection_never_made(exc: BaseException) -> bool:
+    """True when a `requests` error means the TCP connection was never made,
+    so the request cannot have reached the provider (safe to retry as new)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    seen = exc
+    for _ in range(5):   # requests.ConnectionError -> MaxRetryError -> .reason
+        seen = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else getattr(seen, "reason", None)
+        if seen is None:
+            return False
+        if isinstance(seen, NewConnectionError):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A PIX charge (pay-in) as the provider sees it now."""
+    provider_id: str
+    reference: str | None
+    amount: Decimal                 # amount requested
+    status: str                     # one of CHARGE_STATUSES
+    qr_code: str | None             # BR Code "copia e cola"
+    qr_code_base64: str | None      # PNG, base64, when the provider renders one
+    expires_at: datetime | None
+    payer_cpf: str | None           # who actually paid, when known
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    status_detail: str | None = None
+    paid_amount: Decimal | None = None   # what arrived, when the provider says so
+    paid_at: datetime | None = None
+    end_to_end_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Payout:
+    """A PIX transfer out (withdrawal) as the provider sees it now."""
+    provider_id: str
+    reference: str | None
+    amount: Decimal
+    status: str                     # one of PAYOUT_STATUSES
+    failure_reason: str | None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    status_detail: str | None = None
+
+
+@runtime_checkable
+class PixProvider(Protocol):
+    """What MercadoPagoClient and InterClient both implement."""
+
+    name: str
+
+    def create_pix_charge(self, reference: str, amount: Decimal, payer_email: str,
+                          payer_cpf: str | None, expires_at: datetime, description: str,
+                          notification_url: str | None = None) -> Charge: ...
+
+    def get_charge(self, provider_id: str) -> Charge: ...
+
+    def find_charges_by_reference(self, reference: str) -> list[Charge]: ...
+
+    def send_pix_payout(self, reference: str, amount: Decimal, key_type: str, key_value: str,
+                        notification_url: str | None = None) -> Payout: ...
+
+    def get_payout(self, provider_id: str) -> Payout: ...

@@ -1,0 +1,1035 @@
+"""A local Mercado Pago for development and tests, over real HTTP.
+
+It follows the documented API (providers.md A, B, D) closely enough that the
+official SDK and our client cannot tell the difference:
+
+- `POST /v1/payments` (PIX only), `GET /v1/payments/{id}`, `GET /v1/payments/search`,
+  `PUT /v1/payments/{id}` (cancel), with `X-Idempotency-Key` replay / 409 conflict;
+- `POST /v1/transaction-intents/process`, `GET /v1/transaction-intents/{id}` (payouts);
+- signed webhooks (B.5/B.6) delivered from a background thread, with retries.
+
+Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
+  GET  /_sandbox/                              HTML: charges (with "Pagar"), payouts, webhooks
+  POST /_sandbox/payments/<id>/pay             {amount?, payer_cpf?, payer_email?, payer_name?}
+  POST /_sandbox/pix/pay                       {qr_code, amount?, payer_cpf?, ...} pay by "copia e cola"
+  POST /_sandbox/payments/<id>/expire          expire one pending charge now
+  POST /_sandbox/expire-due                    expire every pending charge past date_of_expiration
+  POST /_sandbox/payments/<id>/notify          re-send the last notification (replay)
+  POST /_sandbox/payouts/mode                  {mode: approve|reject|hang|error500|timeout, status_detail?}
+  GET  /_sandbox/payouts/mode
+  POST /_sandbox/payouts/<id>/settle           {outcome: approve|reject, status_detail?} (hanging payouts)
+  POST /_sandbox/payouts/<id>/notify           re-send the last payout notification
+  GET  /_sandbox/webhooks[?resource_id=]       delivery attempts
+  POST /_sandbox/webhooks/drop                 {drop: true|false} lose notifications on purpose
+  GET  /_sandbox/state                         everything, as JSON
+  POST /_sandbox/reset                         forget everything
+Emulator convenience, NOT in the real API (clients must not depend on it):
+  GET  /v1/transaction-intents/search?external_reference=
+
+Run: `python -m webapp.sandbox.mercadopago --port 8001 --webhook-secret s3cret`
+(see `--help`); in tests use `start_in_thread(config)`.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+
+import requests
+import segno
+from flask import Flask, Response, redirect, render_template_string, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, parse_brcode, parse_decimal
+from webapp.providers.mercadopago import sign_webhook
+
+MP_TZ = timezone(timedelta(hours=-4))     # Mercado Pago answers in -04:00
+CANCELLABLE = ("pending", "in_process", "authorized")
+PAYOUT_MODES = ("approve", "reject", "hang", "error500", "timeout")
+PAYOUT_CHAVE_TYPES = ("EMAIL", "PHONE", "CPF", "CNPJ", "PIX_CODE")
+SORT_FIELDS = ("date_approved", "date_created", "date_last_updated", "money_release_date")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+DEFAULTS = {
+    "ACCESS_TOKEN": None,             # None: any Bearer token is accepted
+    "WEBHOOK_SECRET": "sandbox-webhook-secret",
+    "WEBHOOK_URL": None,              # "Your integrations" URL, used when a payment has no notification_url
+    "WEBHOOK_RETRY_INTERVALS": (0.5, 1, 2, 4, 8),   # seconds between tries (real MP: 15 min)
+    "WEBHOOK_TIMEOUT": 5.0,
+    "PAYOUT_MODE": "approve",
+    "PAYOUT_TIMEOUT_SLEEP": 15.0,     # "timeout" mode: seconds before answering
+    "EXPIRE_SWEEP_SECONDS": 0,        # >0: a thread expires due charges this often
+    "PIX_KEY": "b76aa9c2-2ec4-4110-954e-ebfe34f05b61",
+    "MERCHANT_NAME": "BS MARKET LTDA",
+    "MERCHANT_CITY": "SAO PAULO",
+    "COLLECTOR_ID": 987654321,
+    "FIRST_PAYMENT_ID": 1312345678,
+}
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def mp_time(dt: datetime | None) -> str | None:
+    return dt.astimezone(MP_TZ).isoformat(timespec="milliseconds") if dt else None
+
+
+def _number(value: Decimal) -> int | float:
+    # JSON numbers for money; values carry at most 2 places, so float's repr is exact.
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _comma(value: Decimal) -> str:
+    """"100,00": the decimal-comma string the payouts docs show inside accounts."""
+    return f"{value:.2f}".replace(".", ",")
+
+
+def _jsonable(obj):
+    if isinstance(obj, Decimal):
+        return _number(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(_jsonable(obj)), status=status, headers=headers,
+                    mimetype="application/json")
+
+
+def mp_error(status: int, message: str, error: str, code=None) -> Response:
+    """The A.9 envelope."""
+    cause = [{"code": code, "description": message, "data": None}] if code is not None else []
+    return json_response({"message": message, "error": error, "status": status, "cause": cause}, status)
+
+
+def payout_error(status: int, code: str, message: str) -> Response:
+    return json_response({"code": code, "message": message, "status": status}, status)
+
+
+class ApiError(Exception):
+    def __init__(self, response: Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def bad_request(message: str, code=None, error: str = "bad_request") -> ApiError:
+    return ApiError(mp_error(400, message, error, code))
+
+
+def _canonical(body) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _qr_png_base64(text: str) -> str:
+    buf = io.BytesIO()
+    segno.make(text, error="m").save(buf, kind="png", scale=4, border=2)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@dataclass
+class Delivery:
+    """One notification and its delivery attempts."""
+    delivery_id: int
+    resource: str             # payment | transaction_intent
+    resource_id: str
+    url: str | None
+    body: dict
+    state: str = "pending"    # pending | delivered | failed | dropped | no_url
+    attempts: list = None
+
+    def as_dict(self) -> dict:
+        return {"delivery_id": self.delivery_id, "resource": self.resource,
+                "resource_id": self.resource_id, "url": self.url, "state": self.state,
+                "action": self.body.get("action"), "notification_id": self.body.get("id"),
+                "attempts": list(self.attempts or [])}
+
+
+class State:
+    """Everything the emulator remembers. One lock; handlers hold it briefly."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self):
+        """Forget everything except the id counters: ids are never reused, as in the real API."""
+        with self.lock:
+            self.payments: dict[int, dict] = {}
+            self.intents: dict[str, dict] = {}
+            self.idempotency: dict[tuple, tuple] = {}   # (scope, token, key) -> (body hash, resource id)
+            self.deliveries: list[Delivery] = []
+            self.last_notification: dict[tuple, dict] = {}  # (resource, id) -> body
+            if not hasattr(self, "next_payment_id"):
+                self.next_payment_id = int(self.config["FIRST_PAYMENT_ID"])
+                self.next_notification_id = 20_000_000_000
+            self.payout_mode = self.config["PAYOUT_MODE"]
+            self.payout_reject_detail = "by_bank"
+            self.drop_webhooks = False
+
+    # ---- webhooks
+    def notify(self, resource: str, resource_id: str, url: str | None, body: dict,
+               redelivery: bool = False) -> Delivery:
+        with self.lock:
+            if not redelivery:
+                body = dict(body, id=self.next_notification_id)
+                self.next_notification_id += 1
+            self.last_notification[(resource, resource_id)] = body
+            d = Delivery(len(self.deliveries) + 1, resource, resource_id, url, body, attempts=[])
+            self.deliveries.append(d)
+            if not url:
+                d.state = "no_url"
+                return d
+            if self.drop_webhooks:
+                d.state = "dropped"
+                return d
+        threading.Thread(target=self._deliver, args=(d,), daemon=True,
+                         name=f"mp-webhook-{d.delivery_id}").start()
+        return d
+
+    def _deliver(self, d: Delivery):
+        """Try, then retry after each interval, until a 2xx or the intervals run out."""
+        intervals = list(self.config["WEBHOOK_RETRY_INTERVALS"])
+        secret = self.config["WEBHOOK_SECRET"]
+        data_id = str(d.body["data"]["id"])
+        sep = "&" if "?" in d.url else "?"
+        url = f"{d.url}{sep}data.id={data_id}&type={d.resource}"
+        for attempt in range(len(intervals) + 1):
+            request_id = str(uuid.uuid4())
+            ts = str(int(time.time()))     # seconds, as the SDK and the docs example do
+            headers = {"Content-Type": "application/json", "x-request-id": request_id,
+                       "x-signature": sign_webhook(data_id, request_id, ts, secret),
+                       "User-Agent": "MercadoPago WebHook v1.0 (sandbox)"}
+            record = {"at": mp_time(now_utc()), "request_id": request_id, "status_code": None, "error": None}
+            try:
+                r = requests.post(url, data=json.dumps(d.body), headers=headers,
+                                  timeout=float(self.config["WEBHOOK_TIMEOUT"]))
+                record["status_code"] = r.status_code
+                ok = 200 <= r.status_code < 300
+            except requests.RequestException as exc:
+                record["error"] = f"{exc.__class__.__name__}: {exc}"[:300]
+                ok = False
+            with self.lock:
+                d.attempts.append(record)
+                if ok:
+                    d.state = "delivered"
+                    return
+                if attempt == len(intervals):
+                    d.state = "failed"
+                    return
+            time.sleep(float(intervals[attempt]))
+
+    # ---- payments
+    def notify_payment(self, p: dict, action: str):
+        body = {"live_mode": False, "type": "payment", "date_created": mp_time(p["_created"]),
+                "user_id": self.config["COLLECTOR_ID"], "api_version": "v1", "action": action,
+                "data": {"id": str(p["id"])}}
+        url = p.get("notification_url") or self.config.get("WEBHOOK_URL")
+        return self.notify("payment", str(p["id"]), url, body)
+
+    def expire(self, p: dict) -> bool:
+        """pending -> cancelled/expired. Returns whether it changed."""
+        if p["status"] != "pending":
+            return False
+        p.update(status="cancelled", status_detail="expired", _updated=now_utc())
+        return True
+
+    def expire_due(self) -> list[int]:
+        with self.lock:
+            due = [p for p in self.payments.values()
+                   if p["status"] == "pending" and p["_expires"] <= now_utc()]
+            for p in due:
+                self.expire(p)
+        for p in due:
+            self.notify_payment(p, "payment.updated")
+        return [p["id"] for p in due]
+
+
+# --------------------------------------------------------------------------- views of records
+
+def payment_view(p: dict) -> dict:
+    paid = p["status"] in ("approved", "refunded", "charged_back")
+    payer = {"id": p["_payer_id"], "email": None, "identification": {"type": None, "number": None},
+             "first_name": None, "last_name": None, "entity_type": None, "type": None}
+    if paid:   # payer data is echoed only once paid (providers.md A.2)
+        payer.update(email=p["_paid_by"].get("email"),
+                     identification={"type": "CPF", "number": p["_paid_by"].get("cpf")},
+                     first_name=p["_paid_by"].get("first_name"), last_name=p["_paid_by"].get("last_name"))
+    total_paid = p.get("_paid_amount") if paid else p["transaction_amount"]
+    overpaid = max(Decimal("0"), (p.get("_paid_amount") or Decimal(0)) - p["transaction_amount"]) if paid else 0
+    bank_payer = {}
+    if paid:
+        bank_payer = {"name": p["_paid_by"].get("name"), "identification": {"type": "CPF", "number": p["_paid_by"].get("cpf")},
+                      "long_name": p["_paid_by"].get("bank", "BANCO SANDBOX S.A."), "account_id": None}
+    return {
+        "id": p["id"],
+        "date_created": mp_time(p["_created"]),
+        "date_approved": mp_time(p.get("_approved")),
+        "date_last_updated": mp_time(p["_updated"]),
+        "date_of_expiration": p["date_of_expiration"],
+        "money_release_date": mp_time(p.get("_approved")),
+        "money_release_status": "released" if p["status"] == "approved" else None,
+        "operation_type": "regular_payment",
+        "payment_method_id": "pix",
+        "payment_type_id": "bank_transfer",
+        "payment_method": {"id": "pix", "type": "bank_transfer"},
+        "status": p["status"],
+        "status_detail": p["status_detail"],
+        "currency_id": "BRL",
+        "description": p.get("description"),
+        "live_mode": False,
+        "collector_id": p["_collector_id"],
+        "payer": payer,
+        "metadata": p.get("metadata") or {},
+        "additional_info": p.get("additional_info") or {},
+        "external_reference": p.get("external_reference"),
+        "transaction_amount": p["transaction_amount"],
+        "transaction_amount_refunded": 0,
+        "installments": 1,
+        "captured": True,
+        "binary_mode": False,
+        "notification_url": p.get("notification_url"),
+        "refunds": [],
+        "fee_details": [],
+        "transaction_details": {
+            "net_received_amount": total_paid if paid else 0, "total_paid_amount": total_paid,
+            "overpaid_amount": overpaid, "installment_amount": 0,
+            "external_resource_url": None, "financial_institution": None,
+        },
+        "point_of_interaction": {
+            "type": "OPENPLATFORM",
+            "sub_type": "INTER_PSP" if paid else None,
+            "transaction_data": {
+                "qr_code": p["_qr_code"],
+                "qr_code_base64": p["_qr_png"],
+                "ticket_url": p["_ticket_url"],
+                "transaction_id": p.get("_e2e"),
+                "e2e_id": p.get("_e2e"),
+                "bank_info": {"payer": bank_payer, "collector": {"account_holder_name": p["_merchant"]},
+                              "is_same_bank_account_owner": None},
+            },
+        },
+    }
+
+
+def intent_view(t: dict) -> dict:
+    amount = t["_amount"]
+    to = {"type": t["_to"].get("type", "current"), "amount": _comma(amount),
+          "status_detail": t["status_detail"], "origin_id": t["_origin_id"]}
+    if t["_to"].get("chave"):
+        to["chave"] = t["_to"]["chave"]
+    for k in ("bank_id", "branch", "holder", "number", "provider_id", "currency_id"):
+        if k in t["_to"]:
+            to[k] = t["_to"][k]
+    to["owner"] = t["_to"].get("owner") or {}
+    return {
+        "id": t["id"],
+        "status": t["status"],
+        "created_date": t["_created"].astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "last_updated_date": t["_updated"].astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "external_reference": t["external_reference"],
+        "point_of_interaction": "PSP_TRANSFER",
+        "seller_configuration": {"notification_info": {"notification_url": t.get("_notification_url")}},
+        "transaction": {
+            "from": {"accounts": [{"amount": _comma(amount)}]},
+            "to": {"accounts": [to]},
+            "paid_amount": amount if t["status"] == "approved" else 0,
+            "refunded_amount": amount if t["status"] == "refunded" else 0,
+            "payer": {"id": t["_collector_id"]},
+            "total_amount": amount,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- validation
+
+def _amount(value, field: str, maximum: Decimal) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise bad_request(f"{field} is required and must be a number", 4000)
+    if isinstance(value, str):
+        try:
+            value = parse_decimal(value)
+        except ValueError:
+            raise bad_request(f"{field} must be a number", 4000) from None
+    if not isinstance(value, (Decimal, int)):
+        raise bad_request(f"{field} must be a number", 4000)
+    value = Decimal(value)
+    if value <= 0 or value > maximum:
+        raise bad_request(f"{field} must be greater than 0 and at most {maximum}", 4000)
+    if value != value.quantize(Decimal("0.01")):
+        raise bad_request(f"{field} must have at most 2 decimal places", 4000)
+    return value.quantize(Decimal("0.01"))
+
+
+def _parse_expiration(text, created: datetime) -> datetime:
+    if not isinstance(text, str):
+        raise bad_request("date_of_expiration must be an ISO 8601 string", 4000)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request("date_of_expiration is not a valid date (use 2026-11-25T18:30:00.000-03:00)", 4000) from None
+    if dt.tzinfo is None:
+        raise bad_request("date_of_expiration must include a UTC offset", 4000)
+    delta = dt - created
+    # A few seconds of grace on the 30-minute floor: a client asking for exactly
+    # "now + 30 min" would otherwise fail on network latency.
+    if delta < timedelta(minutes=30) - timedelta(seconds=10) or delta > timedelta(days=30):
+        raise bad_request("date_of_expiration must be between 30 minutes and 30 days from now", 4000)
+    return dt
+
+
+def _body() -> dict:
+    raw = request.get_data()
+    try:
+        body = json.loads(raw or b"null", parse_float=Decimal)
+    except ValueError:
+        raise bad_request("request body is not valid JSON", 4000) from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object", 4000)
+    return body
+
+
+def _new_intent_id(collector_id: int) -> str:
+    return f"{collector_id}-" + "".join(secrets.choice(_CROCKFORD) for _ in range(26))
+
+
+# --------------------------------------------------------------------------- app
+
+def create_app(config: dict | None = None) -> Flask:
+    cfg = dict(DEFAULTS)
+    cfg.update(config or {})
+    if cfg["PAYOUT_MODE"] not in PAYOUT_MODES:
+        raise ValueError(f"PAYOUT_MODE must be one of {PAYOUT_MODES}")
+    app = Flask(__name__)
+    state = State(cfg)
+    app.extensions["mp_sandbox"] = state
+
+    def token() -> str:
+        auth = request.headers.get("Authorization", "")
+        tok = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not tok or (cfg["ACCESS_TOKEN"] is not None and tok != cfg["ACCESS_TOKEN"]):
+            raise ApiError(mp_error(401, "Unauthorized: invalid or missing access token", "unauthorized", 5))
+        return tok
+
+    def idem_key() -> str:
+        key = request.headers.get("X-Idempotency-Key", "").strip()
+        if not key:
+            raise bad_request("X-Idempotency-Key header is required", 4292)
+        if len(key) > 64:
+            raise bad_request("X-Idempotency-Key must be at most 64 characters", 4292)
+        return key
+
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError):
+        return e.response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        return mp_error(e.code or 500, e.description or e.name, e.name.lower().replace(" ", "_"))
+
+    @app.errorhandler(Exception)
+    def _crash(e: Exception):
+        app.logger.exception("sandbox crashed")
+        return mp_error(500, f"internal error: {e}", "internal_server_error")
+
+    # ---------------------------------------------------------------- payments
+    @app.post("/v1/payments")
+    def create_payment():
+        tok = token()
+        key = idem_key()
+        body = _body()
+        digest = _canonical(body)
+        with state.lock:
+            seen = state.idempotency.get(("payment", tok, key))
+            if seen:
+                if seen[0] != digest:
+                    return mp_error(409, "idempotency key already used with a different request body",
+                                    "conflict", "idempotency_key_conflict")
+                return json_response(payment_view(state.payments[seen[1]]), 201,
+                                     {"X-Idempotency-Replayed": "true"})
+
+            amount = _amount(body.get("transaction_amount"), "transaction_amount", Decimal("10000000"))
+            if body.get("payment_method_id") != "pix":
+                raise bad_request("payment_method_id must be 'pix' (this sandbox emulates PIX only)", 4050)
+            payer = body.get("payer")
+            if not isinstance(payer, dict) or not payer.get("email"):
+                raise bad_request("payer.email is required", 4050)
+            if "@" not in str(payer["email"]):
+                raise bad_request("payer.email must be a valid e-mail", 4050)
+            ident = payer.get("identification") or {}
+            if ident:
+                kind, number = str(ident.get("type") or "").upper(), str(ident.get("number") or "")
+                if kind not in ("CPF", "CNPJ") or not (is_cpf(number) if kind == "CPF" else is_cnpj(number)):
+                    raise bad_request("Invalid user identification number", 2067)
+            created = now_utc()
+            if body.get("date_of_expiration") is not None:
+                expires = _parse_expiration(body["date_of_expiration"], created)
+            else:
+                expires = (created + timedelta(hours=24)).astimezone(MP_TZ)
+            url = body.get("notification_url")
+            if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))
+                                    or len(url) > 248):
+                raise bad_request("notification_url attribute must be url valid", 4020)
+            ref = body.get("external_reference")
+            if ref is not None and (not isinstance(ref, str) or len(ref) > 256):
+                raise bad_request("external_reference must be a string of at most 256 characters", 4000)
+
+            pid = state.next_payment_id
+            state.next_payment_id += 1
+            qr = brcode(cfg["PIX_KEY"], amount, cfg["MERCHANT_NAME"], cfg["MERCHANT_CITY"],
+                        txid=f"mpqrinter{pid}")
+            p = {
+                "id": pid, "status": "pending", "status_detail": "pending_waiting_transfer",
+                "transaction_amount": amount, "description": body.get("description"),
+                "external_reference": ref, "notification_url": url,
+                "metadata": body.get("metadata"), "additional_info": body.get("additional_info"),
+                "date_of_expiration": expires.isoformat(timespec="milliseconds"),
+                "_expires": expires, "_created": created, "_updated": created,
+                "_payer_request": payer, "_payer_id": str(1_100_000_000 + pid % 1_000_000),
+                "_collector_id": cfg["COLLECTOR_ID"], "_merchant": cfg["MERCHANT_NAME"],
+                "_qr_code": qr, "_qr_png": _qr_png_base64(qr),
+                "_ticket_url": f"{request.host_url}_sandbox/payments/{pid}/ticket",
+            }
+            state.payments[pid] = p
+            state.idempotency[("payment", tok, key)] = (digest, pid)
+            view = payment_view(p)
+        state.notify_payment(p, "payment.created")
+        return json_response(view, 201)
+
+    def _payment(pid) -> dict:
+        try:
+            p = state.payments.get(int(pid))
+        except ValueError:
+            p = None
+        if p is None:
+            raise ApiError(mp_error(404, "Payment not found", "not_found", 2000))
+        return p
+
+    @app.get("/v1/payments/<pid>")
+    def get_payment(pid):
+        token()
+        with state.lock:
+            return json_response(payment_view(_payment(pid)))
+
+    @app.get("/v1/payments/search")
+    def search_payments():
+        token()
+        args = request.args
+        sort = args.get("sort", "date_created")
+        criteria = args.get("criteria", "desc")
+        if sort not in SORT_FIELDS:
+            raise bad_request("Invalid sort value", 1003)
+        if criteria not in ("asc", "desc"):
+            raise bad_request("Invalid criteria value", 1004)
+        try:
+            limit = min(max(int(args.get("limit", 30)), 1), 1000)
+            offset = max(int(args.get("offset", 0)), 0)
+        except ValueError:
+            raise bad_request("limit and offset must be integers", 4000) from None
+        field_of = {"date_created": "_created", "date_approved": "_approved",
+                    "date_last_updated": "_updated", "money_release_date": "_approved"}
+        begin = end = None
+        try:
+            if args.get("begin_date"):
+                begin = datetime.fromisoformat(args["begin_date"].replace("Z", "+00:00"))
+            if args.get("end_date"):
+                end = datetime.fromisoformat(args["end_date"].replace("Z", "+00:00"))
+        except ValueError:
+            raise bad_request("begin_date/end_date must be ISO 8601 dates", 4000) from None
+        range_field = field_of.get(args.get("range", "date_created"), "_created")
+        with state.lock:
+            rows = list(state.payments.values())
+            for name in ("external_reference", "status", "status_detail"):
+                if name in args:
+                    rows = [p for p in rows if str(p.get(name)) == args[name]]
+            if "id" in args:
+                rows = [p for p in rows if str(p["id"]) == args["id"]]
+            if begin or end:
+                rows = [p for p in rows if p.get(range_field)
+                        and (not begin or p[range_field] >= begin) and (not end or p[range_field] <= end)]
+            epoch = datetime.min.replace(tzinfo=timezone.utc)
+            rows.sort(key=lambda p: (p.get(field_of[sort]) or epoch, p["id"]), reverse=criteria == "desc")
+            page = [payment_view(p) for p in rows[offset:offset + limit]]
+        return json_response({"paging": {"total": len(rows), "limit": limit, "offset": offset},
+                              "results": page})
+
+    @app.put("/v1/payments/<pid>")
+    def update_payment(pid):
+        token()
+        body = _body()
+        with state.lock:
+            p = _payment(pid)
+            if "status" not in body or body["status"] is None:
+                raise bad_request("status can't be null", 4017)
+            if body["status"] != "cancelled":
+                raise bad_request("Invalid status for update: only 'cancelled' is accepted", 2016)
+            if p["status"] not in CANCELLABLE:
+                raise bad_request(f"Action not allowed for a payment in status {p['status']}", 2018)
+            p.update(status="cancelled", status_detail="by_collector", _updated=now_utc())
+            view = payment_view(p)
+        state.notify_payment(p, "payment.updated")
+        return json_response(view)
+
+    # ---------------------------------------------------------------- payouts
+    def _validate_intent(body: dict) -> dict:
+        def err(code, message):
+            return ApiError(payout_error(400, code, message))
+
+        ref = body.get("external_reference")
+        if not isinstance(ref, str) or not ref or len(ref) > 64 or not all(
+                c.isascii() and (c.isalnum() or c in "-_") for c in ref):
+            raise err("invalid_request_payload",
+                      "external_reference is required: up to 64 letters, digits, '-' or '_'")
+        poi = body.get("point_of_interaction")
+        poi_type = poi.get("type") if isinstance(poi, dict) else poi   # both documented shapes
+        if poi_type != "PSP_TRANSFER":
+            raise err("invalid_request_payload", "point_of_interaction must be PSP_TRANSFER")
+        tx = body.get("transaction")
+        if not isinstance(tx, dict):
+            raise err("invalid_request_payload", "transaction is required")
+        try:
+            src = tx["from"]["accounts"]
+            dst = tx["to"]["accounts"]
+        except (KeyError, TypeError):
+            raise err("invalid_request_payload", "transaction.from.accounts and transaction.to.accounts are required") from None
+        if not isinstance(src, list) or len(src) != 1 or not isinstance(dst, list) or len(dst) != 1:
+            raise err("invalid_request_payload", "exactly one source and one destination account per call")
+        maximum = Decimal("10000000000")
+        try:
+            amounts = [_amount(src[0].get("amount"), "transaction.from.accounts[0].amount", maximum),
+                       _amount(dst[0].get("amount"), "transaction.to.accounts[0].amount", maximum),
+                       _amount(tx.get("total_amount"), "transaction.total_amount", maximum)]
+        except ApiError as e:
+            message = json.loads(e.response.get_data())["message"]
+            raise err("invalid_request_payload", message) from None
+        if len(set(amounts)) != 1:
+            raise err("invalid_request_payload", "amounts in from, to and total_amount must be equal")
+        to = dst[0]
+        if to.get("type", "current") not in ("current", "mercadopago"):
+            raise err("invalid_request_payload", "invalid value for field: transaction.to.accounts[0].type")
+        chave = to.get("chave")
+        if chave is not None:
+            kind = chave.get("type") if isinstance(chave, dict) else None
+            if kind not in PAYOUT_CHAVE_TYPES:
+                raise err("invalid_request_payload",
+                          "invalid value for field: transaction.to.accounts[0].chave.type")
+            value = str(chave.get("value") or "")
+            try:
+                if kind == "PIX_CODE":
+                    parse_brcode(value)
+                else:
+                    normalize_pix_key(kind, value)
+            except ValueError as exc:
+                raise err("invalid_chave_pix", f"invalid_chave_pix: {exc}") from None
+        else:
+            missing = [k for k in ("bank_id", "branch", "number", "holder") if not to.get(k)]
+            if missing:
+                raise err("invalid_request_payload",
+                          f"destination needs chave or bank account fields (missing {', '.join(missing)})")
+        url = ((body.get("seller_configuration") or {}).get("notification_info") or {}).get("notification_url")
+        if url is not None and (not isinstance(url, str) or len(url) > 500
+                                or not url.startswith(("http://", "https://"))):
+            raise err("invalid_request_payload", "notification_url must be a URL of at most 500 characters")
+        return {"ref": ref, "amount": amounts[0], "to": to, "url": url}
+
+    def notify_intent(t: dict, action: str):
+        body = {"live_mode": False, "type": "transaction_intent", "action": action,
+                "api_version": "v1", "user_id": cfg["COLLECTOR_ID"],
+                "date_created": mp_time(t["_created"]), "last_updated": mp_time(t["_updated"]),
+                "status": t["status"], "data": {"id": t["id"]}}
+        return state.notify("transaction_intent", t["id"], t.get("_notification_url"), body)
+
+    def settle(t: dict, outcome: str, detail: str | None = None):
+        if outcome == "approve":
+            t.update(status="approved", status_detail="approved")
+        else:
+            t.update(status="rejected", status_detail=detail or state.payout_reject_detail)
+        t["_updated"] = now_utc()
+
+    @app.post("/v1/transaction-intents/process")
+    def process_intent():
+        tok = token()
+        key = idem_key()
+        body = _body()
+        digest = _canonical(body)
+        with state.lock:
+            seen = state.idempotency.get(("intent", tok, key))
+            if seen:
+                if seen[0] != digest:
+                    return payout_error(409, "idempotency_key_conflict",
+                                        "idempotency key already used with a different request body")
+                return json_response(intent_view(state.intents[seen[1]]), 202,
+                                     {"X-Idempotency-Replayed": "true"})
+            v = _validate_intent(body)
+            created = now_utc()
+            t = {"id": _new_intent_id(cfg["COLLECTOR_ID"]), "external_reference": v["ref"],
+                 "status": "in_process", "status_detail": "pending_bank", "_amount": v["amount"],
+                 "_to": v["to"], "_notification_url": v["url"], "_created": created, "_updated": created,
+                 "_collector_id": cfg["COLLECTOR_ID"], "_origin_id": uuid.uuid4().hex,
+                 "_key": key}
+            mode = state.payout_mode
+            if mode in ("approve", "error500", "timeout"):
+                settle(t, "approve")
+            elif mode == "reject":
+                settle(t, "reject")
+            state.intents[t["id"]] = t
+            state.idempotency[("intent", tok, key)] = (digest, t["id"])
+            view = intent_view(t)
+        notify_intent(t, "transaction_intent.created")
+        if mode == "error500":
+            # Processed, but the answer is lost: the client must look it up.
+            return payout_error(500, "internal_server_error", "internal_server_error")
+        if mode == "timeout":
+            time.sleep(float(cfg["PAYOUT_TIMEOUT_SLEEP"]))
+        return json_response(view, 202)
+
+    def _intent(tid: str) -> dict:
+        t = state.intents.get(tid)
+        if t is None:
+            raise ApiError(payout_error(404, "not_found", "transaction intent not found"))
+        return t
+
+    @app.get("/v1/transaction-intents/search")
+    def search_intents():
+        # EMULATOR CONVENIENCE: not a documented Mercado Pago endpoint.
+        token()
+        ref = request.args.get("external_reference")
+        with state.lock:
+            rows = [intent_view(t) for t in state.intents.values()
+                    if ref is None or t["external_reference"] == ref]
+        return json_response({"paging": {"total": len(rows), "limit": len(rows), "offset": 0},
+                              "results": rows}, headers={"X-Sandbox-Only": "true"})
+
+    @app.get("/v1/transaction-intents/<tid>")
+    def get_intent(tid):
+        token()
+        with state.lock:
+            return json_response(intent_view(_intent(tid)))
+
+    # ---------------------------------------------------------------- sandbox controls
+    def _control_body() -> dict:
+        if request.is_json:
+            body = request.get_json(silent=True)
+            return body if isinstance(body, dict) else {}
+        return {k: v for k, v in request.form.items() if v != ""}
+
+    def _done(payload, status=200):
+        if request.form and not request.is_json:    # an HTML form: back to the page
+            return redirect(url_for("sandbox_index"))
+        return json_response(payload, status)
+
+    def pay(p: dict, params: dict):
+        """Settle a charge as if a payer's bank had sent the PIX."""
+        if p["status"] != "pending":
+            raise ApiError(mp_error(409, f"payment is {p['status']}/{p['status_detail']}, not pending",
+                                    "conflict", "not_pending"))
+        if p["_expires"] <= now_utc():
+            raise ApiError(mp_error(400, "payment expired: the QR code can no longer be paid",
+                                    "bad_request", "expired"))
+        amount = p["transaction_amount"]
+        if params.get("amount") not in (None, ""):
+            try:
+                amount = parse_decimal(params["amount"]).quantize(Decimal("0.01"))
+            except (ValueError, InvalidOperation):
+                raise bad_request("amount must be a number", 4000) from None
+        req_payer = p["_payer_request"] or {}
+        req_ident = req_payer.get("identification") or {}
+        cpf = str(params.get("payer_cpf") or req_ident.get("number") or "19119119100")
+        if not is_cpf(cpf):
+            raise bad_request("payer_cpf is not a valid CPF", 2067)
+        name = params.get("payer_name") or " ".join(
+            x for x in (req_payer.get("first_name"), req_payer.get("last_name")) if x) or "PAGADOR SANDBOX"
+        first, _, last = name.partition(" ")
+        now = now_utc()
+        p.update(status="approved", status_detail="accredited", _approved=now, _updated=now,
+                 _paid_amount=amount, _e2e=f"E18236120{now:%Y%m%d%H%M}{secrets.token_hex(6)}",
+                 _paid_by={"cpf": "".join(c for c in cpf if c.isdigit()),
+                           "email": params.get("payer_email") or req_payer.get("email"),
+                           "name": name, "first_name": first, "last_name": last or None})
+
+    @app.post("/_sandbox/payments/<pid>/pay")
+    def sandbox_pay(pid):
+        params = _control_body()
+        with state.lock:
+            p = _payment(pid)
+            pay(p, params)
+            view = payment_view(p)
+        state.notify_payment(p, "payment.updated")
+        return _done(view)
+
+    @app.post("/_sandbox/pix/pay")
+    def sandbox_pay_brcode():
+        params = _control_body()
+        try:
+            code = parse_brcode(str(params.get("qr_code") or ""))
+        except ValueError as exc:
+            raise bad_request(str(exc), 4000) from None
+        if not (code.txid or "").startswith("mpqrinter"):
+            raise bad_request("this BR Code was not issued by this sandbox", 4000)
+        with state.lock:
+            p = _payment(code.txid[len("mpqrinter"):])
+            pay(p, params)
+            view = payment_view(p)
+        state.notify_payment(p, "payment.updated")
+        return _done(view)
+
+    @app.post("/_sandbox/payments/<pid>/expire")
+    def sandbox_expire(pid):
+        with state.lock:
+            p = _payment(pid)
+            if not state.expire(p):
+                raise ApiError(mp_error(409, f"payment is {p['status']}, not pending", "conflict", "not_pending"))
+            view = payment_view(p)
+        state.notify_payment(p, "payment.updated")
+        return _done(view)
+
+    @app.post("/_sandbox/expire-due")
+    def sandbox_expire_due():
+        return _done({"expired": state.expire_due()})
+
+    @app.post("/_sandbox/payments/<pid>/notify")
+    def sandbox_renotify(pid):
+        with state.lock:
+            p = _payment(pid)
+            last = state.last_notification.get(("payment", str(p["id"])))
+        if last is None:
+            d = state.notify_payment(p, "payment.updated")
+        else:
+            d = state.notify("payment", str(p["id"]), p.get("notification_url") or cfg.get("WEBHOOK_URL"),
+                             last, redelivery=True)
+        return _done(d.as_dict())
+
+    @app.get("/_sandbox/payments/<pid>/ticket")
+    def sandbox_ticket(pid):
+        with state.lock:
+            p = _payment(pid)
+            return render_template_string(TICKET_HTML, p=payment_view(p))
+
+    @app.route("/_sandbox/payouts/mode", methods=["GET", "POST"])
+    def sandbox_payout_mode():
+        if request.method == "POST":
+            params = _control_body()
+            mode = params.get("mode")
+            if mode not in PAYOUT_MODES:
+                raise bad_request(f"mode must be one of {', '.join(PAYOUT_MODES)}", 4000)
+            with state.lock:
+                state.payout_mode = mode
+                state.payout_reject_detail = params.get("status_detail") or "by_bank"
+        return _done({"mode": state.payout_mode, "reject_status_detail": state.payout_reject_detail})
+
+    @app.post("/_sandbox/payouts/<tid>/settle")
+    def sandbox_settle(tid):
+        params = _control_body()
+        outcome = params.get("outcome", "approve")
+        if outcome not in ("approve", "reject"):
+            raise bad_request("outcome must be approve or reject", 4000)
+        with state.lock:
+            t = _intent(tid)
+            if t["status"] != "in_process":
+                raise ApiError(payout_error(409, "not_in_process", f"payout is already {t['status']}"))
+            settle(t, outcome, params.get("status_detail"))
+            view = intent_view(t)
+        notify_intent(t, "transaction_intent.updated")
+        return _done(view)
+
+    @app.post("/_sandbox/payouts/<tid>/notify")
+    def sandbox_payout_renotify(tid):
+        with state.lock:
+            t = _intent(tid)
+            last = state.last_notification.get(("transaction_intent", tid))
+        d = (state.notify("transaction_intent", tid, t.get("_notification_url"), last, redelivery=True)
+             if last else notify_intent(t, "transaction_intent.updated"))
+        return _done(d.as_dict())
+
+    @app.get("/_sandbox/webhooks")
+    def sandbox_webhooks():
+        rid = request.args.get("resource_id")
+        with state.lock:
+            rows = [d.as_dict() for d in state.deliveries if rid is None or d.resource_id == rid]
+        return json_response({"drop": state.drop_webhooks, "deliveries": rows})
+
+    @app.post("/_sandbox/webhooks/drop")
+    def sandbox_drop():
+        params = _control_body()
+        value = params.get("drop", True)
+        state.drop_webhooks = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        return _done({"drop": state.drop_webhooks})
+
+    @app.get("/_sandbox/state")
+    def sandbox_state():
+        with state.lock:
+            return json_response({
+                "payments": [payment_view(p) for p in state.payments.values()],
+                "payouts": [intent_view(t) for t in state.intents.values()],
+                "payout_mode": state.payout_mode, "drop_webhooks": state.drop_webhooks})
+
+    @app.post("/_sandbox/reset")
+    def sandbox_reset():
+        state.reset()
+        return _done({"reset": True})
+
+    @app.get("/_sandbox/")
+    @app.get("/")
+    def sandbox_index():
+        with state.lock:
+            payments = sorted((payment_view(p) for p in state.payments.values()),
+                              key=lambda p: p["id"], reverse=True)
+            payouts = sorted((intent_view(t) for t in state.intents.values()),
+                             key=lambda t: t["created_date"], reverse=True)
+            deliveries = [d.as_dict() for d in state.deliveries[-30:]][::-1]
+        return render_template_string(INDEX_HTML, payments=payments, payouts=payouts,
+                                      deliveries=deliveries, mode=state.payout_mode,
+                                      modes=PAYOUT_MODES, drop=state.drop_webhooks)
+
+    if float(cfg["EXPIRE_SWEEP_SECONDS"] or 0) > 0:
+        def sweep():
+            while True:
+                time.sleep(float(cfg["EXPIRE_SWEEP_SECONDS"]))
+                try:
+                    state.expire_due()
+                except Exception:   # keep sweeping; the next pass may succeed
+                    app.logger.exception("expiry sweep failed")
+        threading.Thread(target=sweep, daemon=True, name="mp-expiry-sweep").start()
+
+    return app
+
+
+INDEX_HTML = """<!doctype html>
+<html lang="pt-BR"><head><meta charset="utf-8"><title>Mercado Pago sandbox</title>
+<meta http-equiv="refresh" content="10">
+<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin-bottom:2rem}
+td,th{border:1px solid #ccc;padding:.3rem .6rem;font-size:.9rem;vertical-align:top}th{background:#f3f3f3}
+.approved{color:#070}.cancelled,.rejected{color:#a00}.pending,.in_process{color:#a60}
+code{font-size:.7rem;word-break:break-all;display:block;max-width:28rem}form{display:inline}</style></head>
+<body><h1>Mercado Pago sandbox</h1>
+<p>Emulador local. Nada aqui movimenta dinheiro de verdade. A página recarrega a cada 10 s.</p>
+<h2>Cobranças PIX</h2>
+<table><tr><th>id</th><th>referência</th><th>valor</th><th>status</th><th>expira</th><th>QR</th><th>ações</th></tr>
+{% for p in payments %}<tr>
+<td>{{ p.id }}</td><td>{{ p.external_reference or '' }}<br><small>{{ p.description or '' }}</small></td>
+<td>R$ {{ '%.2f'|format(p.transaction_amount) }}</td>
+<td class="{{ p.status }}">{{ p.status }}/{{ p.status_detail }}
+{% if p.payer.identification.number %}<br><small>CPF {{ p.payer.identification.number }}</small>{% endif %}</td>
+<td><small>{{ p.date_of_expiration }}</small></td>
+<td><img alt="QR" width="96" src="data:image/png;base64,{{ p.point_of_interaction.transaction_data.qr_code_base64 }}">
+<code>{{ p.point_of_interaction.transaction_data.qr_code }}</code></td>
+<td>{% if p.status == 'pending' %}
+<form method="post" action="{{ url_for('sandbox_pay', pid=p.id) }}">
+<input name="payer_cpf" placeholder="CPF do pagador" size="13">
+<input name="amount" placeholder="valor (opcional)" size="9">
+<button>Pagar</button></form>
+<form method="post" action="{{ url_for('sandbox_expire', pid=p.id) }}"><button>Expirar</button></form>
+{% endif %}
+<form method="post" action="{{ url_for('sandbox_renotify', pid=p.id) }}"><button>Reenviar webhook</button></form></td>
+</tr>{% else %}<tr><td colspan="7">Nenhuma cobrança ainda.</td></tr>{% endfor %}</table>
+<h2>Saques (transaction intents)</h2>
+<form method="post" action="{{ url_for('sandbox_payout_mode') }}">Modo:
+<select name="mode">{% for m in modes %}<option {% if m == mode %}selected{% endif %}>{{ m }}</option>{% endfor %}</select>
+<button>Aplicar</button></form>
+<table><tr><th>id</th><th>referência</th><th>valor</th><th>status</th><th>ações</th></tr>
+{% for t in payouts %}<tr><td><small>{{ t.id }}</small></td><td>{{ t.external_reference }}</td>
+<td>R$ {{ '%.2f'|format(t.transaction.total_amount) }}</td>
+<td class="{{ t.status }}">{{ t.status }}/{{ t.transaction.to.accounts[0].status_detail }}</td>
+<td>{% if t.status == 'in_process' %}
+<form method="post" action="{{ url_for('sandbox_settle', tid=t.id) }}"><input type="hidden" name="outcome" value="approve"><button>Aprovar</button></form>
+<form method="post" action="{{ url_for('sandbox_settle', tid=t.id) }}"><input type="hidden" name="outcome" value="reject"><button>Rejeitar</button></form>
+{% endif %}</td></tr>{% else %}<tr><td colspan="5">Nenhum saque ainda.</td></tr>{% endfor %}</table>
+<h2>Webhooks {% if drop %}(descartando!){% endif %}</h2>
+<form method="post" action="{{ url_for('sandbox_drop') }}"><input type="hidden" name="drop" value="{{ 'false' if drop else 'true' }}">
+<button>{{ 'Voltar a enviar' if drop else 'Descartar webhooks' }}</button></form>
+<table><tr><th>#</th><th>recurso</th><th>ação</th><th>estado</th><th>tentativas</th><th>URL</th></tr>
+{% for d in deliveries %}<tr><td>{{ d.delivery_id }}</td><td>{{ d.resource }} {{ d.resource_id }}</td><td>{{ d.action }}</td>
+<td>{{ d.state }}</td><td>{% for a in d.attempts %}{{ a.status_code or a.error }}<br>{% endfor %}</td><td><small>{{ d.url }}</small></td></tr>
+{% endfor %}</table></body></html>"""
+
+TICKET_HTML = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8"><title>PIX {{ p.id }}</title></head>
+<body style="font-family:system-ui,sans-serif;margin:2rem"><h1>Pague com PIX</h1>
+<p>Valor: R$ {{ '%.2f'|format(p.transaction_amount) }} — status: {{ p.status }}</p>
+<img alt="QR" src="data:image/png;base64,{{ p.point_of_interaction.transaction_data.qr_code_base64 }}">
+<p><code style="word-break:break-all">{{ p.point_of_interaction.transaction_data.qr_code }}</code></p></body></html>"""
+
+
+# --------------------------------------------------------------------------- serving
+
+class SandboxServer:
+    """The emulator on a werkzeug threaded server in a background thread (tests, make run)."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.server = make_server(host, port, app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://{host}:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       name=f"mp-sandbox-{self.port}")
+
+    @property
+    def state(self) -> State:
+        return self.app.extensions["mp_sandbox"]
+
+    def start(self) -> "SandboxServer":
+        self.thread.start()
+        return self
+
+    def shutdown(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_in_thread(config: dict | None = None, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
+    return SandboxServer(create_app(config), host, port).start()
+
+
+def main(argv=None):
+    env = os.environ
+    app_url = env.get("APP_URL")
+    parser = argparse.ArgumentParser(prog="python -m webapp.sandbox.mercadopago",
+                                     description="Local Mercado Pago emulator (PIX charges, payouts, webhooks).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--access-token", default=env.get("MERCADO_PAGO_SANDBOX_ACCESS_TOKEN"),
+                        help="accept only this Bearer token (default: any non-empty token)")
+    parser.add_argument("--webhook-secret", default=env.get("MERCADO_PAGO_WEBHOOK_SECRET") or DEFAULTS["WEBHOOK_SECRET"])
+    parser.add_argument("--webhook-url", default=env.get("MERCADO_PAGO_SANDBOX_WEBHOOK_URL")
+                        or (f"{app_url.rstrip('/')}/webhooks/mercadopago" if app_url else None),
+                        help="dashboard webhook URL, used when a payment has no notification_url "
+                             "(default: $APP_URL/webhooks/mercadopago)")
+    parser.add_argument("--retry-intervals", default="2,5,15,60",
+                        help="seconds between webhook retries, comma-separated")
+    parser.add_argument("--payout-mode", choices=PAYOUT_MODES, default="approve")
+    parser.add_argument("--timeout-sleep", type=float, default=30.0,
+                        help="payout 'timeout' mode: seconds to wait before answering")
+    parser.add_argument("--expire-every", type=float, default=5.0,
+                        help="seconds between expiry sweeps of due charges (0 = off)")
+    args = parser.parse_args(argv)
+    config = {
+        "ACCESS_TOKEN": args.access_token, "WEBHOOK_SECRET": args.webhook_secret,
+        "WEBHOOK_URL": args.webhook_url, "PAYOUT_MODE": args.payout_mode,
+        "WEBHOOK_RETRY_INTERVALS": [float(x) for x in args.retry_intervals.split(",") if x.strip()],
+        "PAYOUT_TIMEOUT_SLEEP": args.timeout_sleep, "EXPIRE_SWEEP_SECONDS": args.expire_every,
+    }
+    app = create_app(config)
+    server = make_server(args.host, args.port, app, threaded=True)
+    print(f"Mercado Pago sandbox on http://{args.host}:{args.port}  (control page: /_sandbox/)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
