@@ -31,9 +31,16 @@ db-url: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check webapp tests bench || true
 
+# Source strings are Portuguese; the English catalog translates them. Form
+# labels, validator messages and flashes are extracted by their call names and
+# translated when rendered (macros.html, base.html).
+I18N_KEYWORDS := -k _l -k flash -k StringField -k EmailField -k PasswordField -k SelectField -k AmountField \
+	-k DecimalField -k IntegerField -k TextAreaField -k BooleanField -k DateField -k FileField -k HiddenField \
+	-k RadioField -k SelectMultipleField -k DataRequired -k InputRequired -k Length -k Email -k EqualTo \
+	-k NumberRange -k Optional -k ValidationError -k FileRequired -k FileAllowed -k SubmitField
 i18n: $(STAMP)
-	$(VENV)/bin/pybabel extract -F babel.cfg -o webapp/translations/messages.pot webapp
-	$(VENV)/bin/pybabel update -i webapp/translations/messages.pot -d webapp/translations
+	$(VENV)/bin/pybabel extract -F babel.cfg $(I18N_KEYWORDS) -o webapp/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i webapp/translations/messages.pot -d webapp/translations -l en
 	$(VENV)/bin/pybabel compile -d webapp/translations
 
 check: test
