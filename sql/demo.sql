@@ -1,7 +1,8 @@
 -- demo.sql: the demo data of DESIGN.md §6, for `make run` and
 -- `flask --app wsgi seed-demo`. Not granted to anyone: the owner runs it.
 --
--- Customers are funded through real ledger entries (journaled adjustments
+-- alice and bob have verified KYC data (CPFs that pass the check digits)
+-- and are funded through real ledger entries (journaled adjustments
 -- by the demo admin), never by writing balances. Safe to run again: users
 -- are found by e-mail and every adjustment has a fixed idempotency key.
 
@@ -14,16 +15,25 @@ declare
   v record;
 begin
   for v in select * from (values
-      ('admin@example.com', 'Admin Demo', 'admin', 0),
-      ('auditor@example.com', 'Auditor Demo', 'auditor', 0),
-      ('alice@example.com', 'Alice Souza', 'customer', 2),
-      ('bob@example.com', 'Bob Oliveira', 'customer', 2)) d (email, name, role, kyc)
+      ('admin@example.com', 'Admin Demo', 'admin', 0, null, null),
+      ('auditor@example.com', 'Auditor Demo', 'auditor', 0, null, null),
+      ('alice@example.com', 'Alice Souza', 'customer', 2, '52601815906', 'Rua das Flores, 100, São Paulo - SP'),
+      ('bob@example.com', 'Bob Oliveira', 'customer', 2, '08301661305', 'Av. Atlântica, 2000, Rio de Janeiro - RJ'))
+      d (email, name, role, kyc, cpf, address)
   loop
     select u.id into v_user from core.users u where u.email = v.email;
     if not found then
       v_user := api.register_user(v.email, password_hash, v.name);
     end if;
+    -- KYC data through the same function a customer uses (level 1), then
+    -- approved as if an admin had reviewed the documents (level 2).
+    if v.cpf is not null and not exists (select from core.kyc_profiles k where k.user_id = v_user) then
+      perform api.submit_kyc_data(v_user, v.name, v.cpf, date '1990-05-17', v.address);
+    end if;
     update core.users u set role = v.role, kyc_level = v.kyc where u.id = v_user;
+    -- the demo starts with a clean inbox (nothing to e-mail either)
+    update core.notifications n set read_at = now(), emailed_at = now()
+     where n.user_id = v_user and n.read_at is null;
   end loop;
 
   select u.id into v_admin from core.users u where u.email = 'admin@example.com';

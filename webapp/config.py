@@ -9,6 +9,7 @@ AUDIT_DATABASE_URL when set (production, with passwords).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from decimal import Decimal
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -46,12 +47,31 @@ def from_environment() -> dict:
         "INTER_CLIENT_SECRET": env.get("INTER_CLIENT_SECRET", ""),
         "INTER_CERT_PATH": env.get("INTER_CERT_PATH", ""),
         "INTER_BASE_URL": env.get("INTER_BASE_URL", ""),
-        "PIX_PROVIDER": env.get("PIX_PROVIDER", "mercadopago"),
+        "INTER_PIX_KEY": env.get("INTER_PIX_KEY", ""),
+        "INTER_ACCOUNT": env.get("INTER_ACCOUNT", ""),
+        "INTER_CA_BUNDLE": env.get("INTER_CA_BUNDLE", ""),   # a private CA (the sandbox's); empty: system CAs
+        "PIX_PROVIDER": env.get("PIX_PROVIDER", "mercadopago").strip().lower(),
+        "PIX_PROVIDER_TIMEOUT": float(env.get("PIX_PROVIDER_TIMEOUT", "10")),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "SMTP_URL": env.get("SMTP_URL", ""),
+        "MAIL_FROM": env.get("MAIL_FROM", "bs-market <no-reply@bs-market.local>"),
+        "UPLOAD_DIR": env.get("UPLOAD_DIR", str(Path(__file__).resolve().parent.parent / ".local" / "uploads")),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "SESSION_COOKIE_SECURE": env.get("APP_URL", "").startswith("https://"),
         "SANDBOX": sandbox_mp or sandbox_binance,
     }
+    if config["PIX_PROVIDER"] == "inter" and not env.get("INTER_CLIENT_ID"):
+        # Sandbox: the local Banco Inter emulator that `make run` starts (mTLS
+        # with the throwaway certificates in .local/inter-certs).
+        certs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".local", "inter-certs")
+        config.update({
+            "INTER_CLIENT_ID": "sandbox-client-id", "INTER_CLIENT_SECRET": "sandbox-client-secret",
+            "INTER_BASE_URL": env.get("INTER_BASE_URL") or "https://127.0.0.1:8003",
+            "INTER_CERT_PATH": env.get("INTER_CERT_PATH") or os.path.join(certs, "client.pem"),
+            "INTER_CA_BUNDLE": env.get("INTER_CA_BUNDLE") or os.path.join(certs, "ca.crt"),
+            "INTER_PIX_KEY": env.get("INTER_PIX_KEY") or "12345678000195",
+        })
+        config["SANDBOX"] = True
     if env.get("BINANCE_TESTNET", "").lower() in ("1", "true", "yes") and not env.get("BINANCE_BASE_URL"):
         config["BINANCE_BASE_URL"] = "https://testnet.binance.vision"
     return config

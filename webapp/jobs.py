@@ -29,7 +29,7 @@ from . import db
 log = logging.getLogger("bs-market.worker")
 
 LEADER_LOCK = "bs-market:worker-leader"
-TASK_MODULES = ["deposits", "withdrawals", "market", "p2p", "kyc", "audit"]
+TASK_MODULES = ["deposits", "withdrawals", "market", "p2p", "kyc", "audit", "notifications"]
 
 
 def check_books(app):

@@ -3,6 +3,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
+from .twofactor import TotpCodeField
+
 COMMON_PASSWORDS = {
     "1234567890", "12345678910", "senha12345", "password123", "qwertyuiop", "abcdefghij",
     "senhasenha", "minhasenha", "bitcoin123", "0987654321", "1q2w3e4r5t", "iloveyou12",
@@ -18,7 +20,8 @@ def strong_password(form, field):
         raise ValidationError("Essa senha é fácil demais de adivinhar. Escolha outra.")
     if value.isdigit():
         raise ValidationError("Use letras além de números na senha.")
-    email = (form.email.data or "").lower()
+    email_field = getattr(form, "email", None)
+    email = ((email_field.data if email_field is not None else None) or getattr(form, "user_email", "") or "").lower()
     local = email.split("@")[0]
     if local and len(local) >= 4 and local in value.lower():
         raise ValidationError("A senha não pode conter o seu e-mail.")
@@ -35,3 +38,28 @@ class RegisterForm(FlaskForm):
 class LoginForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail.")])
     password = PasswordField("Senha", validators=[DataRequired("Informe sua senha.")])
+
+
+class TwoFactorLoginForm(FlaskForm):
+    totp_code = TotpCodeField(validators=[DataRequired("Informe o código do aplicativo autenticador."),
+                                          Length(max=32, message="Código inválido.")])
+
+
+class TwoFactorSetupForm(FlaskForm):
+    totp_code = TotpCodeField("Código de 6 dígitos mostrado no aplicativo",
+                              validators=[DataRequired("Informe o código mostrado no aplicativo."),
+                                          Length(max=32, message="Código inválido.")])
+
+
+class TwoFactorDisableForm(FlaskForm):
+    totp_code = TotpCodeField(validators=[DataRequired("Informe um código atual para desativar."),
+                                          Length(max=32, message="Código inválido.")])
+
+
+class PasswordChangeForm(FlaskForm):
+    """`user_email` is set by the view, so the new password cannot contain the e-mail."""
+    current_password = PasswordField("Senha atual", validators=[DataRequired("Informe sua senha atual.")])
+    new_password = PasswordField("Nova senha", validators=[DataRequired("Escolha a nova senha."), strong_password])
+    confirm = PasswordField("Confirme a nova senha", validators=[EqualTo("new_password", "As senhas não conferem.")])
+    totp_code = TotpCodeField()
+    user_email = ""

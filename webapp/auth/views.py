@@ -1,6 +1,8 @@
-"""Views of the auth blueprint."""
+"""Views of the auth blueprint: register, log in (with a second step when 2FA
+is on), log out, and the account's security page (2FA, password, logs)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from flask import flash, redirect, render_template, request, session, url_for
@@ -11,7 +13,14 @@ from .. import db, limiter, login_manager, LANGUAGES
 from ..errors import DomainError
 from . import bp
 from ..forms import ActionForm, form_error
-from .forms import LoginForm, RegisterForm
+from . import twofactor
+from .forms import (LoginForm, PasswordChangeForm, RegisterForm, TwoFactorDisableForm, TwoFactorLoginForm,
+                    TwoFactorSetupForm)
+
+# A password-verified login waits this long for its 2FA code, and allows
+# this many wrong codes before the password must be typed again.
+PENDING_LOGIN_SECONDS = 300
+PENDING_LOGIN_TRIES = 5
 
 # Verified against when the e-mail is unknown, so both cases take as long.
 _DUMMY_HASH = generate_password_hash("not-a-real-password-0000")
@@ -83,11 +92,16 @@ def login():
         result = db.call_one("api.record_login", email=form.email.data, password_ok=bool(row) and password_ok,
                              ip=request.remote_addr)
         if result["outcome"] == "ok":
-            login_user(load_user(str(result["user_id"])))
-            flash("Você entrou.", "success")
             target = request.args.get("next", "")
             if not target.startswith("/") or target.startswith("//"):
                 target = url_for("wallet.index")
+            if twofactor.is_enabled(result["user_id"]):
+                # Password right: now the code. Not logged in until then.
+                session["pending_2fa"] = {"user_id": result["user_id"], "next": target,
+                                          "started": time.time(), "tries": 0}
+                return redirect(url_for("auth.login_twofactor"))
+            login_user(load_user(str(result["user_id"])))
+            flash("Você entrou.", "success")
             return redirect(target)
         if result["outcome"] == "locked":
             until = result["locked_until"].astimezone().strftime("%H:%M")
@@ -114,3 +128,119 @@ def set_language(code: str):
         session["lang"] = code
     target = request.referrer or url_for("wallet.index")
     return redirect(target)
+
+
+@bp.route("/login/2fa", methods=["GET", "POST"])
+@limiter.limit("10 per minute", methods=["POST"])
+def login_twofactor():
+    pending = session.get("pending_2fa")
+    if not pending or time.time() - pending.get("started", 0) > PENDING_LOGIN_SECONDS:
+        session.pop("pending_2fa", None)
+        flash("Entre com seu e-mail e senha.", "warning")
+        return redirect(url_for("auth.login"))
+    form = TwoFactorLoginForm()
+    if form.validate_on_submit():
+        try:
+            twofactor.verify(pending["user_id"], form.totp_code.data, context="login")
+        except DomainError as exc:
+            pending["tries"] = pending.get("tries", 0) + 1
+            if pending["tries"] >= PENDING_LOGIN_TRIES:
+                session.pop("pending_2fa", None)
+                flash("Muitos códigos errados. Entre de novo com sua senha.", "danger")
+                return redirect(url_for("auth.login"))
+            session["pending_2fa"] = pending
+            form_error(form, exc)
+            return render_template("auth/login_twofactor.html", form=form), exc.status
+        session.pop("pending_2fa", None)
+        login_user(load_user(str(pending["user_id"])))
+        flash("Você entrou.", "success")
+        return redirect(pending.get("next") or url_for("wallet.index"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/login_twofactor.html", form=form), status
+
+
+@bp.get("/account/security")
+@login_required
+def security():
+    return render_template("auth/security.html", state=twofactor.state(current_user.id),
+                           logins=db.call("api.list_login_events", user_id=current_user.id, max_rows=20),
+                           events=db.call("api.list_security_events", user_id=current_user.id, max_rows=20),
+                           disable_form=TwoFactorDisableForm())
+
+
+@bp.route("/account/2fa", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per minute", methods=["POST"])
+def twofactor_setup():
+    if twofactor.is_enabled(current_user.id):
+        flash("A verificação em duas etapas já está ativa.", "info")
+        return redirect(url_for("auth.security"))
+    secret = db.call_one("api.begin_totp_enrolment", user_id=current_user.id,
+                         secret=twofactor.new_secret())["begin_totp_enrolment"]
+    form = TwoFactorSetupForm()
+    if form.validate_on_submit():
+        step = twofactor.matching_step(secret, form.totp_code.data)
+        if step is None:
+            form.totp_code.errors = ["Código incorreto. Confira se o aplicativo mostra bs-market e tente o código atual."]
+        else:
+            codes = twofactor.new_recovery_codes()
+            try:
+                db.call("api.confirm_totp_enrolment", user_id=current_user.id, time_step=step,
+                        recovery_code_hashes=[twofactor.hash_recovery_code(c) for c in codes],
+                        ip=request.remote_addr)
+            except DomainError as exc:
+                form_error(form, exc)
+            else:
+                # Shown once, in this response only (never stored in the session).
+                return render_template("auth/twofactor_codes.html", codes=codes)
+    uri = twofactor.provisioning_uri(secret, current_user.email)
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/twofactor_setup.html", form=form, secret=secret, qr=twofactor.qr_data_uri(uri),
+                           uri=uri), status
+
+
+@bp.post("/account/2fa/disable")
+@login_required
+@limiter.limit("10 per minute")
+def twofactor_disable():
+    form = TwoFactorDisableForm()
+    if form.validate_on_submit():
+        try:
+            twofactor.verify(current_user.id, form.totp_code.data, context="disable_2fa")
+            db.call("api.disable_totp", user_id=current_user.id, ip=request.remote_addr)
+        except DomainError as exc:
+            form_error(form, exc)
+        else:
+            flash("Verificação em duas etapas desativada.", "warning")
+            return redirect(url_for("auth.security"))
+    return render_template("auth/security.html", state=twofactor.state(current_user.id),
+                           logins=db.call("api.list_login_events", user_id=current_user.id, max_rows=20),
+                           events=db.call("api.list_security_events", user_id=current_user.id, max_rows=20),
+                           disable_form=form), 422
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per minute", methods=["POST"])
+def change_password():
+    form = PasswordChangeForm()
+    form.user_email = current_user.email
+    enabled = twofactor.is_enabled(current_user.id)
+    if form.validate_on_submit():
+        current_hash = db.call_one("api.get_password_hash", user_id=current_user.id)["get_password_hash"]
+        if not check_password_hash(current_hash, form.current_password.data):
+            form.current_password.errors = ["Senha atual incorreta."]
+        elif form.current_password.data == form.new_password.data:
+            form.new_password.errors = ["A nova senha precisa ser diferente da atual."]
+        else:
+            try:
+                twofactor.require_code(form.totp_code.data, context="password")
+                db.call("api.change_password", user_id=current_user.id,
+                        password_hash=generate_password_hash(form.new_password.data), ip=request.remote_addr)
+            except DomainError as exc:
+                form_error(form, exc)
+            else:
+                flash("Senha alterada.", "success")
+                return redirect(url_for("auth.security"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("auth/password.html", form=form, twofactor_enabled=enabled), status

@@ -1,0 +1,162 @@
+"""Views of the back office. Every page needs an active admin (403 for anyone
+else); every action is one admin.* call, which checks the admin again and
+writes the admin audit log."""
+from __future__ import annotations
+
+import uuid
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from .. import db, login_manager
+from ..errors import DomainError
+from ..forms import form_error
+from . import bp
+from .forms import AdjustmentForm, KycReviewForm, SearchForm, StatusForm
+
+AUDIT_PAGE_SIZE = 50
+
+
+@bp.before_request
+def admins_only():
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if not current_user.is_admin or current_user.status != "active":
+        abort(403)
+
+
+def _db_error(exc: DomainError):
+    """A refusal outside a form: not found → 404, else flash and stay."""
+    if exc.status == 404:
+        abort(404)
+    flash(exc.message, "danger")
+
+
+@bp.get("/")
+def index():
+    stats = db.call_one("admin.dashboard", admin_id=current_user.id)
+    return render_template("admin/index.html", stats=stats, form=SearchForm(formdata=None))
+
+
+# --- KYC review -------------------------------------------------------------
+
+@bp.get("/kyc")
+def kyc_queue():
+    status = request.args.get("status", "pending")
+    if status not in ("pending", "approved", "rejected"):
+        abort(404)
+    rows = db.call("admin.list_kyc_submissions", admin_id=current_user.id, status=status, max_rows=100)
+    return render_template("admin/kyc_queue.html", rows=rows, status=status)
+
+
+@bp.get("/kyc/<int:submission_id>")
+def kyc_submission(submission_id: int, form=None, status=200):
+    try:
+        sub = db.call_one("admin.get_kyc_submission", admin_id=current_user.id, submission_id=submission_id)
+    except DomainError as exc:
+        _db_error(exc)
+        return redirect(url_for("admin.kyc_queue"))
+    return render_template("admin/kyc_submission.html", sub=sub, form=form or KycReviewForm()), status
+
+
+@bp.post("/kyc/<int:submission_id>/<any(approve, reject):decision>")
+def kyc_review(submission_id: int, decision: str):
+    form = KycReviewForm()
+    if form.validate_on_submit():
+        try:
+            db.call("admin.review_kyc", admin_id=current_user.id, submission_id=submission_id,
+                    approve=decision == "approve", reason=form.reason.data or None)
+        except DomainError as exc:
+            if exc.status == 404:
+                abort(404)
+            form_error(form, exc, default_field="reason")
+            return kyc_submission(submission_id, form=form, status=exc.status)
+        flash("Documentos aprovados: cliente no nível 2." if decision == "approve"
+              else "Documentos recusados; o cliente foi avisado.", "success")
+        return redirect(url_for("admin.kyc_queue"))
+    return kyc_submission(submission_id, form=form, status=422)
+
+
+# --- Customers --------------------------------------------------------------
+
+@bp.get("/users")
+def users():
+    form = SearchForm(request.args)
+    rows = []
+    if request.args.get("q") is not None and form.validate():
+        rows = db.call("admin.search_users", admin_id=current_user.id, query=form.q.data)
+        if len(rows) == 1:
+            return redirect(url_for("admin.user", user_id=rows[0]["user_id"]))
+    return render_template("admin/users.html", form=form, rows=rows, searched=request.args.get("q") is not None)
+
+
+def _user_page(user_id: int, status_form=None, adjust_form=None, status=200):
+    try:
+        user = db.call_one("admin.get_customer", admin_id=current_user.id, user_id=user_id)
+    except DomainError as exc:
+        _db_error(exc)
+        return redirect(url_for("admin.users"))
+    adjust_form = adjust_form or AdjustmentForm(formdata=None)
+    if not adjust_form.idempotency_key.data:
+        adjust_form.idempotency_key.data = str(uuid.uuid4())
+    return render_template(
+        "admin/user.html", user=user, status_form=status_form or StatusForm(formdata=None), adjust_form=adjust_form,
+        balances=db.call("admin.customer_balances", admin_id=current_user.id, user_id=user_id),
+        history=db.call("admin.customer_history", admin_id=current_user.id, user_id=user_id, max_rows=30),
+        audit=db.call("admin.list_audit_log", admin_id=current_user.id, target_user_id=user_id, max_rows=10),
+    ), status
+
+
+@bp.get("/users/<int:user_id>")
+def user(user_id: int):
+    return _user_page(user_id)
+
+
+@bp.post("/users/<int:user_id>/<any(freeze, unfreeze):action>")
+def set_status(user_id: int, action: str):
+    form = StatusForm()
+    if form.validate_on_submit():
+        try:
+            db.call("admin.set_user_status", admin_id=current_user.id, user_id=user_id,
+                    status="frozen" if action == "freeze" else "active", reason=form.reason.data)
+        except DomainError as exc:
+            if exc.status == 404:
+                abort(404)
+            form_error(form, exc, default_field="reason")
+            return _user_page(user_id, status_form=form, status=exc.status)
+        flash("Conta bloqueada." if action == "freeze" else "Conta desbloqueada.", "success")
+        return redirect(url_for("admin.user", user_id=user_id))
+    return _user_page(user_id, status_form=form, status=422)
+
+
+@bp.post("/users/<int:user_id>/adjust")
+def adjust(user_id: int):
+    form = AdjustmentForm()
+    if form.validate_on_submit():
+        try:
+            row = db.call_one("admin.adjust_balance", admin_id=current_user.id, user_id=user_id,
+                              currency=form.currency.data, amount=form.amount.data, reason=form.reason.data,
+                              idempotency_key=form.idempotency_key.data or str(uuid.uuid4()))
+        except DomainError as exc:
+            if exc.status == 404 and exc.field == "user_id":
+                abort(404)
+            form_error(form, exc, default_field="amount")
+            return _user_page(user_id, adjust_form=form, status=exc.status)
+        flash("Ajuste já registrado antes (nada foi repetido)." if row["replayed"]
+              else f"Ajuste lançado (lançamento #{row['entry_id']}).", "success")
+        return redirect(url_for("admin.user", user_id=user_id))
+    return _user_page(user_id, adjust_form=form, status=422)
+
+
+# --- Audit log --------------------------------------------------------------
+
+@bp.get("/audit-log")
+def audit_log():
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    rows = db.call("admin.list_audit_log", admin_id=current_user.id, target_user_id=None,
+                   max_rows=AUDIT_PAGE_SIZE, skip=(page - 1) * AUDIT_PAGE_SIZE)
+    total = rows[0]["total_rows"] if rows else 0
+    pages = max(1, -(-total // AUDIT_PAGE_SIZE))
+    return render_template("admin/audit_log.html", rows=rows, page=page, pages=pages, total=total)
