@@ -38,8 +38,14 @@ def pg():
         yield None  # an existing server (owner URL of its `postgres` database)
         return
     base = Path(tempfile.mkdtemp(prefix="bsm-test-")) / "pg"
-    cluster = Cluster(base=base, port=free_port())
-    cluster.start()
+    for attempt in range(3):  # the free port may be taken by someone else meanwhile
+        cluster = Cluster(base=base, port=free_port())
+        try:
+            cluster.start()
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     yield cluster
     cluster.destroy()
 

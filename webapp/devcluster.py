@@ -154,8 +154,11 @@ log_min_error_statement = panic
         self._prepare_dirs()
         if self.running():
             return
-        self._server_cmd("pg_ctl", "start", "-w", "-t", str(int(wait_seconds)), "-D", str(self.datadir),
-                         "-l", str(self.logfile), "-o", f"-p {self.port} -k {self.sockdir}")
+        started = self._server_cmd("pg_ctl", "start", "-w", "-t", str(int(wait_seconds)), "-D", str(self.datadir),
+                                   "-l", str(self.logfile), "-o", f"-p {self.port} -k {self.sockdir}", check=False)
+        if started.returncode != 0:
+            log = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start on port {self.port}: {started.stderr.strip()}\n{log}")
         deadline = time.time() + wait_seconds
         while time.time() < deadline:
             ready = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash
 from flask_wtf import FlaskForm
 from wtforms import DecimalField
+from wtforms.widgets import TextInput
 
 from .errors import DomainError
 
@@ -14,6 +15,8 @@ class AmountField(DecimalField):
     Keeps every digit typed (no rounding): the database refuses an amount with
     more decimals than its currency has, with a clear message.
     """
+
+    widget = TextInput()  # type=number would refuse the comma
 
     def __init__(self, label=None, validators=None, **kwargs):
         kwargs.setdefault("places", None)

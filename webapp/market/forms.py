@@ -1,0 +1,24 @@
+"""Forms of the market desk."""
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, RadioField, SelectField
+from wtforms.validators import DataRequired, InputRequired
+
+from ..forms import AmountField
+
+CRYPTOS = [("BTC", "Bitcoin (BTC)"), ("ETH", "Ether (ETH)"), ("USDT", "Tether (USDT)")]
+SIDES = [("buy", "Comprar"), ("sell", "Vender")]
+
+
+class QuoteForm(FlaskForm):
+    side = RadioField("Operação", choices=SIDES, default="buy",
+                      validators=[InputRequired("Escolha comprar ou vender.")])
+    crypto = SelectField("Cripto", choices=CRYPTOS, default="BTC")
+    # BRL to spend (buy) or crypto to sell (sell); the database checks the scale.
+    amount = AmountField("Valor", validators=[
+        InputRequired("Informe um valor válido (use ponto ou vírgula para os decimais).")])
+
+
+class ConfirmForm(FlaskForm):
+    # Generated when the confirmation is shown: a double click sends the same
+    # key, and the database creates one order.
+    idempotency_key = HiddenField(validators=[DataRequired()])

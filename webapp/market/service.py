@@ -1,0 +1,218 @@
+"""Market desk orchestration, outside any transaction (DESIGN.md §1).
+
+    quote   api.create_quote                      (web view)
+    confirm api.execute_quote → hold + order EXECUTING, committed
+    place   MARKET order on Binance, newClientOrderId = the order's client_order_id
+    settle  admin.settle_market_order from the real fills    (or admin.fail_market_order)
+
+What happens on each Binance answer when placing:
+
+- FILLED (or a final status with something executed): settle from the fills.
+- rejected (-2010, -1013, …, bad key), rate limited (nothing was sent or the
+  request was refused), or our own parameters refused before sending: the
+  order is failed, the hold released, the customer told why.
+- outcome unknown (timeout, 5xx, -1007, connection dropped): the order stays
+  EXECUTING; we look it up once by origClientOrderId right away, and the
+  reconciler keeps looking. It is never sent again: newClientOrderId is only
+  unique among open orders, so a resend after a fill would buy twice.
+- anything else (a bug, the database away): the order stays EXECUTING for the
+  reconciler.
+
+The reconciler looks up every order EXECUTING for longer than
+market_reconcile_after_seconds and settles it from Binance's fills, or fails
+it once Binance still does not know it after market_order_lost_seconds (an
+order request older than recvWindow can no longer be accepted by Binance, so
+"not found" is then final).
+"""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from psycopg.types.json import Jsonb
+
+from .. import db
+from ..errors import DomainError
+from ..providers.binance import (
+    BinanceAuthError, BinanceClient, BinanceError, BinanceOutcomeUnknown, BinanceRateLimited, BinanceRejected, Order,
+)
+
+log = logging.getLogger("bs-market.market")
+
+#: Binance order statuses after which nothing more will execute.
+FINAL_STATUSES = {"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
+
+REASON_LOST = "A ordem não chegou à Binance."
+REASON_BUSY = "A Binance está limitando pedidos agora; tente de novo em instantes."
+REASON_UNAVAILABLE = "A mesa está temporariamente indisponível; tente mais tarde."
+
+
+def binance_client(app) -> BinanceClient:
+    """One client per process (weight, back-off and clock offset are shared)."""
+    client = app.extensions.get("binance")
+    if client is None:
+        client = BinanceClient.from_config(app.config, timeout=float(app.config.get("BINANCE_TIMEOUT", 10)))
+        app.extensions["binance"] = client
+    return client
+
+
+def _call(app, function: str, **kwargs) -> list[dict]:
+    return db.call_with(app.extensions["db_app"], function, kwargs)
+
+
+def _plain(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def fills_json(order: Order) -> Jsonb:
+    """Binance's fills in Binance's field names, amounts as exact strings."""
+    return Jsonb([{"price": _plain(f.price), "qty": _plain(f.qty), "commission": _plain(f.commission),
+                   "commissionAsset": f.commission_asset, "tradeId": f.trade_id} for f in order.fills])
+
+
+def readable_reason(exc: BinanceError) -> str:
+    """A Binance refusal as a sentence for the customer (Portuguese)."""
+    msg = exc.msg or ""
+    if isinstance(exc, BinanceAuthError):
+        log.error("ALERT Binance refused our credentials: %s", exc)
+        return REASON_UNAVAILABLE
+    if exc.rate_limited:
+        return REASON_BUSY
+    if exc.code == -2010:
+        if "insufficient balance" in msg:
+            return "A mesa está sem liquidez para esta ordem no momento."
+        if "Market is closed" in msg:
+            return "O mercado está fechado na Binance no momento."
+        if "not supported" in msg:
+            return "A Binance não aceita ordens a mercado neste par agora."
+        return "A Binance recusou a ordem."
+    if exc.code == -1013:
+        if "NOTIONAL" in msg:
+            return "O valor está fora dos limites aceitos pela Binance."
+        if "LOT_SIZE" in msg:
+            return "A quantidade está fora dos limites aceitos pela Binance."
+        return "A Binance recusou os parâmetros da ordem."
+    if exc.code in (-1100, -1102, -1106, -1111, -1116, -1121):
+        return "A Binance recusou os parâmetros da ordem."
+    return "A Binance recusou a ordem."
+
+
+def fail(app, order_id: int, reason: str, provider_message: str | None = None) -> str:
+    try:
+        _call(app, "admin.fail_market_order", order_id=order_id, reason=reason, provider_message=provider_message)
+    except DomainError as exc:  # settled meanwhile by a concurrent lookup
+        log.warning("market order %s not failed: %s", order_id, exc.message)
+        return "EXECUTING"
+    log.info("market order %s failed: %s (%s)", order_id, reason, provider_message)
+    return "FAILED"
+
+
+def note(app, order_id: int, text: str) -> None:
+    try:
+        _call(app, "admin.note_market_order", order_id=order_id, note=text)
+    except Exception:  # a note is best effort
+        log.exception("could not note market order %s", order_id)
+
+
+def record(app, order_row: dict, order: Order) -> str:
+    """Record what Binance says about an order: settle, fail, or leave EXECUTING."""
+    order_id = order_row["order_id"]
+    if order.executed_qty > 0 and order.status in FINAL_STATUSES:
+        if not order.fills:  # an ACK/RESULT answer or GET /order: fetch the fills
+            try:
+                found = binance_client(app).get_order(order_row["symbol"], order_row["client_order_id"],
+                                                      with_fills=True)
+            except BinanceError as exc:
+                note(app, order_id, f"consulta das execuções falhou: {exc.msg}")
+                return "EXECUTING"
+            if found is None or not found.fills:
+                note(app, order_id, "executada, aguardando as execuções (fills)")
+                return "EXECUTING"
+            order = found
+        try:
+            row = _call(app, "admin.settle_market_order", order_id=order_id, binance_order_id=order.order_id,
+                        executed_qty=order.executed_qty, cummulative_quote_qty=order.cummulative_quote_qty,
+                        fills=fills_json(order), binance_status=order.status)[0]
+        except DomainError as exc:
+            log.error("ALERT market order %s executed on Binance (%s) but cannot be settled: %s",
+                      order_row.get("client_order_id"), order.order_id, exc.message)
+            note(app, order_id, f"não liquidada: {exc.message}")
+            return "EXECUTING"
+        log.info("market order %s settled: %s BRL, %s crypto%s", order_id, row["brl_amount"], row["crypto_amount"],
+                 " (replayed)" if row["replayed"] else "")
+        return "COMPLETED"
+    if order.status in FINAL_STATUSES:
+        return fail(app, order_id, "A ordem não foi executada pela Binance.", f"status {order.status}")
+    note(app, order_id, f"na Binance com status {order.status}")
+    return "EXECUTING"
+
+
+def place_order(app, order_row: dict) -> str:
+    """Send an EXECUTING order to Binance once and record the outcome. Returns the order's status."""
+    order_id = order_row["order_id"]
+    if order_row["side"] == "buy":
+        amount = {"quote_order_qty": order_row["quote_order_qty"]}
+    else:
+        amount = {"quantity": order_row["quantity"]}
+    client = binance_client(app)
+    try:
+        result = client.place_market_order(order_row["symbol"], order_row["side"].upper(),
+                                           order_row["client_order_id"], **amount)
+    except BinanceOutcomeUnknown as exc:
+        log.warning("market order %s: outcome unknown (%s); looking it up", order_row["client_order_id"], exc)
+        note(app, order_id, f"resultado desconhecido: {exc.msg}")
+        return lookup(app, order_row, lost=False)
+    except (BinanceRejected, BinanceRateLimited) as exc:
+        return fail(app, order_id, readable_reason(exc), f"{exc.code}: {exc.msg}")
+    except (TypeError, ValueError) as exc:  # refused by the client before anything was sent
+        log.error("market order %s: invalid parameters %s", order_row["client_order_id"], exc)
+        return fail(app, order_id, "A Binance recusou os parâmetros da ordem.", str(exc))
+    except Exception:
+        log.exception("market order %s: unexpected error while placing; left for the reconciler", order_id)
+        return "EXECUTING"
+    return record(app, order_row, result)
+
+
+def lookup(app, order_row: dict, lost: bool) -> str:
+    """Ask Binance about an order by origClientOrderId; never resends it."""
+    order_id = order_row["order_id"]
+    try:
+        found = binance_client(app).get_order(order_row["symbol"], order_row["client_order_id"], with_fills=True)
+    except BinanceError as exc:
+        note(app, order_id, f"consulta falhou: {exc.msg}")
+        return "EXECUTING"
+    if found is None:
+        if lost:
+            return fail(app, order_id, REASON_LOST, "-2013 Order does not exist (after market_order_lost_seconds)")
+        note(app, order_id, "ainda não encontrada na Binance")
+        return "EXECUTING"
+    return record(app, order_row, found)
+
+
+def execute(app, user_id: int, quote_id: int, idempotency_key: str) -> dict:
+    """Confirm a quote (hold + order, committed), then place it on Binance once."""
+    row = db.call_with(app.extensions["db_app"], "api.execute_quote",
+                       {"user_id": user_id, "quote_id": quote_id, "idempotency_key": idempotency_key})[0]
+    # A replay (double click, second tab) never sends again: the first request
+    # or the reconciler finishes the order.
+    if not row["replayed"] and row["status"] == "EXECUTING":
+        try:
+            row = {**row, "status": place_order(app, row)}
+        except Exception:  # the order is committed: the customer sees it executing, the reconciler finishes it
+            log.exception("market order %s: recording the outcome failed; left for the reconciler", row["order_id"])
+    return row
+
+
+def reconcile(app) -> dict:
+    """Finish orders stuck EXECUTING. Returns {status: count}."""
+    counts: dict[str, int] = {}
+    for row in _call(app, "admin.list_stuck_market_orders"):
+        try:
+            status = lookup(app, row, lost=row["lost"])
+        except Exception:
+            log.exception("reconciling market order %s", row["order_id"])
+            status = "ERROR"
+        counts[status] = counts.get(status, 0) + 1
+    if counts:
+        log.info("market reconciler: %s", counts)
+    return counts
