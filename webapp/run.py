@@ -58,6 +58,15 @@ def main() -> int:
     if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("webapp.sandbox.mercadopago"):
         start("Mercado Pago sandbox on :8001", [python, "-m", "webapp.sandbox.mercadopago", "--port", "8001",
                                                  "--webhook-secret", "sandbox-webhook-secret"])
+    if (env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID")
+            and importlib.util.find_spec("webapp.sandbox.inter")):
+        # Banco Inter sandbox (mTLS): certificates made once in .local/inter-certs,
+        # where webapp/config.py points the client when INTER_CLIENT_ID is unset.
+        from .sandbox import certs
+        certs.generate(LOCAL / "inter-certs")
+        start("Banco Inter sandbox on :8003", [python, "-m", "webapp.sandbox.inter", "--port", "8003",
+                                               "--certs-dir", str(LOCAL / "inter-certs"),
+                                               "--retry-intervals", "2,5,15,60"])
     if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("webapp.sandbox.binance"):
         start("Binance sandbox on :8002", [python, "-m", "webapp.sandbox.binance", "--port", "8002",
                                            "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])

@@ -1,0 +1,96 @@
+"""Worker jobs of the BRL rails, PIX-in side (collected by webapp/jobs.py).
+
+- attach_pending_charges: charges whose first provider call failed get their
+  provider charge now (found again by reference, or created with the same key);
+- reconcile_charges: charges still pending after deposit_reconcile_after_minutes
+  are looked up at the provider and confirmed or expired (a lost webhook loses no money);
+- create_pending_p2p_charges: PIX-confirmed P2P trades that still have no charge
+  (when sql/p2p.sql provides admin.pending_p2p_pix_charges);
+- register_inter_webhook: when Banco Inter is the provider, (re)registers our webhook URL.
+"""
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from .. import db
+from ..errors import DomainError
+from ..providers import get_pix_provider, pix_provider_name
+from ..providers.base import ProviderError
+from . import service
+
+log = logging.getLogger("bs-market.deposits")
+
+
+def _call(app, function: str, **kwargs) -> list[dict]:
+    return db.call_with(app.extensions["db_app"], function, kwargs)
+
+
+def attach_pending_charges(app, max_rows: int = 20, min_age_seconds: int = 15) -> dict:
+    done: dict[str, int] = {}
+    for row in _call(app, "admin.pix_charges_to_attach", max_rows=max_rows, min_age_seconds=min_age_seconds):
+        try:
+            outcome = service.retry_attach(app, row)
+        except DomainError as exc:
+            log.error("charge %s: %r", row["reference"], exc)
+            outcome = "error"
+        done[outcome] = done.get(outcome, 0) + 1
+    if done:
+        log.info("pix charges attached: %s", done)
+    return done
+
+
+def reconcile_charges(app, max_rows: int = 50) -> dict:
+    done: dict[str, int] = {}
+    for row in _call(app, "admin.pix_charges_to_reconcile", max_rows=max_rows):
+        try:
+            outcome = service.reconcile(app, row)
+        except ProviderError as exc:
+            log.warning("reconcile %s: %s", row["reference"], exc)
+            outcome = "provider_error"
+        except DomainError as exc:
+            log.error("reconcile %s: %r", row["reference"], exc)
+            outcome = "error"
+        done[outcome] = done.get(outcome, 0) + 1
+    if done:
+        log.info("pix charges reconciled: %s", done)
+    return done
+
+
+def create_pending_p2p_charges(app, max_rows: int = 20) -> int:
+    """Safety net for the P2P view: trades waiting for a PIX charge get one."""
+    try:
+        rows = _call(app, "admin.pending_p2p_pix_charges", max_rows=max_rows)
+    except psycopg.errors.UndefinedFunction:
+        return 0   # the P2P domain is not installed
+    made = 0
+    for row in rows:
+        try:
+            service.create_charge_for_p2p_trade(app, row["trade_id"], row["brl_amount"], row["buyer_email"],
+                                                row["buyer_cpf"], row["expires_at"])
+            made += 1
+        except (ProviderError, DomainError) as exc:
+            log.warning("p2p trade %s: PIX charge not created yet: %r", row["trade_id"], exc)
+    return made
+
+
+def register_inter_webhook(app) -> bool:
+    if pix_provider_name(app.config) != "inter" or not app.config.get("APP_URL"):
+        return False
+    url = app.config["APP_URL"].rstrip("/") + "/webhooks/inter"
+    try:
+        get_pix_provider(app, "inter").register_webhook(url)
+    except ProviderError as exc:
+        log.warning("could not register the Banco Inter webhook %s: %s", url, exc)
+        return False
+    log.info("Banco Inter webhook registered: %s", url)
+    return True
+
+
+JOBS = [
+    (attach_pending_charges, 20),
+    (reconcile_charges, 60),
+    (create_pending_p2p_charges, 30),
+    (register_inter_webhook, 3600),
+]

@@ -1,0 +1,34 @@
+"""Forms of the withdrawals blueprint."""
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+from ..auth.twofactor import TotpCodeField
+from ..deposits.forms import BRLAmountField
+from ..pix import normalize_pix_key
+
+KEY_TYPES = [SelectChoice("CPF", "CPF"), SelectChoice("CNPJ", "CNPJ"), SelectChoice("EMAIL", "E-mail"),
+             SelectChoice("PHONE", "Telefone"), SelectChoice("EVP", "Chave aleatória")]
+
+
+class WithdrawalForm(FlaskForm):
+    amount = BRLAmountField("Valor do saque (R$)", validators=[
+        InputRequired("Informe um valor válido (use vírgula ou ponto para os centavos).")])
+    key_type = SelectField("Tipo de chave PIX", choices=KEY_TYPES)
+    pix_key = StringField("Chave PIX", validators=[DataRequired("Informe a chave PIX."), Length(max=100)])
+    totp_code = TotpCodeField()
+    idempotency_key = HiddenField(validators=[DataRequired()])
+
+    def validate_pix_key(self, field):
+        # The same rules as the database (core.pix_normalize_key), checked here
+        # first for a friendly message; the database checks again.
+        try:
+            field.data = normalize_pix_key(self.key_type.data, field.data or "")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class RejectForm(FlaskForm):
+    reason = TextAreaField("Motivo (o cliente vai ler)", validators=[
+        DataRequired("Informe o motivo."), Length(min=5, max=500, message="Entre 5 e 500 caracteres.")])

@@ -1,0 +1,146 @@
+"""Views of the withdrawals blueprint: the customer's /withdrawals and the
+back office's /admin/withdrawals (admins only)."""
+from __future__ import annotations
+
+import uuid
+from functools import wraps
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from .. import db, limiter
+from ..auth import twofactor
+from ..errors import DomainError
+from ..forms import ActionForm, form_error
+from ..providers import pix_provider_name
+from . import bp
+from .forms import RejectForm, WithdrawalForm
+
+PAGE_SIZE = 15
+STATUS = {
+    "AWAITING_APPROVAL": ("Aguardando aprovação", "info", "person-check"),
+    "PENDING": ("Na fila", "warning", "hourglass-split"),
+    "PROCESSING": ("Enviando", "primary", "arrow-repeat"),
+    "COMPLETED": ("Concluído", "success", "check-circle-fill"),
+    "FAILED": ("Falhou", "danger", "x-circle"),
+    "CANCELLED": ("Cancelado", "secondary", "slash-circle"),
+    "REJECTED": ("Recusado", "danger", "x-octagon"),
+}
+KEY_LABELS = {"CPF": "CPF", "CNPJ": "CNPJ", "EMAIL": "E-mail", "PHONE": "Telefone", "EVP": "Chave aleatória"}
+# Mercado Pago's payout API has no random-key (EVP) destination (providers.md D).
+UNSUPPORTED_KEY_TYPES = {"mercadopago": {"EVP"}}
+
+
+@bp.app_context_processor
+def withdrawal_helpers():
+    return {"withdrawal_status": lambda s: STATUS.get(s, (s, "secondary", "question-circle")),
+            "pix_key_label": lambda k: KEY_LABELS.get(k, k)}
+
+
+def admin_required(view):
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return current_app.login_manager.unauthorized()
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+    return wrapped
+
+
+@bp.route("/withdrawals", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10 per minute", methods=["POST"])
+def index():
+    form = WithdrawalForm()
+    provider = pix_provider_name(current_app.config)
+    if form.validate_on_submit():
+        try:
+            if form.key_type.data in UNSUPPORTED_KEY_TYPES.get(provider, ()):
+                raise DomainError("BSV01", "Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
+                                           "e-mail ou telefone.", "pix_key")
+            # Customers who turned two-factor authentication on confirm with a code.
+            twofactor.require_code(form.totp_code.data, context="withdrawal")
+            row = db.call_one("api.create_withdrawal", user_id=current_user.id, amount=form.amount.data,
+                              key_type=form.key_type.data, pix_key=form.pix_key.data,
+                              idempotency_key=form.idempotency_key.data)
+        except DomainError as exc:
+            form_error(form, exc)
+        else:
+            if row["status"] == "AWAITING_APPROVAL":
+                flash("Saque registrado. Por ser um valor alto, ele passa pela aprovação da equipe antes do envio.",
+                      "info")
+            else:
+                flash("Saque registrado: o PIX será enviado em instantes.", "success")
+            return redirect(url_for("withdrawals.index"))
+    if request.method == "GET" or not form.idempotency_key.data:
+        form.idempotency_key.data = str(uuid.uuid4())
+    page = max(request.args.get("page", 1, type=int), 1)
+    rows = db.call("api.list_withdrawals", user_id=current_user.id, page=page, page_size=PAGE_SIZE)
+    total = rows[0]["total_rows"] if rows else 0
+    balance = db.call_one("api.get_withdrawable", user_id=current_user.id)
+    limits = db.call_one("api.get_limits", user_id=current_user.id)
+    status = 422 if request.method == "POST" else 200
+    return render_template("withdrawals/index.html", form=form, rows=rows, page=page,
+                           pages=max(1, -(-total // PAGE_SIZE)), balance=balance, limits=limits,
+                           twofa=twofactor.is_enabled(current_user.id), cancel_form=ActionForm(),
+                           evp_ok="EVP" not in UNSUPPORTED_KEY_TYPES.get(provider, ())), status
+
+
+@bp.post("/withdrawals/<int:withdrawal_id>/cancel")
+@login_required
+@limiter.limit("20 per minute")
+def cancel(withdrawal_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        db.call_one("api.cancel_withdrawal", user_id=current_user.id, withdrawal_id=withdrawal_id)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("withdrawals.index"))
+    flash("Saque cancelado: o valor voltou ao seu saldo.", "success")
+    return redirect(url_for("withdrawals.index"))
+
+
+# --------------------------------------------------------------------------- back office
+
+@bp.route("/admin/withdrawals")
+@admin_required
+def admin_list():
+    wanted = request.args.get("status") or None
+    if wanted is not None and wanted not in STATUS:
+        abort(404)
+    rows = db.call("admin.list_withdrawals", admin_id=current_user.id, status_filter=wanted, max_rows=200)
+    return render_template("withdrawals/admin.html", rows=rows, wanted=wanted, statuses=STATUS,
+                           action_form=ActionForm(), reject_form=RejectForm())
+
+
+@bp.post("/admin/withdrawals/<int:withdrawal_id>/approve")
+@admin_required
+def admin_approve(withdrawal_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        db.call_one("admin.approve_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(f"Saque #{withdrawal_id} aprovado: vai para a fila de envio.", "success")
+    return redirect(url_for("withdrawals.admin_list"))
+
+
+@bp.post("/admin/withdrawals/<int:withdrawal_id>/reject")
+@admin_required
+def admin_reject(withdrawal_id: int):
+    form = RejectForm()
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
+        return redirect(url_for("withdrawals.admin_list"))
+    try:
+        db.call_one("admin.reject_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id,
+                    reason=form.reason.data)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(f"Saque #{withdrawal_id} recusado; o valor voltou ao saldo do cliente.", "success")
+    return redirect(url_for("withdrawals.admin_list"))
