@@ -1,0 +1,68 @@
+"""Fixtures for browser journeys: the app on a real socket, and Chromium (Debian's) through Playwright.
+
+    def test_x(live_server, browser):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(live_server.url + "/login")
+
+`live_server` serves the `app` fixture of tests/conftest.py (a fresh database per test) with werkzeug's
+threaded server on a free port; uploads go to the test's tmp_path. `browser` is one Chromium per session;
+open a context per person (each has its own cookies). Screenshots go to tests/e2e/screenshots/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+
+
+@pytest.fixture
+def live_server(app, tmp_path):
+    from werkzeug.serving import make_server
+
+    app.config["UPLOAD_DIR"] = str(tmp_path / "uploads")
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def screenshot():
+    """screenshot(page, "name") saves tests/e2e/screenshots/name.png (full page)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+
+    def take(page, name: str):
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    return take

@@ -1,0 +1,10 @@
+"""P2P marketplace: the offer book, offers, escrowed trades with chat and proofs, reputation, disputes.
+
+Customer pages live under /p2p; the dispute back office (admins only) under /admin/disputes, on the same
+blueprint (registered without a URL prefix). Every state change is one api.*/admin.* call (sql/p2p.sql).
+"""
+from flask import Blueprint
+
+bp = Blueprint("p2p", __name__)
+
+from . import views, admin_views  # noqa: E402,F401

@@ -1,0 +1,106 @@
+"""Forms of the P2P blueprint: their shape only; the database decides the rest."""
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget, TextInput
+
+from ..forms import AmountField as _AmountField
+
+
+class AmountField(_AmountField):
+    """A text box, not type=number: browsers refuse "1.234,56" in a number input."""
+    widget = TextInput()
+
+CRYPTOS = [("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
+METHODS = [("PIX", "PIX"), ("TED", "TED"), ("BALANCE", "Saldo bs-market"), ("PIX_CONFIRMED", "PIX confirmado")]
+METHOD_LABELS = dict(METHODS)
+KYC_LEVELS = [(0, "Qualquer"), (1, "Nível 1"), (2, "Nível 2")]
+AMOUNT_MESSAGE = "Informe um valor válido (use ponto ou vírgula para os decimais)."
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class BookFilterForm(FlaskForm):
+    """The offer book's filters (GET, no CSRF)."""
+    class Meta:
+        csrf = False
+
+    side = HiddenField(default="SELL")
+    crypto = SelectField("Cripto", choices=[("", "Todas")] + CRYPTOS, validators=[Optional()])
+    method = SelectField("Pagamento", choices=[("", "Todos")] + METHODS, validators=[Optional()])
+    amount = AmountField("Valor (R$)", validators=[Optional()])
+
+
+class _OfferFields(FlaskForm):
+    price_type = RadioField("Tipo de preço", choices=[("fixed", "Fixo"), ("floating", "Flutuante (índice Binance + ágio)")],
+                            default="fixed")
+    fixed_price = AmountField("Preço por unidade (R$)", validators=[Optional()])
+    premium_percent = AmountField("Ágio sobre o índice (por cento)", validators=[Optional()])
+    min_brl = AmountField("Mínimo por negociação (R$)", validators=[InputRequired(AMOUNT_MESSAGE)])
+    max_brl = AmountField("Máximo por negociação (R$)", validators=[InputRequired(AMOUNT_MESSAGE)])
+    payment_methods = MultiCheckboxField("Formas de pagamento", choices=METHODS,
+                                         validators=[DataRequired("Escolha ao menos uma forma de pagamento.")])
+    payment_window_minutes = IntegerField("Prazo para pagamento (minutos)", validators=[Optional()])
+    payment_details = TextAreaField("Seus dados para receber PIX/TED (ofertas de venda)",
+                                    validators=[Optional(), Length(max=500)])
+    terms = TextAreaField("Termos da oferta", validators=[Optional(), Length(max=2000)])
+    min_counterparty_kyc = SelectField("Verificação mínima da contraparte", choices=KYC_LEVELS, coerce=int, default=0)
+    min_counterparty_trades = IntegerField("Negociações concluídas mínimas da contraparte", default=0,
+                                           validators=[Optional(), NumberRange(min=0, max=100000)])
+    expires_in_days = IntegerField("Publicada por (dias)", default=30, validators=[Optional()])
+
+
+class OfferForm(_OfferFields):
+    side = RadioField("Quero", choices=[("SELL", "Vender cripto"), ("BUY", "Comprar cripto")], default="SELL")
+    crypto = SelectField("Cripto", choices=CRYPTOS)
+    total_amount = AmountField("Quantidade total", validators=[InputRequired(AMOUNT_MESSAGE)])
+    idempotency_key = HiddenField(validators=[DataRequired()])
+
+
+class EditOfferForm(_OfferFields):
+    remaining_amount = AmountField("Quantidade disponível", validators=[InputRequired(AMOUNT_MESSAGE)])
+
+
+class OpenTradeForm(FlaskForm):
+    brl_amount = AmountField("Valor em reais", validators=[InputRequired(AMOUNT_MESSAGE)])
+    payment_method = SelectField("Forma de pagamento", choices=METHODS)
+    payment_details = TextAreaField("Seus dados para receber o pagamento (chave PIX ou conta para TED)",
+                                    validators=[Optional(), Length(max=500)])
+    idempotency_key = HiddenField(validators=[DataRequired()])
+
+
+class MarkPaidForm(FlaskForm):
+    proof = FileField("Comprovante (opcional: PNG, JPEG ou PDF até 5 MB)")
+
+
+class EvidenceForm(FlaskForm):
+    file = FileField("Arquivo (PNG, JPEG ou PDF até 5 MB)")
+
+
+class MessageForm(FlaskForm):
+    body = TextAreaField("Mensagem", validators=[DataRequired("Escreva uma mensagem."), Length(max=2000)])
+
+
+class DisputeForm(FlaskForm):
+    reason = TextAreaField("O que aconteceu?", validators=[DataRequired("Explique o problema."), Length(max=2000)])
+    evidence = FileField("Evidência (opcional: PNG, JPEG ou PDF até 5 MB)")
+
+
+class RateForm(FlaskForm):
+    positive = RadioField("Avaliação", choices=[("1", "Positiva"), ("0", "Negativa")],
+                          validators=[DataRequired("Escolha positiva ou negativa.")])
+    comment = StringField("Comentário (opcional)", validators=[Optional(), Length(max=500)])
+
+
+class ResolveForm(FlaskForm):
+    outcome = RadioField("Decisão", choices=[("release", "Liberar a cripto ao comprador"),
+                                             ("refund", "Devolver a cripto ao vendedor")],
+                         validators=[DataRequired("Escolha a decisão.")])
+    at_fault = SelectField("Quem deu causa", choices=[("", "Padrão (quem perdeu a disputa)"), ("buyer", "Comprador"),
+                                                      ("seller", "Vendedor"), ("none", "Ninguém")],
+                           validators=[Optional()])
+    note = TextAreaField("Nota da decisão", validators=[DataRequired("Registre a decisão."), Length(max=2000)])

@@ -1,0 +1,404 @@
+"""Views of the P2P blueprint: the offer book, offers, trades (actions, chat, proofs), profiles.
+
+Each view validates the form's shape, makes one api.* call and renders or redirects; a refusal from the
+database is shown on the form (or as an alert on the trade page) with its HTTP status.
+"""
+from __future__ import annotations
+
+import uuid
+
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user, login_required
+
+from .. import db
+from ..errors import DomainError
+from ..forms import ActionForm, form_error
+from . import bp, uploads
+from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
+                    MessageForm, OfferForm, OpenTradeForm, RateForm)
+
+STATUS_LABELS = {
+    "OPEN": ("Aguardando pagamento", "warning"),
+    "PAID": ("Pago, aguardando liberação", "info"),
+    "COMPLETED": ("Concluída", "success"),
+    "CANCELLED": ("Cancelada", "secondary"),
+    "DISPUTED": ("Em disputa", "danger"),
+    "REFUNDED": ("Devolvida ao vendedor", "dark"),
+    "REVIEW": ("Pagamento em análise", "danger"),
+}
+OFFER_STATUS_LABELS = {
+    "active": ("Ativa", "success"), "paused": ("Pausada", "warning"), "filled": ("Esgotada", "secondary"),
+    "cancelled": ("Cancelada", "secondary"), "expired": ("Expirada", "secondary"),
+}
+
+
+@bp.context_processor
+def labels():
+    return {"status_labels": STATUS_LABELS, "offer_status_labels": OFFER_STATUS_LABELS,
+            "method_labels": METHOD_LABELS}
+
+
+@bp.app_template_filter("p2p_duration")
+def duration(seconds) -> str:
+    """Seconds as "4 min" or "1 h 05 min" ("—" when unknown)."""
+    if seconds is None:
+        return "—"
+    minutes = max(1, round(float(seconds) / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+@bp.app_template_filter("p2p_percent")
+def percent(value) -> str:
+    """98.5 as "98,5%" ("—" when there is nothing to measure yet)."""
+    return "—" if value is None else f"{value:.1f}%".replace(".", ",")
+
+
+@bp.errorhandler(413)
+def too_large(exc):
+    return render_template("error.html", title="Arquivo grande demais",
+                           message="O arquivo passa de 5 MB. Envie um PNG, JPEG ou PDF menor."), 413
+
+
+# --------------------------------------------------------------------------- the book and offers
+
+@bp.route("/p2p")
+@login_required
+def index():
+    form = BookFilterForm(request.args)
+    side = request.args.get("side", "SELL")
+    if side not in ("SELL", "BUY"):
+        side = "SELL"
+    amount = form.amount.data if form.validate() else None
+    offers = db.call("api.list_p2p_offers", user_id=current_user.id, side=side, crypto=form.crypto.data or None,
+                     payment_method=form.method.data or None, amount_brl=amount)
+    return render_template("p2p/index.html", offers=offers, side=side, form=form)
+
+
+def _offer_args(form) -> dict:
+    floating = form.price_type.data == "floating"
+    return dict(
+        price_type=form.price_type.data, min_brl=form.min_brl.data, max_brl=form.max_brl.data,
+        payment_methods=form.payment_methods.data or [],
+        fixed_price=None if floating else form.fixed_price.data,
+        premium_percent=form.premium_percent.data if floating else None,
+        payment_window_minutes=form.payment_window_minutes.data, terms=form.terms.data or "",
+        payment_details=form.payment_details.data or None, min_counterparty_kyc=form.min_counterparty_kyc.data,
+        min_counterparty_trades=form.min_counterparty_trades.data or 0, expires_in_days=form.expires_in_days.data)
+
+
+def _index_prices() -> dict:
+    """{crypto: "price"} of the fresh Binance indexes, for the live effective price of a floating offer."""
+    return {r["crypto"]: (None if r["stale"] or r["price"] is None else str(r["price"]))
+            for r in db.call("api.get_p2p_index_prices")}
+
+
+@bp.route("/p2p/offers/new", methods=["GET", "POST"])
+@login_required
+def new_offer():
+    form = OfferForm()
+    if request.method == "GET" and not form.payment_methods.data:
+        form.payment_methods.data = ["PIX"]
+    if form.validate_on_submit():
+        try:
+            row = db.call_one("api.create_p2p_offer", user_id=current_user.id, side=form.side.data,
+                              crypto=form.crypto.data, total_amount=form.total_amount.data,
+                              idempotency_key=form.idempotency_key.data, **_offer_args(form))
+        except DomainError as exc:
+            form_error(form, exc)
+        else:
+            flash(f"Oferta #{row['offer_id']} publicada.", "success")
+            return redirect(url_for(".my_offers"))
+    if not form.idempotency_key.data:
+        form.idempotency_key.data = str(uuid.uuid4())
+    status = 422 if request.method == "POST" else 200
+    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=None), status
+
+
+@bp.route("/p2p/offers/<int:offer_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_offer(offer_id: int):
+    offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
+    if not offer["is_mine"]:
+        abort(404)
+    form = EditOfferForm()
+    if request.method == "GET":
+        form.process(data={
+            "price_type": offer["price_type"], "fixed_price": offer["fixed_price"],
+            "premium_percent": offer["premium_percent"], "remaining_amount": offer["remaining_amount"],
+            "min_brl": offer["min_brl"], "max_brl": offer["max_brl"], "payment_methods": offer["payment_methods"],
+            "payment_window_minutes": offer["payment_window_minutes"], "terms": offer["terms"],
+            "payment_details": offer["payment_details"], "min_counterparty_kyc": offer["min_counterparty_kyc"],
+            "min_counterparty_trades": offer["min_counterparty_trades"], "expires_in_days": offer["days_left"]})
+    elif form.validate_on_submit():
+        try:
+            db.call("api.update_p2p_offer", user_id=current_user.id, offer_id=offer_id,
+                    remaining_amount=form.remaining_amount.data, **_offer_args(form))
+        except DomainError as exc:
+            form_error(form, exc, default_field="remaining_amount")
+        else:
+            flash(f"Oferta #{offer_id} atualizada.", "success")
+            return redirect(url_for(".my_offers"))
+    status = 422 if request.method == "POST" else 200
+    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=offer), status
+
+
+@bp.post("/p2p/offers/<int:offer_id>/<any(pause, resume, cancel):action>")
+@login_required
+def offer_status(offer_id: int, action: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        db.call("api.set_p2p_offer_status", user_id=current_user.id, offer_id=offer_id, action=action)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return my_offers(status=exc.status)
+    flash({"pause": "Oferta pausada.", "resume": "Oferta ativa de novo.",
+           "cancel": "Oferta cancelada; a cripto reservada voltou ao seu saldo."}[action], "success")
+    return redirect(url_for(".my_offers"))
+
+
+@bp.route("/p2p/offers/mine")
+@login_required
+def my_offers(status: int = 200):
+    offers = db.call("api.list_my_p2p_offers", user_id=current_user.id)
+    return render_template("p2p/my_offers.html", offers=offers, action_form=ActionForm()), status
+
+
+@bp.route("/p2p/offers/<int:offer_id>", methods=["GET", "POST"])
+@login_required
+def offer(offer_id: int):
+    offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
+    form = OpenTradeForm()
+    form.payment_method.choices = [(m, METHOD_LABELS[m]) for m in offer["payment_methods"]]
+    status = 200
+    if form.validate_on_submit():
+        try:
+            row = db.call_one("api.open_p2p_trade", user_id=current_user.id, offer_id=offer_id,
+                              payment_method=form.payment_method.data, idempotency_key=form.idempotency_key.data,
+                              brl_amount=form.brl_amount.data, payment_details=form.payment_details.data or None)
+        except DomainError as exc:
+            form_error(form, exc, default_field="brl_amount")
+            status = exc.status
+        else:
+            flash("Negociação aberta." if row["status"] == "OPEN" else "Negociação concluída.", "success")
+            return redirect(url_for(".trade", trade_id=row["trade_id"]))
+    elif request.method == "POST":
+        status = 422
+    if not form.idempotency_key.data:
+        form.idempotency_key.data = str(uuid.uuid4())
+    return render_template("p2p/offer.html", offer=offer, form=form), status
+
+
+# --------------------------------------------------------------------------- trades
+
+@bp.route("/p2p/trades")
+@login_required
+def trades():
+    rows = db.call("api.list_my_p2p_trades", user_id=current_user.id)
+    return render_template("p2p/trades.html", trades=rows)
+
+
+def render_trade(trade_id: int, status: int = 200, template: str = "p2p/trade.html", **forms):
+    trade = db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)
+    messages = db.call("api.list_p2p_messages", user_id=current_user.id, trade_id=trade_id)
+    proofs = db.call("api.list_p2p_proofs", user_id=current_user.id, trade_id=trade_id)
+    context = {"paid_form": MarkPaidForm(formdata=None), "action_form": ActionForm(formdata=None),
+               "message_form": MessageForm(formdata=None), "dispute_form": DisputeForm(formdata=None),
+               "rate_form": RateForm(formdata=None), "evidence_form": EvidenceForm(formdata=None)}
+    context.update(forms)
+    return render_template(template, trade=trade, messages=messages, proofs=proofs, **context), status
+
+
+@bp.route("/p2p/trades/<int:trade_id>")
+@login_required
+def trade(trade_id: int):
+    return render_trade(trade_id)
+
+
+@bp.route("/p2p/trades/<int:trade_id>/chat")
+@login_required
+def chat(trade_id: int):
+    """The chat panel alone (the trade page refreshes it while open)."""
+    trade = db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)
+    messages = db.call("api.list_p2p_messages", user_id=current_user.id, trade_id=trade_id)
+    return render_template("p2p/_chat.html", trade=trade, messages=messages)
+
+
+def _done(row: dict, expected: str):
+    flash(row["message"], "success" if row["status"] == expected else "warning")
+
+
+def _refused(trade_id: int, exc: DomainError, **forms):
+    flash(exc.message, "danger")
+    return render_trade(trade_id, exc.status, **forms)
+
+
+@bp.post("/p2p/trades/<int:trade_id>/paid")
+@login_required
+def mark_paid(trade_id: int):
+    form = MarkPaidForm()
+    if not form.validate_on_submit():
+        return render_trade(trade_id, 400, paid_form=form)
+    try:
+        upload = uploads.read(form.proof.data)
+    except uploads.UploadError as exc:
+        form.proof.errors = [str(exc)]
+        return render_trade(trade_id, 422, paid_form=form)
+    db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)  # nothing on disk for strangers
+    stored = uploads.save(upload) if upload else None
+    try:
+        row = db.call_one("api.mark_p2p_trade_paid", user_id=current_user.id, trade_id=trade_id,
+                          proof_stored_name=stored, proof_original_name=upload.original_name if upload else None,
+                          proof_content_type=upload.content_type if upload else None,
+                          proof_size_bytes=len(upload.data) if upload else None,
+                          proof_sha256=upload.sha256 if upload else None)
+    except DomainError as exc:
+        if stored:
+            uploads.remove(stored)
+        return _refused(trade_id, exc, paid_form=form)
+    if stored and row["status"] != "PAID":
+        uploads.remove(stored)  # cancelled by the deadline instead: the proof was not recorded
+    _done(row, "PAID")
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+@bp.post("/p2p/trades/<int:trade_id>/<any(cancel, release):action>")
+@login_required
+def trade_action(trade_id: int, action: str):
+    if not ActionForm().validate_on_submit():
+        return render_trade(trade_id, 400)
+    function = {"cancel": "api.cancel_p2p_trade", "release": "api.release_p2p_trade"}[action]
+    try:
+        row = db.call_one(function, user_id=current_user.id, trade_id=trade_id)
+    except DomainError as exc:
+        return _refused(trade_id, exc)
+    _done(row, {"cancel": "CANCELLED", "release": "COMPLETED"}[action])
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+@bp.post("/p2p/trades/<int:trade_id>/dispute")
+@login_required
+def dispute(trade_id: int):
+    form = DisputeForm()
+    if not form.validate_on_submit():
+        return render_trade(trade_id, 422, dispute_form=form)
+    try:
+        row = db.call_one("api.open_p2p_dispute", user_id=current_user.id, trade_id=trade_id, reason=form.reason.data)
+    except DomainError as exc:
+        form_error(form, exc)
+        return render_trade(trade_id, exc.status, dispute_form=form)
+    _done(row, "DISPUTED")
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+def _back_to_trade(trade_id: int):
+    if current_user.is_admin:
+        return redirect(url_for(".dispute_detail", trade_id=trade_id) + "#chat")
+    return redirect(url_for(".trade", trade_id=trade_id) + "#chat")
+
+
+@bp.post("/p2p/trades/<int:trade_id>/messages")
+@login_required
+def send_message(trade_id: int):
+    form = MessageForm()
+    template = "p2p/admin_dispute.html" if current_user.is_admin else "p2p/trade.html"
+    if form.validate_on_submit():
+        try:
+            db.call("api.send_p2p_message", user_id=current_user.id, trade_id=trade_id, body=form.body.data)
+        except DomainError as exc:
+            form_error(form, exc, default_field="body")
+            return render_trade(trade_id, exc.status, template=template, message_form=form, **_admin_forms())
+        return _back_to_trade(trade_id)
+    return render_trade(trade_id, 422, template=template, message_form=form, **_admin_forms())
+
+
+def _admin_forms() -> dict:
+    if not current_user.is_admin:
+        return {}
+    from .forms import ResolveForm
+    return {"resolve_form": ResolveForm(formdata=None)}
+
+
+@bp.post("/p2p/trades/<int:trade_id>/proofs")
+@login_required
+def add_proof(trade_id: int):
+    form = EvidenceForm()
+    if not form.validate_on_submit():
+        return render_trade(trade_id, 400, evidence_form=form)
+    try:
+        upload = uploads.read(form.file.data)
+        if upload is None:
+            raise uploads.UploadError("Escolha um arquivo.")
+    except uploads.UploadError as exc:
+        form.file.errors = [str(exc)]
+        return render_trade(trade_id, 422, evidence_form=form)
+    db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)
+    stored = uploads.save(upload)
+    try:
+        db.call("api.add_p2p_proof", user_id=current_user.id, trade_id=trade_id, stored_name=stored,
+                original_name=upload.original_name, content_type=upload.content_type, size_bytes=len(upload.data),
+                sha256=upload.sha256)
+    except DomainError as exc:
+        uploads.remove(stored)
+        return _refused(trade_id, exc, evidence_form=form)
+    flash("Arquivo enviado.", "success")
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+@bp.route("/p2p/proofs/<int:proof_id>")
+@login_required
+def proof(proof_id: int):
+    row = db.call_one("api.get_p2p_proof", user_id=current_user.id, proof_id=proof_id)  # BSN01 → 404
+    try:
+        path = uploads.path_of(row["stored_name"])
+    except FileNotFoundError:
+        abort(404)
+    if not path.exists():
+        abort(404)
+    response = send_file(path, mimetype=row["content_type"], download_name=row["original_name"],
+                         as_attachment=row["content_type"] == "application/pdf", max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/p2p/trades/<int:trade_id>/rate")
+@login_required
+def rate(trade_id: int):
+    form = RateForm()
+    if not form.validate_on_submit():
+        return render_trade(trade_id, 422, rate_form=form)
+    try:
+        db.call("api.rate_p2p_trade", user_id=current_user.id, trade_id=trade_id,
+                positive=form.positive.data == "1", comment=form.comment.data or "")
+    except DomainError as exc:
+        form_error(form, exc)
+        return render_trade(trade_id, exc.status, rate_form=form)
+    flash("Avaliação registrada. Obrigado!", "success")
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+# --------------------------------------------------------------------------- reputation and blocks
+
+@bp.route("/p2p/users/<int:user_id>")
+@login_required
+def profile(user_id: int):
+    person = db.call_one("api.get_p2p_profile", user_id=current_user.id, profile_user_id=user_id)
+    ratings = db.call("api.list_p2p_ratings", profile_user_id=user_id)
+    return render_template("p2p/profile.html", person=person, ratings=ratings, action_form=ActionForm())
+
+
+@bp.post("/p2p/users/<int:user_id>/<any(block, unblock):action>")
+@login_required
+def block(user_id: int, action: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        db.call("api.set_p2p_block", user_id=current_user.id, blocked_user_id=user_id, blocked=action == "block")
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return profile(user_id), exc.status
+    flash("Cliente bloqueado: vocês não verão as ofertas um do outro." if action == "block"
+          else "Cliente desbloqueado.", "success")
+    return redirect(url_for(".profile", user_id=user_id))
