@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench psql db-url lint check i18n clean-db
+.PHONY: run test bench psql db-url lint check i18n sql-docs clean-db
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ i18n: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg $(I18N_KEYWORDS) -o webapp/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i webapp/translations/messages.pot -d webapp/translations -l en
 	$(VENV)/bin/pybabel compile -d webapp/translations
+
+# docs/SQL.md, generated from the COMMENTs of a freshly migrated database.
+sql-docs: $(STAMP)
+	$(PY) docs/gen_sql_docs.py --fresh
 
 check: test
 

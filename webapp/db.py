@@ -20,7 +20,7 @@ import time
 import psycopg
 from flask import current_app
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import DomainError, is_domain_sqlstate
@@ -86,23 +86,85 @@ def call_one(function: str, **kwargs) -> dict | None:
     return rows[0] if rows else None
 
 
-def audit_query(view: str, order_by: str | None = None, descending: bool = False,
-                limit: int = 50, offset: int = 0, filters: dict | None = None) -> list[dict]:
-    """Read a reporting view as exchange_auditor (cannot write, even by a bug)."""
+class AuditQueryError(ValueError):
+    """A filter value the view's column cannot take (e.g. letters for an id): a 400, not a 500."""
+
+
+def _audit_select(view: str, columns: sql.Composable, filters: dict | None) -> tuple[sql.Composed, dict]:
     if not VIEW_NAME.match(view):
         raise ValueError(f"not a reporting view: {view!r}")
     schema, name = view.split(".")
-    query = sql.SQL("select * from {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    query = sql.SQL("select {} from {}.{}").format(columns, sql.Identifier(schema), sql.Identifier(name))
     params: dict = {}
     if filters:
+        # Identifiers are quoted and values are parameters; the caller
+        # whitelists the column names against audit_columns().
+        keys = {column: f"f{i}" for i, column in enumerate(filters)}
         query += sql.SQL(" where ") + sql.SQL(" and ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in filters)
-        params.update(filters)
+            sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(key)) for column, key in keys.items())
+        params.update({keys[column]: value for column, value in filters.items()})
+    return query, params
+
+
+def _audit_run(run):
+    """Run `run(conn)` on the auditor pool, read-only."""
+    try:
+        with current_app.extensions["db_audit"].connection() as conn:
+            conn.read_only = True
+            with conn.transaction():
+                return run(conn)
+    except psycopg.errors.DataError as exc:
+        raise AuditQueryError(exc.diag.message_primary or str(exc)) from exc
+
+
+def audit_query(view: str, order_by: str | None = None, descending: bool = False,
+                limit: int = 50, offset: int = 0, filters: dict | None = None) -> list[dict]:
+    """Read a reporting view as exchange_auditor (cannot write, even by a bug)."""
+    query, params = _audit_select(view, sql.SQL("*"), filters)
     if order_by:
-        query += sql.SQL(" order by {} {}").format(sql.Identifier(order_by),
-                                                   sql.SQL("desc" if descending else "asc"))
+        query += sql.SQL(" order by {} {} nulls last").format(sql.Identifier(order_by),
+                                                              sql.SQL("desc" if descending else "asc"))
     query += sql.SQL(" limit {} offset {}").format(sql.Literal(int(limit)), sql.Literal(int(offset)))
-    with current_app.extensions["db_audit"].connection() as conn:
+    return _audit_run(lambda conn: conn.execute(query, params).fetchall())
+
+
+def audit_columns(view: str) -> list[str]:
+    """The column names of a reporting view (`select * … limit 0`: the auditor cannot read the catalog tables)."""
+    query, _ = _audit_select(view, sql.SQL("*"), None)
+    query += sql.SQL(" limit 0")
+
+    def run(conn):
+        cursor = conn.execute(query)
+        return [column.name for column in cursor.description]
+    return _audit_run(run)
+
+
+def audit_count(view: str, filters: dict | None = None) -> int:
+    """How many rows a reporting view has (with the same equality filters as audit_query)."""
+    query, params = _audit_select(view, sql.SQL("count(*) as n"), filters)
+    return _audit_run(lambda conn: conn.execute(query, params).fetchone()["n"])
+
+
+def audit_stream(view: str, order_by: str | None = None, descending: bool = False,
+                 filters: dict | None = None, batch: int = 1000):
+    """Yield the column names, then every row (a tuple) of a reporting view, through a server-side cursor.
+
+    For CSV export: memory stays flat however large the view. The connection
+    is held (read-only, as exchange_auditor) until the generator is exhausted or closed.
+    """
+    query, params = _audit_select(view, sql.SQL("*"), filters)
+    if order_by:
+        query += sql.SQL(" order by {} {} nulls last").format(sql.Identifier(order_by),
+                                                              sql.SQL("desc" if descending else "asc"))
+    pool = current_app.extensions["db_audit"]
+    with pool.connection() as conn:
         conn.read_only = True
         with conn.transaction():
-            return conn.execute(query, params).fetchall()
+            with conn.cursor(name="audit_export", row_factory=tuple_row) as cursor:
+                cursor.itersize = batch
+                try:
+                    cursor.execute(query, params)
+                except psycopg.errors.DataError as exc:
+                    raise AuditQueryError(exc.diag.message_primary or str(exc)) from exc
+                yield [column.name for column in cursor.description]
+                yield from cursor

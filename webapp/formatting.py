@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 
 from babel.numbers import format_currency, format_decimal
-from flask_babel import format_datetime, get_locale
+from flask_babel import format_datetime, get_locale, gettext
 
 SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
 # Display at most this many decimals for long-scale assets (ETH keeps 18 in
@@ -63,7 +63,17 @@ NAV = [
 ]
 
 
+def translate(message):
+    """Translate a runtime string (a flash, a form error, an SQL message).
+
+    Jinja's `_()` applies %-formatting, which breaks on a message that
+    contains "%"; gettext without variables does not.
+    """
+    return gettext(str(message)) if message else message
+
+
 def init_app(app):
+    app.jinja_env.globals["tr"] = translate
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["plain_amount"] = plain
     app.jinja_env.filters["datetimeformat"] = datetimeformat

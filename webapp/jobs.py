@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import db
 
 log = logging.getLogger("bs-market.worker")
 
@@ -32,18 +31,8 @@ LEADER_LOCK = "bs-market:worker-leader"
 TASK_MODULES = ["deposits", "withdrawals", "market", "p2p", "kyc", "audit", "notifications"]
 
 
-def check_books(app):
-    """Ledger invariants on a schedule: any failure is an alert in the log."""
-    failures = db.call_with(app.extensions["db_app"], "admin.check_books", {})
-    if failures:
-        for row in failures:
-            log.error("ALERT books: %s: %s", row["check_name"], row["detail"])
-    else:
-        log.info("books healthy")
-    return failures
-
-
-CORE_JOBS = [(check_books, 300)]
+# Every job belongs to a domain (the books check is in webapp/audit/tasks.py).
+CORE_JOBS: list = []
 
 
 def collect_jobs() -> list:
