@@ -5,17 +5,22 @@ database is shown on the form (or as an alert on the trade page) with its HTTP s
 """
 from __future__ import annotations
 
+import logging
 import uuid
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from .. import db
+from ..deposits import create_charge_for_p2p_trade
 from ..errors import DomainError
+from ..providers.base import ProviderError
 from ..forms import ActionForm, form_error
 from . import bp, uploads
 from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
                     MessageForm, OfferForm, OpenTradeForm, RateForm)
+
+log = logging.getLogger(__name__)
 
 STATUS_LABELS = {
     "OPEN": ("Aguardando pagamento", "warning"),
@@ -183,12 +188,29 @@ def offer(offer_id: int):
             status = exc.status
         else:
             flash("Negociação aberta." if row["status"] == "OPEN" else "Negociação concluída.", "success")
+            if form.payment_method.data == "PIX_CONFIRMED" and row["status"] == "OPEN":
+                request_pix_charge(row["trade_id"])
             return redirect(url_for(".trade", trade_id=row["trade_id"]))
     elif request.method == "POST":
         status = 422
     if not form.idempotency_key.data:
         form.idempotency_key.data = str(uuid.uuid4())
     return render_template("p2p/offer.html", offer=offer, form=form), status
+
+
+def request_pix_charge(trade_id: int) -> None:
+    """Create the PIX charge of a PIX-confirmed trade, after the trade is committed.
+
+    A provider failure is not the customer's problem: the trade stays open and
+    the deposits job (create_pending_p2p_charges) creates the charge shortly.
+    """
+    trade = db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)
+    try:
+        create_charge_for_p2p_trade(current_app._get_current_object(), trade_id, trade["brl_amount"],
+                                    None, None, trade["payment_deadline"])
+    except (ProviderError, DomainError) as exc:
+        log.warning("PIX charge for trade %s not created yet: %s", trade_id, exc)
+        flash("O QR Code PIX desta negociação aparece em instantes.", "info")
 
 
 # --------------------------------------------------------------------------- trades
