@@ -34,7 +34,7 @@ lint: $(STAMP)
 # Source strings are Portuguese; the English catalog translates them. Form
 # labels, validator messages and flashes are extracted by their call names and
 # translated when rendered (macros.html, base.html).
-I18N_KEYWORDS := -k _l -k flash -k StringField -k EmailField -k PasswordField -k SelectField -k AmountField \
+I18N_KEYWORDS := -k _l -k N_ -k flash -k StringField -k EmailField -k PasswordField -k SelectField -k AmountField \
 	-k DecimalField -k IntegerField -k TextAreaField -k BooleanField -k DateField -k FileField -k HiddenField \
 	-k RadioField -k SelectMultipleField -k DataRequired -k InputRequired -k Length -k Email -k EqualTo \
 	-k NumberRange -k Optional -k ValidationError -k FileRequired -k FileAllowed -k SubmitField

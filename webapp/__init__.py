@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from . import config as config_module
 from . import db, formatting
 from .errors import DomainError
+from .formatting import N_
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -60,7 +61,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     Bootstrap5(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Entre para continuar."
+    login_manager.login_message = N_("Entre para continuar.")
     login_manager.login_message_category = "warning"
     formatting.init_app(app)
 
@@ -81,27 +82,27 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return render_template("error.html", title="Sessão expirada",
-                               message="O formulário expirou ou veio de outro site. Recarregue a página e tente de novo."), 400
+        return render_template("error.html", title=N_("Sessão expirada"),
+                               message=N_("O formulário expirou ou veio de outro site. Recarregue a página e tente de novo.")), 400
 
     @app.errorhandler(DomainError)
     def domain_error(exc):
-        return render_template("error.html", title="Não foi possível concluir", message=exc.message), exc.status
+        return render_template("error.html", title=N_("Não foi possível concluir"), message=exc.message), exc.status
 
     @app.errorhandler(429)
     def too_many(exc):
-        return render_template("error.html", title="Muitas tentativas",
-                               message="Muitas tentativas em pouco tempo. Aguarde um minuto e tente de novo."), 429
+        return render_template("error.html", title=N_("Muitas tentativas"),
+                               message=N_("Muitas tentativas em pouco tempo. Aguarde um minuto e tente de novo.")), 429
 
     @app.errorhandler(404)
     def not_found(exc):
-        return render_template("error.html", title="Página não encontrada",
-                               message="O endereço não existe ou não está disponível para você."), 404
+        return render_template("error.html", title=N_("Página não encontrada"),
+                               message=N_("O endereço não existe ou não está disponível para você.")), 404
 
     @app.errorhandler(403)
     def forbidden(exc):
-        return render_template("error.html", title="Acesso negado",
-                               message="Você não tem permissão para ver esta página."), 403
+        return render_template("error.html", title=N_("Acesso negado"),
+                               message=N_("Você não tem permissão para ver esta página.")), 403
 
     @app.after_request
     def security_headers(response):

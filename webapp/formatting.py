@@ -49,17 +49,26 @@ def datetimeformat(value, format: str = "short") -> str:
     return format_datetime(value, format) if value else "—"
 
 
+def N_(message: str) -> str:
+    """Mark a string for extraction (`make i18n`) without translating it here.
+
+    For labels kept in dicts and constants that are translated later, when
+    rendered (`tr(label)`, `_(label)`, `gettext(label)`).
+    """
+    return message
+
+
 # Top navigation: (endpoint, label, icon, who sees it). Links of blueprints
 # that are not registered are skipped.
 NAV = [
-    ("wallet.index", "Carteira", "wallet2", {"customer"}),
-    ("deposits.index", "Depósitos", "box-arrow-in-down", {"customer"}),
-    ("withdrawals.index", "Saques", "box-arrow-up", {"customer"}),
-    ("market.index", "Mercado", "graph-up", {"customer"}),
-    ("p2p.index", "P2P", "people", {"customer"}),
-    ("kyc.index", "Verificação", "person-vcard", {"customer"}),
-    ("admin.index", "Admin", "shield-lock", {"admin"}),
-    ("audit.index", "Auditoria", "clipboard-data", {"auditor"}),
+    ("wallet.index", N_("Carteira"), "wallet2", {"customer"}),
+    ("deposits.index", N_("Depósitos"), "box-arrow-in-down", {"customer"}),
+    ("withdrawals.index", N_("Saques"), "box-arrow-up", {"customer"}),
+    ("market.index", N_("Mercado"), "graph-up", {"customer"}),
+    ("p2p.index", N_("P2P"), "people", {"customer"}),
+    ("kyc.index", N_("Verificação"), "person-vcard", {"customer"}),
+    ("admin.index", N_("Admin"), "shield-lock", {"admin"}),
+    ("audit.index", N_("Auditoria"), "clipboard-data", {"auditor"}),
 ]
 
 

@@ -16,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from .formatting import N_
+
 PIX_GUI = "br.gov.bcb.pix"
 
 KEY_TYPES = ("CPF", "CNPJ", "EMAIL", "PHONE", "EVP")
@@ -258,21 +260,21 @@ def normalize_phone(value: str) -> str:
     """A Brazilian phone number -> `+55DDNNNNNNNNN`; ValueError otherwise."""
     raw = value.strip()
     if re.search(r"[^\d+()\-.\s]", raw) or raw.count("+") > 1 or ("+" in raw and not raw.startswith("+")):
-        raise ValueError("Telefone inválido: use apenas números, no formato +55 DDD número.")
+        raise ValueError(N_("Telefone inválido: use apenas números, no formato +55 DDD número."))
     n = _digits(raw)
     if raw.startswith("+") and not n.startswith("55"):
-        raise ValueError("Telefone inválido: a chave PIX de telefone deve ser de um número brasileiro (+55).")
+        raise ValueError(N_("Telefone inválido: a chave PIX de telefone deve ser de um número brasileiro (+55)."))
     if len(n) in (12, 13) and n.startswith("55"):
         n = n[2:]
     if len(n) not in (10, 11):
-        raise ValueError("Telefone inválido: informe DDD + número (8 ou 9 dígitos).")
+        raise ValueError(N_("Telefone inválido: informe DDD + número (8 ou 9 dígitos)."))
     ddd, number = int(n[:2]), n[2:]
     if ddd not in VALID_DDDS:
         raise ValueError(f"Telefone inválido: o DDD {n[:2]} não existe.")
     if len(number) == 9 and number[0] != "9":
-        raise ValueError("Telefone inválido: celulares com 9 dígitos começam com 9.")
+        raise ValueError(N_("Telefone inválido: celulares com 9 dígitos começam com 9."))
     if len(number) == 8 and number[0] not in "2345":
-        raise ValueError("Telefone inválido: para celular, inclua o 9 na frente do número.")
+        raise ValueError(N_("Telefone inválido: para celular, inclua o 9 na frente do número."))
     return "+55" + n
 
 
@@ -288,32 +290,32 @@ def normalize_pix_key(key_type: str, value: str) -> str:
     if kind == "ALEATORIA":
         kind = "EVP"
     if kind not in KEY_TYPES:
-        raise ValueError("Tipo de chave PIX inválido: use CPF, CNPJ, e-mail, telefone ou chave aleatória.")
+        raise ValueError(N_("Tipo de chave PIX inválido: use CPF, CNPJ, e-mail, telefone ou chave aleatória."))
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("Informe a chave PIX.")
+        raise ValueError(N_("Informe a chave PIX."))
     value = value.strip()
 
     if kind == "CPF":
         if not is_cpf(value):
-            raise ValueError("CPF inválido: confira os 11 dígitos.")
+            raise ValueError(N_("CPF inválido: confira os 11 dígitos."))
         return _digits(value)
     if kind == "CNPJ":
         if not is_cnpj(value):
-            raise ValueError("CNPJ inválido: confira os 14 caracteres.")
+            raise ValueError(N_("CNPJ inválido: confira os 14 caracteres."))
         return _clean_cnpj(value)
     if kind == "EMAIL":
         email = value.lower()
         if len(email) > 77:
-            raise ValueError("E-mail inválido: a chave PIX de e-mail tem no máximo 77 caracteres.")
+            raise ValueError(N_("E-mail inválido: a chave PIX de e-mail tem no máximo 77 caracteres."))
         if not _EMAIL_RE.match(email):
-            raise ValueError("E-mail inválido: confira o endereço (ex.: nome@exemplo.com.br).")
+            raise ValueError(N_("E-mail inválido: confira o endereço (ex.: nome@exemplo.com.br)."))
         return email
     if kind == "PHONE":
         return normalize_phone(value)
     evp = value.lower()
     if not _EVP_RE.match(evp):
-        raise ValueError("Chave aleatória inválida: deve ter o formato "
-                         "xxxxxxxx-xxxx-4xxx-xxxx-xxxxxxxxxxxx (36 caracteres).")
+        raise ValueError(N_("Chave aleatória inválida: deve ter o formato "
+                            "xxxxxxxx-xxxx-4xxx-xxxx-xxxxxxxxxxxx (36 caracteres)."))
     return evp
 
 

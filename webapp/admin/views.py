@@ -11,6 +11,7 @@ from flask_login import current_user
 from .. import db, login_manager
 from ..errors import DomainError
 from ..forms import form_error
+from ..formatting import N_
 from . import bp
 from .forms import AdjustmentForm, KycReviewForm, SearchForm, StatusForm
 
@@ -71,8 +72,8 @@ def kyc_review(submission_id: int, decision: str):
                 abort(404)
             form_error(form, exc, default_field="reason")
             return kyc_submission(submission_id, form=form, status=exc.status)
-        flash("Documentos aprovados: cliente no nível 2." if decision == "approve"
-              else "Documentos recusados; o cliente foi avisado.", "success")
+        flash(N_("Documentos aprovados: cliente no nível 2.") if decision == "approve"
+              else N_("Documentos recusados; o cliente foi avisado."), "success")
         return redirect(url_for("admin.kyc_queue"))
     return kyc_submission(submission_id, form=form, status=422)
 
@@ -124,7 +125,7 @@ def set_status(user_id: int, action: str):
                 abort(404)
             form_error(form, exc, default_field="reason")
             return _user_page(user_id, status_form=form, status=exc.status)
-        flash("Conta bloqueada." if action == "freeze" else "Conta desbloqueada.", "success")
+        flash(N_("Conta bloqueada.") if action == "freeze" else N_("Conta desbloqueada."), "success")
         return redirect(url_for("admin.user", user_id=user_id))
     return _user_page(user_id, status_form=form, status=422)
 
@@ -142,7 +143,7 @@ def adjust(user_id: int):
                 abort(404)
             form_error(form, exc, default_field="amount")
             return _user_page(user_id, adjust_form=form, status=exc.status)
-        flash("Ajuste já registrado antes (nada foi repetido)." if row["replayed"]
+        flash(N_("Ajuste já registrado antes (nada foi repetido).") if row["replayed"]
               else f"Ajuste lançado (lançamento #{row['entry_id']}).", "success")
         return redirect(url_for("admin.user", user_id=user_id))
     return _user_page(user_id, adjust_form=form, status=422)

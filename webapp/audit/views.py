@@ -15,7 +15,7 @@ from flask_login import current_user, login_required
 
 from .. import db
 from ..errors import DomainError
-from ..formatting import SCALES
+from ..formatting import SCALES, N_
 from . import bp
 
 PAGE_SIZE = 50
@@ -112,8 +112,8 @@ def table(name: str):
         rows = db.audit_query(view, order_by=sort, descending=descending, limit=PAGE_SIZE,
                               offset=(page - 1) * PAGE_SIZE, filters=filters)
     except db.AuditQueryError:
-        return render_template("error.html", title="Filtro inválido",
-                               message="O valor do filtro não serve para essa coluna."), 400
+        return render_template("error.html", title=N_("Filtro inválido"),
+                               message=N_("O valor do filtro não serve para essa coluna.")), 400
     pages = max(1, -(-total // PAGE_SIZE))
     base_args = {"sort": sort, "dir": "desc" if descending else "asc",
                  **{f"f_{k}": v for k, v in filters.items()}}
@@ -133,8 +133,8 @@ def export(name: str):
     try:
         header = next(stream)
     except db.AuditQueryError:
-        return render_template("error.html", title="Filtro inválido",
-                               message="O valor do filtro não serve para essa coluna."), 400
+        return render_template("error.html", title=N_("Filtro inválido"),
+                               message=N_("O valor do filtro não serve para essa coluna.")), 400
 
     def generate():
         buffer = io.StringIO()

@@ -3,6 +3,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
+from ..formatting import N_
 from .twofactor import TotpCodeField
 
 COMMON_PASSWORDS = {
@@ -32,7 +33,7 @@ class RegisterForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail."),
                                              Email("Informe um e-mail válido.", check_deliverability=False)])
     password = PasswordField("Senha", validators=[DataRequired("Escolha uma senha."), strong_password])
-    confirm = PasswordField("Confirme a senha", validators=[EqualTo("password", "As senhas não conferem.")])
+    confirm = PasswordField("Confirme a senha", validators=[EqualTo("password", N_("As senhas não conferem."))])
 
 
 class LoginForm(FlaskForm):
@@ -42,24 +43,24 @@ class LoginForm(FlaskForm):
 
 class TwoFactorLoginForm(FlaskForm):
     totp_code = TotpCodeField(validators=[DataRequired("Informe o código do aplicativo autenticador."),
-                                          Length(max=32, message="Código inválido.")])
+                                          Length(max=32, message=N_("Código inválido."))])
 
 
 class TwoFactorSetupForm(FlaskForm):
-    totp_code = TotpCodeField("Código de 6 dígitos mostrado no aplicativo",
+    totp_code = TotpCodeField(N_("Código de 6 dígitos mostrado no aplicativo"),
                               validators=[DataRequired("Informe o código mostrado no aplicativo."),
-                                          Length(max=32, message="Código inválido.")])
+                                          Length(max=32, message=N_("Código inválido."))])
 
 
 class TwoFactorDisableForm(FlaskForm):
     totp_code = TotpCodeField(validators=[DataRequired("Informe um código atual para desativar."),
-                                          Length(max=32, message="Código inválido.")])
+                                          Length(max=32, message=N_("Código inválido."))])
 
 
 class PasswordChangeForm(FlaskForm):
     """`user_email` is set by the view, so the new password cannot contain the e-mail."""
     current_password = PasswordField("Senha atual", validators=[DataRequired("Informe sua senha atual.")])
     new_password = PasswordField("Nova senha", validators=[DataRequired("Escolha a nova senha."), strong_password])
-    confirm = PasswordField("Confirme a nova senha", validators=[EqualTo("new_password", "As senhas não conferem.")])
+    confirm = PasswordField("Confirme a nova senha", validators=[EqualTo("new_password", N_("As senhas não conferem."))])
     totp_code = TotpCodeField()
     user_email = ""

@@ -39,6 +39,7 @@ from wtforms.validators import Length, Optional
 
 from .. import db
 from ..errors import DomainError
+from ..formatting import N_
 
 ISSUER = "bs-market"
 STEP_SECONDS = 30
@@ -51,10 +52,10 @@ RECOVERY_HASH_METHOD = "pbkdf2:sha256:50000"
 class TotpCodeField(StringField):
     """The 6-digit code of the authenticator app (or a recovery code)."""
 
-    def __init__(self, label="Código de verificação (2FA)", validators=None, **kwargs):
+    def __init__(self, label=N_("Código de verificação (2FA)"), validators=None, **kwargs):
         kwargs.setdefault("render_kw", {"autocomplete": "one-time-code", "spellcheck": "false"})
         kwargs.setdefault("description", "Os 6 dígitos do aplicativo autenticador, ou um código de recuperação.")
-        super().__init__(label, validators or [Optional(), Length(max=32, message="Código inválido.")], **kwargs)
+        super().__init__(label, validators or [Optional(), Length(max=32, message=N_("Código inválido."))], **kwargs)
 
 
 def normalize(code: str | None) -> str:
@@ -120,16 +121,16 @@ def verify(user_id: int, code: str | None, context: str = "operation", allow_rec
     """Check a code of a user with 2FA on; returns "totp" or "recovery", raises DomainError (field totp_code)."""
     current = state(user_id)
     if not current["enabled"]:
-        raise DomainError("BSS01", "A verificação em duas etapas não está ativa.", CODE_FIELD)
+        raise DomainError("BSS01", N_("A verificação em duas etapas não está ativa."), CODE_FIELD)
     typed = normalize(code)
     if not typed:
-        raise DomainError("BSV01", "Informe o código de 6 dígitos do seu aplicativo autenticador.", CODE_FIELD)
+        raise DomainError("BSV01", N_("Informe o código de 6 dígitos do seu aplicativo autenticador."), CODE_FIELD)
     if typed.isdigit() and len(typed) == 6:
         step = matching_step(current["secret"], typed)
         if step is None:
-            _fail(user_id, context, "Código incorreto ou expirado. Confira o horário do celular e tente de novo.")
+            _fail(user_id, context, N_("Código incorreto ou expirado. Confira o horário do celular e tente de novo."))
         if not db.call_one("api.use_totp_step", user_id=user_id, time_step=step)["use_totp_step"]:
-            _fail(user_id, context, "Este código já foi usado. Aguarde o próximo código do aplicativo.")
+            _fail(user_id, context, N_("Este código já foi usado. Aguarde o próximo código do aplicativo."))
         return "totp"
     if allow_recovery and len(typed) == 10:
         for row in db.call("api.list_recovery_codes", user_id=user_id):
@@ -138,8 +139,8 @@ def verify(user_id: int, code: str | None, context: str = "operation", allow_rec
                                ip=_ip())["use_recovery_code"]:
                     return "recovery"
                 break  # spent by a concurrent request a moment ago
-        _fail(user_id, context, "Código de recuperação inválido ou já usado.")
-    _fail(user_id, context, "Código incorreto. Use os 6 dígitos do aplicativo ou um código de recuperação.")
+        _fail(user_id, context, N_("Código de recuperação inválido ou já usado."))
+    _fail(user_id, context, N_("Código incorreto. Use os 6 dígitos do aplicativo ou um código de recuperação."))
     raise AssertionError("unreachable")
 
 
@@ -160,8 +161,8 @@ def require_code(code: str | None, user_id: int | None = None, *, required: bool
     user_id = user_id if user_id is not None else current_user.id
     if not is_enabled(user_id):
         if required:
-            raise DomainError("BSS01", "Ative a verificação em duas etapas (menu Segurança da conta, em "
-                                       "/account/security) para fazer esta operação.", CODE_FIELD)
+            raise DomainError("BSS01", N_("Ative a verificação em duas etapas (menu Segurança da conta, em "
+                                          "/account/security) para fazer esta operação."), CODE_FIELD)
         return None
     verify(user_id, code, context=context, allow_recovery=allow_recovery)
     return None

@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import db, limiter, login_manager, LANGUAGES
 from ..errors import DomainError
+from ..formatting import N_
 from . import bp
 from ..forms import ActionForm, form_error
 from . import twofactor
@@ -107,7 +108,7 @@ def login():
             until = result["locked_until"].astimezone().strftime("%H:%M")
             form.password.errors = [f"Muitas tentativas erradas. Por segurança, a conta está bloqueada até {until}."]
             return render_template("auth/login.html", form=form), 429
-        form.password.errors = ["E-mail ou senha incorretos."]
+        form.password.errors = [N_("E-mail ou senha incorretos.")]
         return render_template("auth/login.html", form=form), 401
     status = 422 if request.method == "POST" else 200
     return render_template("auth/login.html", form=form), status
@@ -181,7 +182,7 @@ def twofactor_setup():
     if form.validate_on_submit():
         step = twofactor.matching_step(secret, form.totp_code.data)
         if step is None:
-            form.totp_code.errors = ["Código incorreto. Confira se o aplicativo mostra bs-market e tente o código atual."]
+            form.totp_code.errors = [N_("Código incorreto. Confira se o aplicativo mostra bs-market e tente o código atual.")]
         else:
             codes = twofactor.new_recovery_codes()
             try:
@@ -229,9 +230,9 @@ def change_password():
     if form.validate_on_submit():
         current_hash = db.call_one("api.get_password_hash", user_id=current_user.id)["get_password_hash"]
         if not check_password_hash(current_hash, form.current_password.data):
-            form.current_password.errors = ["Senha atual incorreta."]
+            form.current_password.errors = [N_("Senha atual incorreta.")]
         elif form.current_password.data == form.new_password.data:
-            form.new_password.errors = ["A nova senha precisa ser diferente da atual."]
+            form.new_password.errors = [N_("A nova senha precisa ser diferente da atual.")]
         else:
             try:
                 twofactor.require_code(form.totp_code.data, context="password")

@@ -4,6 +4,7 @@ from wtforms import HiddenField
 from wtforms.validators import DataRequired, InputRequired
 
 from ..forms import AmountField
+from ..formatting import N_
 
 
 class BRLAmountField(AmountField):
@@ -13,11 +14,11 @@ class BRLAmountField(AmountField):
         try:
             super().process_formdata(valuelist)
         except ValueError:
-            raise ValueError("Informe um valor válido (ex.: 150,00).") from None
+            raise ValueError(N_("Informe um valor válido (ex.: 150,00).")) from None
 
 
 class DepositForm(FlaskForm):
-    amount = BRLAmountField("Valor do depósito (R$)", validators=[
+    amount = BRLAmountField(N_("Valor do depósito (R$)"), validators=[
         InputRequired("Informe um valor válido (use vírgula ou ponto para os centavos).")])
     # Generated when the form is shown: a double click creates one deposit.
     idempotency_key = HiddenField(validators=[DataRequired()])

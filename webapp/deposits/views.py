@@ -11,6 +11,7 @@ from flask_login import current_user, login_required
 from .. import db, limiter
 from ..errors import DomainError
 from ..forms import form_error
+from ..formatting import N_
 from ..providers import pix_provider_name
 from ..providers.base import ProviderError
 from . import bp, service
@@ -21,12 +22,12 @@ PAGE_SIZE = 15
 
 STATUS = {
     # status: (label, Bootstrap colour, icon)
-    "PENDING": ("Aguardando pagamento", "warning", "hourglass-split"),
-    "PAID": ("Creditado", "success", "check-circle-fill"),
-    "REVIEW": ("Em análise", "info", "search"),
-    "EXPIRED": ("Expirado", "secondary", "clock-history"),
-    "FAILED": ("Não gerado", "danger", "x-circle"),
-    "REJECTED": ("Recusado", "danger", "x-octagon"),
+    "PENDING": (N_("Aguardando pagamento"), "warning", "hourglass-split"),
+    "PAID": (N_("Creditado"), "success", "check-circle-fill"),
+    "REVIEW": (N_("Em análise"), "info", "search"),
+    "EXPIRED": (N_("Expirado"), "secondary", "clock-history"),
+    "FAILED": (N_("Não gerado"), "danger", "x-circle"),
+    "REJECTED": (N_("Recusado"), "danger", "x-octagon"),
 }
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from ..formatting import N_
+
 MAX_BYTES = 5 * 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent.parent
 # (magic bytes, content type, extension)
@@ -44,18 +46,18 @@ def sniff(data: bytes) -> tuple[str, str]:
     for magic, content_type, ext in SIGNATURES:
         if data.startswith(magic):
             return content_type, ext
-    raise UploadError("Formato não aceito: envie uma foto PNG ou JPEG, ou um PDF.")
+    raise UploadError(N_("Formato não aceito: envie uma foto PNG ou JPEG, ou um PDF."))
 
 
 def read_upload(file_storage) -> tuple[bytes, str, str]:
     """The file's bytes, content type and extension; UploadError when empty, too big or of another type."""
     if file_storage is None or not getattr(file_storage, "filename", None):
-        raise UploadError("Escolha um arquivo.")
+        raise UploadError(N_("Escolha um arquivo."))
     data = file_storage.stream.read(MAX_BYTES + 1)
     if not data:
-        raise UploadError("O arquivo está vazio.")
+        raise UploadError(N_("O arquivo está vazio."))
     if len(data) > MAX_BYTES:
-        raise UploadError("Arquivo grande demais: o máximo é 5 MB.")
+        raise UploadError(N_("Arquivo grande demais: o máximo é 5 MB."))
     content_type, ext = sniff(data)
     return data, content_type, ext
 

@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from .. import db
 from ..errors import DomainError
 from ..forms import form_error
+from ..formatting import N_
 from . import bp, storage
 from .cpf import formatted
 from .forms import KycDataForm, KycDocumentsForm
@@ -27,8 +28,8 @@ def _raise_upload_limit(state):
 
 @bp.app_errorhandler(413)
 def too_large(exc):
-    return render_template("error.html", title="Arquivo grande demais",
-                           message="Os arquivos enviados passam do limite: no máximo 5 MB cada."), 413
+    return render_template("error.html", title=N_("Arquivo grande demais"),
+                           message=N_("Os arquivos enviados passam do limite: no máximo 5 MB cada.")), 413
 
 
 def _page(data_form=None, documents_form=None, status=200):

@@ -4,9 +4,10 @@ from wtforms import HiddenField, RadioField, SelectField
 from wtforms.validators import DataRequired, InputRequired
 
 from ..forms import AmountField
+from ..formatting import N_
 
 CRYPTOS = [("BTC", "Bitcoin (BTC)"), ("ETH", "Ether (ETH)"), ("USDT", "Tether (USDT)")]
-SIDES = [("buy", "Comprar"), ("sell", "Vender")]
+SIDES = [("buy", N_("Comprar")), ("sell", N_("Vender"))]
 
 
 class QuoteForm(FlaskForm):

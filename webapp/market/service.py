@@ -33,6 +33,7 @@ from psycopg.types.json import Jsonb
 
 from .. import db
 from ..errors import DomainError
+from ..formatting import N_
 from ..providers.binance import (
     BinanceAuthError, BinanceClient, BinanceError, BinanceOutcomeUnknown, BinanceRateLimited, BinanceRejected, Order,
 )
@@ -42,9 +43,9 @@ log = logging.getLogger("bs-market.market")
 #: Binance order statuses after which nothing more will execute.
 FINAL_STATUSES = {"FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"}
 
-REASON_LOST = "A ordem não chegou à Binance."
-REASON_BUSY = "A Binance está limitando pedidos agora; tente de novo em instantes."
-REASON_UNAVAILABLE = "A mesa está temporariamente indisponível; tente mais tarde."
+REASON_LOST = N_("A ordem não chegou à Binance.")
+REASON_BUSY = N_("A Binance está limitando pedidos agora; tente de novo em instantes.")
+REASON_UNAVAILABLE = N_("A mesa está temporariamente indisponível; tente mais tarde.")
 
 
 def binance_client(app) -> BinanceClient:
@@ -80,21 +81,21 @@ def readable_reason(exc: BinanceError) -> str:
         return REASON_BUSY
     if exc.code == -2010:
         if "insufficient balance" in msg:
-            return "A mesa está sem liquidez para esta ordem no momento."
+            return N_("A mesa está sem liquidez para esta ordem no momento.")
         if "Market is closed" in msg:
-            return "O mercado está fechado na Binance no momento."
+            return N_("O mercado está fechado na Binance no momento.")
         if "not supported" in msg:
-            return "A Binance não aceita ordens a mercado neste par agora."
-        return "A Binance recusou a ordem."
+            return N_("A Binance não aceita ordens a mercado neste par agora.")
+        return N_("A Binance recusou a ordem.")
     if exc.code == -1013:
         if "NOTIONAL" in msg:
-            return "O valor está fora dos limites aceitos pela Binance."
+            return N_("O valor está fora dos limites aceitos pela Binance.")
         if "LOT_SIZE" in msg:
-            return "A quantidade está fora dos limites aceitos pela Binance."
-        return "A Binance recusou os parâmetros da ordem."
+            return N_("A quantidade está fora dos limites aceitos pela Binance.")
+        return N_("A Binance recusou os parâmetros da ordem.")
     if exc.code in (-1100, -1102, -1106, -1111, -1116, -1121):
-        return "A Binance recusou os parâmetros da ordem."
-    return "A Binance recusou a ordem."
+        return N_("A Binance recusou os parâmetros da ordem.")
+    return N_("A Binance recusou a ordem.")
 
 
 def fail(app, order_id: int, reason: str, provider_message: str | None = None) -> str:
@@ -142,7 +143,7 @@ def record(app, order_row: dict, order: Order) -> str:
                  " (replayed)" if row["replayed"] else "")
         return "COMPLETED"
     if order.status in FINAL_STATUSES:
-        return fail(app, order_id, "A ordem não foi executada pela Binance.", f"status {order.status}")
+        return fail(app, order_id, N_("A ordem não foi executada pela Binance."), f"status {order.status}")
     note(app, order_id, f"na Binance com status {order.status}")
     return "EXECUTING"
 
@@ -166,7 +167,7 @@ def place_order(app, order_row: dict) -> str:
         return fail(app, order_id, readable_reason(exc), f"{exc.code}: {exc.msg}")
     except (TypeError, ValueError) as exc:  # refused by the client before anything was sent
         log.error("market order %s: invalid parameters %s", order_row["client_order_id"], exc)
-        return fail(app, order_id, "A Binance recusou os parâmetros da ordem.", str(exc))
+        return fail(app, order_id, N_("A Binance recusou os parâmetros da ordem."), str(exc))
     except Exception:
         log.exception("market order %s: unexpected error while placing; left for the reconciler", order_id)
         return "EXECUTING"

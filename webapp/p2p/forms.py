@@ -6,6 +6,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget, TextInput
 
 from ..forms import AmountField as _AmountField
+from ..formatting import N_
 
 
 class AmountField(_AmountField):
@@ -13,7 +14,7 @@ class AmountField(_AmountField):
     widget = TextInput()
 
 CRYPTOS = [("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
-METHODS = [("PIX", "PIX"), ("TED", "TED"), ("BALANCE", "Saldo bs-market"), ("PIX_CONFIRMED", "PIX confirmado")]
+METHODS = [("PIX", "PIX"), ("TED", "TED"), ("BALANCE", N_("Saldo bs-market")), ("PIX_CONFIRMED", N_("PIX confirmado"))]
 METHOD_LABELS = dict(METHODS)
 KYC_LEVELS = [(0, "Qualquer"), (1, "Nível 1"), (2, "Nível 2")]
 AMOUNT_MESSAGE = "Informe um valor válido (use ponto ou vírgula para os decimais)."

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from ..formatting import N_
+
 MAX_BYTES = 5 * 1024 * 1024
 MAGIC = [
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
@@ -46,14 +48,14 @@ def read(storage) -> Upload | None:
         return None
     data = storage.stream.read(MAX_BYTES + 1)
     if not data:
-        raise UploadError("O arquivo está vazio.")
+        raise UploadError(N_("O arquivo está vazio."))
     if len(data) > MAX_BYTES:
-        raise UploadError("O arquivo passa de 5 MB.")
+        raise UploadError(N_("O arquivo passa de 5 MB."))
     for magic, content_type, extension in MAGIC:
         if data.startswith(magic):
             name = os.path.basename(storage.filename.replace("\\", "/"))[:200] or "arquivo"
             return Upload(data, name, content_type, extension)
-    raise UploadError("Envie uma imagem PNG ou JPEG, ou um PDF.")
+    raise UploadError(N_("Envie uma imagem PNG ou JPEG, ou um PDF."))
 
 
 def directory() -> Path:

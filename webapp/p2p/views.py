@@ -16,6 +16,7 @@ from ..deposits import create_charge_for_p2p_trade
 from ..errors import DomainError
 from ..providers.base import ProviderError
 from ..forms import ActionForm, form_error
+from ..formatting import N_
 from . import bp, uploads
 from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
                     MessageForm, OfferForm, OpenTradeForm, RateForm)
@@ -23,17 +24,17 @@ from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, E
 log = logging.getLogger(__name__)
 
 STATUS_LABELS = {
-    "OPEN": ("Aguardando pagamento", "warning"),
-    "PAID": ("Pago, aguardando liberação", "info"),
-    "COMPLETED": ("Concluída", "success"),
-    "CANCELLED": ("Cancelada", "secondary"),
-    "DISPUTED": ("Em disputa", "danger"),
-    "REFUNDED": ("Devolvida ao vendedor", "dark"),
-    "REVIEW": ("Pagamento em análise", "danger"),
+    "OPEN": (N_("Aguardando pagamento"), "warning"),
+    "PAID": (N_("Pago, aguardando liberação"), "info"),
+    "COMPLETED": (N_("Concluída"), "success"),
+    "CANCELLED": (N_("Cancelada"), "secondary"),
+    "DISPUTED": (N_("Em disputa"), "danger"),
+    "REFUNDED": (N_("Devolvida ao vendedor"), "dark"),
+    "REVIEW": (N_("Pagamento em análise"), "danger"),
 }
 OFFER_STATUS_LABELS = {
-    "active": ("Ativa", "success"), "paused": ("Pausada", "warning"), "filled": ("Esgotada", "secondary"),
-    "cancelled": ("Cancelada", "secondary"), "expired": ("Expirada", "secondary"),
+    "active": (N_("Ativa"), "success"), "paused": (N_("Pausada"), "warning"), "filled": (N_("Esgotada"), "secondary"),
+    "cancelled": (N_("Cancelada"), "secondary"), "expired": (N_("Expirada"), "secondary"),
 }
 
 
@@ -62,8 +63,8 @@ def percent(value) -> str:
 
 @bp.errorhandler(413)
 def too_large(exc):
-    return render_template("error.html", title="Arquivo grande demais",
-                           message="O arquivo passa de 5 MB. Envie um PNG, JPEG ou PDF menor."), 413
+    return render_template("error.html", title=N_("Arquivo grande demais"),
+                           message=N_("O arquivo passa de 5 MB. Envie um PNG, JPEG ou PDF menor.")), 413
 
 
 # --------------------------------------------------------------------------- the book and offers
@@ -159,8 +160,8 @@ def offer_status(offer_id: int, action: str):
     except DomainError as exc:
         flash(exc.message, "danger")
         return my_offers(status=exc.status)
-    flash({"pause": "Oferta pausada.", "resume": "Oferta ativa de novo.",
-           "cancel": "Oferta cancelada; a cripto reservada voltou ao seu saldo."}[action], "success")
+    flash({"pause": N_("Oferta pausada."), "resume": N_("Oferta ativa de novo."),
+           "cancel": N_("Oferta cancelada; a cripto reservada voltou ao seu saldo.")}[action], "success")
     return redirect(url_for(".my_offers"))
 
 
@@ -187,7 +188,7 @@ def offer(offer_id: int):
             form_error(form, exc, default_field="brl_amount")
             status = exc.status
         else:
-            flash("Negociação aberta." if row["status"] == "OPEN" else "Negociação concluída.", "success")
+            flash(N_("Negociação aberta.") if row["status"] == "OPEN" else N_("Negociação concluída."), "success")
             if form.payment_method.data == "PIX_CONFIRMED" and row["status"] == "OPEN":
                 request_pix_charge(row["trade_id"])
             return redirect(url_for(".trade", trade_id=row["trade_id"]))
@@ -352,7 +353,7 @@ def add_proof(trade_id: int):
     try:
         upload = uploads.read(form.file.data)
         if upload is None:
-            raise uploads.UploadError("Escolha um arquivo.")
+            raise uploads.UploadError(N_("Escolha um arquivo."))
     except uploads.UploadError as exc:
         form.file.errors = [str(exc)]
         return render_trade(trade_id, 422, evidence_form=form)
@@ -421,6 +422,6 @@ def block(user_id: int, action: str):
     except DomainError as exc:
         flash(exc.message, "danger")
         return profile(user_id), exc.status
-    flash("Cliente bloqueado: vocês não verão as ofertas um do outro." if action == "block"
-          else "Cliente desbloqueado.", "success")
+    flash(N_("Cliente bloqueado: vocês não verão as ofertas um do outro.") if action == "block"
+          else N_("Cliente desbloqueado."), "success")
     return redirect(url_for(".profile", user_id=user_id))

@@ -6,6 +6,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, ValidationEr
 
 from ..auth.twofactor import TotpCodeField
 from ..deposits.forms import BRLAmountField
+from ..formatting import N_
 from ..pix import normalize_pix_key
 
 KEY_TYPES = [SelectChoice("CPF", "CPF"), SelectChoice("CNPJ", "CNPJ"), SelectChoice("EMAIL", "E-mail"),
@@ -13,7 +14,7 @@ KEY_TYPES = [SelectChoice("CPF", "CPF"), SelectChoice("CNPJ", "CNPJ"), SelectCho
 
 
 class WithdrawalForm(FlaskForm):
-    amount = BRLAmountField("Valor do saque (R$)", validators=[
+    amount = BRLAmountField(N_("Valor do saque (R$)"), validators=[
         InputRequired("Informe um valor válido (use vírgula ou ponto para os centavos).")])
     key_type = SelectField("Tipo de chave PIX", choices=KEY_TYPES)
     pix_key = StringField("Chave PIX", validators=[DataRequired("Informe a chave PIX."), Length(max=100)])
@@ -31,4 +32,4 @@ class WithdrawalForm(FlaskForm):
 
 class RejectForm(FlaskForm):
     reason = TextAreaField("Motivo (o cliente vai ler)", validators=[
-        DataRequired("Informe o motivo."), Length(min=5, max=500, message="Entre 5 e 500 caracteres.")])
+        DataRequired("Informe o motivo."), Length(min=5, max=500, message=N_("Entre 5 e 500 caracteres."))])

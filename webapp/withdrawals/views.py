@@ -12,21 +12,22 @@ from .. import db, limiter
 from ..auth import twofactor
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
+from ..formatting import N_
 from ..providers import pix_provider_name
 from . import bp
 from .forms import RejectForm, WithdrawalForm
 
 PAGE_SIZE = 15
 STATUS = {
-    "AWAITING_APPROVAL": ("Aguardando aprovação", "info", "person-check"),
-    "PENDING": ("Na fila", "warning", "hourglass-split"),
-    "PROCESSING": ("Enviando", "primary", "arrow-repeat"),
-    "COMPLETED": ("Concluído", "success", "check-circle-fill"),
-    "FAILED": ("Falhou", "danger", "x-circle"),
-    "CANCELLED": ("Cancelado", "secondary", "slash-circle"),
-    "REJECTED": ("Recusado", "danger", "x-octagon"),
+    "AWAITING_APPROVAL": (N_("Aguardando aprovação"), "info", "person-check"),
+    "PENDING": (N_("Na fila"), "warning", "hourglass-split"),
+    "PROCESSING": (N_("Enviando"), "primary", "arrow-repeat"),
+    "COMPLETED": (N_("Concluído"), "success", "check-circle-fill"),
+    "FAILED": (N_("Falhou"), "danger", "x-circle"),
+    "CANCELLED": (N_("Cancelado"), "secondary", "slash-circle"),
+    "REJECTED": (N_("Recusado"), "danger", "x-octagon"),
 }
-KEY_LABELS = {"CPF": "CPF", "CNPJ": "CNPJ", "EMAIL": "E-mail", "PHONE": "Telefone", "EVP": "Chave aleatória"}
+KEY_LABELS = {"CPF": "CPF", "CNPJ": "CNPJ", "EMAIL": N_("E-mail"), "PHONE": N_("Telefone"), "EVP": N_("Chave aleatória")}
 # Mercado Pago's payout API has no random-key (EVP) destination (providers.md D).
 UNSUPPORTED_KEY_TYPES = {"mercadopago": {"EVP"}}
 
@@ -57,8 +58,8 @@ def index():
     if form.validate_on_submit():
         try:
             if form.key_type.data in UNSUPPORTED_KEY_TYPES.get(provider, ()):
-                raise DomainError("BSV01", "Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
-                                           "e-mail ou telefone.", "pix_key")
+                raise DomainError("BSV01", N_("Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
+                                              "e-mail ou telefone."), "pix_key")
             # Customers who turned two-factor authentication on confirm with a code.
             twofactor.require_code(form.totp_code.data, context="withdrawal")
             row = db.call_one("api.create_withdrawal", user_id=current_user.id, amount=form.amount.data,
