@@ -116,17 +116,17 @@ create or replace function core.post_entry(
   kind text, reference text, user_id bigint, account_ids bigint[], amounts numeric[],
   description text default null, entry_id bigint default null, resolves_hold_id bigint default null)
 returns bigint
-language plpgsql volatile as $$
+language plpgsql volatile
+-- Generic plans: a custom plan for these array arguments was re-planned on
+-- every call, the largest single cost of a posting (docs/PERFORMANCE.md).
+set plan_cache_mode = force_generic_plan
+as $$
 declare
   v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
   v_ids bigint[] := '{}';
-  v_currencies text[] := '{}';
   v_deltas numeric[] := '{}';
-  v_versions bigint[] := '{}';
-  v_after numeric[] := '{}';
-  v_version bigint;
-  v_balance numeric;
-  v_expected int;
+  v_seen int := 0;
+  v_distinct int := 0;
   r record;
 begin
   if cardinality(account_ids) is distinct from cardinality(amounts) then
@@ -138,57 +138,59 @@ begin
   values (v_entry, post_entry.kind, post_entry.reference, post_entry.description, post_entry.user_id,
           post_entry.resolves_hold_id);
 
-  select count(distinct u.id) into v_expected from unnest(account_ids, amounts) u (id, amount);
-
-  -- Net change per account, each account row written once, locked in
-  -- (user_id, id) order with system accounts last: no deadlocks, and the
-  -- shared rows are held for the shortest time.
+  -- Net change per account. Every account of the entry is locked in
+  -- (user_id, id) order with system accounts last (the lock is taken above
+  -- the sort): no deadlocks, and the shared rows are held for the shortest
+  -- time. The balance read here is the locked, current one.
   for r in
-    select a.id, a.currency, c.scale, d.delta
-    from (select u.id, sum(u.amount) as delta from unnest(account_ids, amounts) u (id, amount) group by u.id) d
+    select d.id, d.delta, d.accounts, a.currency, a.balance, a.must_not_go_negative, c.scale
+    from (select u.id, sum(u.amount) as delta, count(*) over () as accounts
+          from unnest(account_ids, amounts) u (id, amount) group by u.id) d
     join core.accounts a on a.id = d.id
     join core.currencies c on c.code = a.currency
-    where d.delta <> 0
     order by a.user_id nulls last, a.id
+    for no key update of a
   loop
+    v_seen := v_seen + 1;
+    v_distinct := r.accounts;
+    continue when coalesce(r.delta, 0) = 0;
     if r.delta <> round(r.delta, r.scale) then
       raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', r.currency, r.scale
         using errcode = 'BSV02';
     end if;
-    update core.accounts a
-       set balance = a.balance + r.delta, version = a.version + 1
-     where a.id = r.id and (not a.must_not_go_negative or a.balance + r.delta >= 0)
-    returning a.version, a.balance into v_version, v_balance;
-    if not found then
+    if r.must_not_go_negative and r.balance + r.delta < 0 then
       raise exception 'Saldo insuficiente em %.', r.currency using errcode = 'BSF01', column = 'amount';
     end if;
     v_ids := v_ids || r.id;
-    v_currencies := v_currencies || r.currency;
     v_deltas := v_deltas || r.delta;
-    v_versions := v_versions || v_version;
-    v_after := v_after || v_balance;
   end loop;
 
+  if v_seen < v_distinct or (v_seen = 0 and cardinality(account_ids) > 0) then
+    raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
+  end if;
   if cardinality(v_ids) < 2 then
     raise exception 'An entry must move money between at least two accounts (kind %).', kind
       using errcode = 'BSX01';
   end if;
-  if (select count(*) from unnest(account_ids) u (id) join core.accounts a on a.id = u.id) <> cardinality(account_ids) then
-    raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
-  end if;
 
-  -- All postings of an entry in one statement: the statement trigger below
-  -- checks they sum to zero per currency.
+  -- Each account row written once, and all postings of the entry in the same
+  -- statement (the statement trigger below checks they sum to zero per
+  -- currency), each with its account's new version and balance. The table
+  -- CHECK still refuses a negative customer balance, whatever the code above.
+  with moved as (
+    update core.accounts a
+       set balance = a.balance + m.delta, version = a.version + 1
+      from unnest(v_ids, v_deltas) with ordinality m (id, delta, leg)
+     where a.id = m.id
+    returning m.leg, a.id, a.currency, m.delta, a.version, a.balance)
   insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
-  select v_entry, u.leg, u.account_id, u.currency, u.amount, u.version, u.after
-  from unnest(v_ids, v_currencies, v_deltas, v_versions, v_after)
-       with ordinality u (account_id, currency, amount, version, after, leg);
+  select v_entry, m.leg, m.id, m.currency, m.delta, m.version, m.balance from moved m;
 
   return v_entry;
 end
 $$;
 comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
-  'Writes one journal entry: nets amounts per account, locks and updates each account once in (user_id, id) order, refuses overdrafts (BSF01) and off-scale amounts (BSV02), appends postings with version and balance after.';
+  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses overdrafts (BSF01), off-scale amounts (BSV02) and unknown accounts (BSX01), updates each account once and appends the postings with version and balance after, in one statement.';
 
 -- The database itself refuses an unbalanced entry: every statement that
 -- inserts postings must leave each entry it touched summing to zero per
@@ -469,41 +471,62 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 declare
   v_scale int;
   v_to bigint;
+  v_fee_percent numeric;
+  v_from_account bigint;
+  v_to_account bigint;
   v_entry bigint := core.new_entry_id();
   v_fee numeric;
   v_prior jsonb;
 begin
   perform core.assert_active_user(transfer.user_id);
   v_scale := core.check_amount(transfer.currency, transfer.amount);
-  select u.id into v_to from core.users u where u.email = lower(btrim(recipient_email)) and u.role = 'customer';
-  if not found then
+  -- The recipient, the fee rate and both available accounts (= core.user_account)
+  -- in one statement: on this hot path a statement, and above all a call of a
+  -- SQL-language helper (parsed and planned again on every call), costs about
+  -- as much as writing a posting (docs/PERFORMANCE.md).
+  select r.id, f.value::numeric,
+         (select a.id from core.accounts a where coalesce(a.user_id, 0) = transfer.user_id
+             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0),
+         (select a.id from core.accounts a where coalesce(a.user_id, 0) = r.id
+             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0)
+    into v_to, v_fee_percent, v_from_account, v_to_account
+  from (select) one_row
+  left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'
+  left join core.settings f on f.name = 'transfer_fee_percent';
+  if v_to is null then
     raise exception 'Nenhum cliente com o e-mail %.', recipient_email using errcode = 'BSN01', column = 'recipient_email';
   end if;
   if v_to = transfer.user_id then
     raise exception 'Não é possível transferir para si mesmo.' using errcode = 'BSV01', column = 'recipient_email';
   end if;
   perform core.assert_active_user(v_to);
-  v_fee := round(transfer.amount * core.setting('transfer_fee_percent')::numeric / 100, v_scale);
+  v_fee := round(transfer.amount * v_fee_percent / 100, v_scale);
 
   v_prior := core.claim_idempotency(transfer.user_id, idempotency_key, 'transfer',
                md5(concat_ws('|', v_to, transfer.currency, trim_scale(transfer.amount))),
                jsonb_build_object('entry_id', v_entry, 'fee', v_fee));
   if v_prior is not null then
-    return query select (v_prior ->> 'entry_id')::bigint, (v_prior ->> 'fee')::numeric, true;
+    entry_id := (v_prior ->> 'entry_id')::bigint;
+    fee := (v_prior ->> 'fee')::numeric;
+    replayed := true;
+    return next;
     return;
   end if;
 
+  -- (assignments, not PERFORM: a plain expression needs no executor)
   if v_fee > 0 then
-    perform core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
-      array[core.user_account(transfer.user_id, transfer.currency), core.user_account(v_to, transfer.currency),
-            core.fee_account(transfer.currency, idempotency_key)],
+    v_entry := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[v_from_account, v_to_account, core.fee_account(transfer.currency, idempotency_key)],
       array[-(transfer.amount + v_fee), transfer.amount, v_fee], 'Transferência entre clientes', v_entry);
   else
-    perform core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
-      array[core.user_account(transfer.user_id, transfer.currency), core.user_account(v_to, transfer.currency)],
-      array[-transfer.amount, transfer.amount], 'Transferência entre clientes', v_entry);
+    v_entry := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[v_from_account, v_to_account], array[-transfer.amount, transfer.amount],
+      'Transferência entre clientes', v_entry);
   end if;
-  return query select v_entry, v_fee, false;
+  entry_id := v_entry;
+  fee := v_fee;
+  replayed := false;
+  return next;
 end
 $$;
 revoke all on function api.transfer(bigint, text, text, numeric, text) from public;
