@@ -101,6 +101,37 @@ $$;
 comment on function core.brl_withdrawable_at(bigint, numeric) is
   'When `amount` BRL becomes withdrawable as the customer''s recent deposits mature (NULL when the available balance is too small anyway).';
 
+create or replace function core.assert_brl_mature(user_id bigint, amount numeric, verb text) returns void
+language plpgsql stable as $$
+declare
+  v record;
+  v_when timestamptz;
+begin
+  -- Money that leaves the customer (a withdrawal, or a transfer to someone
+  -- who could withdraw it) must not come from deposits still maturing. A
+  -- plain shortfall is left to the caller (BSF01). Most customers have no
+  -- deposit in the window: that case is one indexed probe (this function is
+  -- on the path of every BRL transfer).
+  if not exists (select from core.pix_charges c
+                 where c.user_id = assert_brl_mature.user_id and c.purpose = 'deposit' and c.status = 'PAID'
+                   and c.resolved_at > now() - make_interval(hours => (select s.value::int from core.settings s
+                                                                       where s.name = 'deposit_maturation_hours'))) then
+    return;
+  end if;
+  select * into v from core.brl_withdrawable(assert_brl_mature.user_id);
+  if v.withdrawable < amount and v.available >= amount then
+    v_when := core.brl_withdrawable_at(assert_brl_mature.user_id, amount);
+    raise exception 'Hoje você pode % até %: % de depósitos recentes ainda está em maturação (% h após o crédito).%',
+      verb, core.format_brl(v.withdrawable), core.format_brl(v.maturing), core.setting('deposit_maturation_hours'),
+      case when v_when is not null then ' Este valor fica liberado em ' || core.rails_when(v_when) || '.' else '' end
+      using errcode = 'BSL01', column = 'amount',
+            hint = 'PIX recebidos podem ser devolvidos pelo MED nas primeiras horas; por isso saques e envios esperam. Negociar com o saldo já é permitido.';
+  end if;
+end
+$$;
+comment on function core.assert_brl_mature(bigint, numeric, text) is
+  'BSL01 when an amount of BRL leaving a customer (withdrawal or transfer) would come from deposits still maturing (deposit_maturation_hours), naming when it matures.';
+
 create or replace function core.pix_charge_description(purpose text, reference text) returns text
 language sql immutable as $$
   select case when purpose = 'deposit' then 'bs-market deposito ' || reference else 'bs-market ' || reference end

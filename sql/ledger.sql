@@ -32,6 +32,9 @@ begin
   if amount is null or amount <= 0 then
     raise exception 'O valor deve ser maior que zero.' using errcode = 'BSV03', column = field;
   end if;
+  if amount = 'NaN'::numeric or amount = 'Infinity'::numeric then
+    raise exception 'Informe um valor numérico válido.' using errcode = 'BSV01', column = field;
+  end if;
   if amount <> round(amount, v_scale) then
     raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', currency, v_scale
       using errcode = 'BSV02', column = field;
@@ -98,7 +101,7 @@ language sql stable as $$
   -- The shard is a pure function of the routing key, so a retry lands on the
   -- same row as the first attempt.
   select core.system_account('fees', currency,
-                             abs(hashtext(routing_key)) % core.setting('fee_shards')::int)
+                             (abs(hashtext(routing_key)::bigint) % core.setting('fee_shards')::int)::int)
 $$;
 comment on function core.fee_account(text, text) is 'The fee revenue sub-account for a currency, chosen deterministically from a routing key.';
 
@@ -258,6 +261,7 @@ begin
   end if;
   -- A concurrent duplicate waits here for the first one to commit, then
   -- sees its row: both return the same result and only one moves money.
+  -- Keys are scoped per (user, operation).
   insert into core.idempotency_keys (user_id, key, operation, request_hash, result)
   values (claim_idempotency.user_id, claim_idempotency.key, operation, request_hash, result)
   on conflict do nothing;
@@ -265,8 +269,9 @@ begin
     return null;
   end if;
   select * into strict v_prior from core.idempotency_keys k
-  where k.user_id = claim_idempotency.user_id and k.key = claim_idempotency.key;
-  if v_prior.operation <> claim_idempotency.operation or v_prior.request_hash <> claim_idempotency.request_hash then
+  where k.user_id = claim_idempotency.user_id and k.operation = claim_idempotency.operation
+    and k.key = claim_idempotency.key;
+  if v_prior.request_hash <> claim_idempotency.request_hash then
     raise exception 'Esta operação já foi enviada com outros dados. Recarregue a página e tente de novo.'
       using errcode = 'BSI01', hint = 'idempotency key reused with a different request';
   end if;
@@ -274,14 +279,16 @@ begin
 end
 $$;
 comment on function core.claim_idempotency(bigint, text, text, text, jsonb) is
-  'Claims an idempotency key for a user: NULL when claimed now (go ahead), the first result when the same request was already done, BSI01 when the key was used for a different request.';
+  'Claims an idempotency key for a user and operation: NULL when claimed now (go ahead), the first result when the same request was already done, BSI01 when the key was used for a different request.';
 
-create or replace function core.finish_idempotency(user_id bigint, key text, result jsonb) returns void
+drop function if exists core.finish_idempotency(bigint, text, jsonb);
+create or replace function core.finish_idempotency(user_id bigint, operation text, key text, result jsonb) returns void
 language sql volatile as $$
   update core.idempotency_keys k set result = finish_idempotency.result
-  where k.user_id = finish_idempotency.user_id and k.key = finish_idempotency.key
+  where k.user_id = finish_idempotency.user_id and k.operation = finish_idempotency.operation
+    and k.key = finish_idempotency.key
 $$;
-comment on function core.finish_idempotency(bigint, text, jsonb) is 'Stores the result of an operation whose result was not known when its key was claimed.';
+comment on function core.finish_idempotency(bigint, text, text, jsonb) is 'Stores the result of an operation whose result was not known when its key was claimed.';
 
 -- ---------------------------------------------------------------------------
 -- Holds: funds moved from available to locked, later captured or released
@@ -513,6 +520,10 @@ begin
     return;
   end if;
 
+  if transfer.currency = 'BRL' then
+    -- deposits still maturing cannot leave through another customer either
+    perform core.assert_brl_mature(transfer.user_id, transfer.amount + v_fee, 'enviar');
+  end if;
   -- (assignments, not PERFORM: a plain expression needs no executor)
   if v_fee > 0 then
     v_entry := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
@@ -532,7 +543,7 @@ $$;
 revoke all on function api.transfer(bigint, text, text, numeric, text) from public;
 grant execute on function api.transfer(bigint, text, text, numeric, text) to exchange_app;
 comment on function api.transfer(bigint, text, text, numeric, text) is
-  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self, BSV02/BSV03 amount, BSF01 insufficient funds, BSA02 frozen, BSI01 key reused.';
+  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self, BSV02/BSV03 amount, BSF01 insufficient funds, BSL01 BRL from deposits still maturing, BSA02 frozen, BSI01 key reused.';
 
 -- ---------------------------------------------------------------------------
 -- Operator operations

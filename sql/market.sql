@@ -461,7 +461,7 @@ begin
   select o.id into v_order_id from core.market_orders o where o.quote_id = v_quote.id;
   if found then
     -- The same quote confirmed again (another tab, a new key): one order only.
-    perform core.finish_idempotency(execute_quote.user_id, 'market:' || idempotency_key, jsonb_build_object('order_id', v_order_id));
+    perform core.finish_idempotency(execute_quote.user_id, 'execute_quote', 'market:' || idempotency_key, jsonb_build_object('order_id', v_order_id));
     return query select o.id, o.status, o.client_order_id, o.symbol, o.side, o.quote_order_qty, o.quantity, true
                    from core.market_orders o where o.id = v_order_id;
     return;
@@ -489,7 +489,7 @@ begin
           v_hold, case when v_quote.side = 'buy' then v_quote.amount else v_quote.quantity end,
           v_quote.quote_order_qty, v_quote.quantity, v_quote.price, v_quote.spread_percent, v_quote.fee_percent,
           v_quote.spread_amount, v_quote.fee_amount, v_quote.limit_brl);
-  perform core.finish_idempotency(execute_quote.user_id, 'market:' || idempotency_key, jsonb_build_object('order_id', v_order_id));
+  perform core.finish_idempotency(execute_quote.user_id, 'execute_quote', 'market:' || idempotency_key, jsonb_build_object('order_id', v_order_id));
   return query select v_order_id, 'EXECUTING'::text, v_client, v_quote.symbol, v_quote.side, v_quote.quote_order_qty,
                       v_quote.quantity, false;
 end

@@ -176,7 +176,6 @@ declare
   v_hold bigint;
   v_status text;
   v_row core.withdrawals;
-  v_when timestamptz;
 begin
   v_user := core.assert_active_user(create_withdrawal.user_id);
   if v_user.role <> 'customer' then
@@ -209,14 +208,7 @@ begin
     raise exception 'Saldo insuficiente: você tem % disponível.', core.format_brl(v_w.available)
       using errcode = 'BSF01', column = 'amount';
   end if;
-  if v_w.withdrawable < create_withdrawal.amount then
-    v_when := core.brl_withdrawable_at(create_withdrawal.user_id, create_withdrawal.amount);
-    raise exception 'Hoje você pode sacar até %: % de depósitos recentes ainda está em maturação (% h após o crédito).%',
-      core.format_brl(v_w.withdrawable), core.format_brl(v_w.maturing), core.setting('deposit_maturation_hours'),
-      case when v_when is not null then ' Este valor fica liberado para saque em ' || core.rails_when(v_when) || '.' else '' end
-      using errcode = 'BSL01', column = 'amount',
-            hint = 'PIX recebidos podem ser devolvidos pelo MED nas primeiras horas; por isso o saque espera. Negociar com o saldo já é permitido.';
-  end if;
+  perform core.assert_brl_mature(create_withdrawal.user_id, create_withdrawal.amount, 'sacar');
 
   v_status := case when create_withdrawal.amount > v_threshold then 'AWAITING_APPROVAL' else 'PENDING' end;
   v_hold := core.place_hold(create_withdrawal.user_id, 'BRL', create_withdrawal.amount, 'withdrawal', 'wd-' || v_id);

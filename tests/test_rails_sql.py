@@ -250,10 +250,24 @@ def test_maturation_in_sql(app_conn, owner, demo):
     assert w["available"] == Decimal("10500.00") and w["maturing"] == 500 and w["withdrawable"] == 10000
     with pytest.raises(psycopg.Error) as err:
         withdraw(app_conn, alice, "10100.00")
-    assert err.value.sqlstate == "BSL01" and "fica liberado para saque em" in err.value.diag.message_primary
+    assert err.value.sqlstate == "BSL01" and "fica liberado em" in err.value.diag.message_primary
     assert withdraw(app_conn, alice, "10000.00")["status"] in ("PENDING", "AWAITING_APPROVAL")
     owner.execute("update core.settings set value = '0' where name = 'deposit_maturation_hours'")
     assert one(app_conn, "select * from api.get_withdrawable(%s)", (alice,))["withdrawable"] == 500
+    books(owner)
+
+
+def test_maturing_deposits_cannot_leave_through_a_transfer(app_conn, owner, demo):
+    """Sending immature BRL to another customer (who could withdraw it at once) is refused too."""
+    alice = demo["alice@example.com"]
+    owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
+    d = deposit(app_conn, alice, "500.00")
+    credit(app_conn, d["reference"], "500.00", "m-2")
+    with pytest.raises(psycopg.Error) as err:
+        one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-1')", (alice,))
+    assert err.value.sqlstate == "BSL01" and "em maturação" in err.value.diag.message_primary
+    assert one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10000.00, 't-2')",
+               (alice,))["replayed"] is False
     books(owner)
 
 

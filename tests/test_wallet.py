@@ -123,8 +123,6 @@ def test_non_finite_amounts_move_nothing(forms, owner, alice, amount):
     books(owner)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (foundation): core.check_amount accepts NaN, which is stopped only by the "
-                                       "balance trigger; the customer sees the internal 'Unbalanced entry …' text")
 def test_non_finite_amount_gets_a_customer_message(forms, alice):
     html = text_of(send(forms, "bob@example.com", "NaN"))
     assert "Unbalanced" not in html

@@ -10,6 +10,7 @@ from tests.conftest import books
 from tests.rails_support import (
     app_call, brl, clearing, close_app, control, make_app, mp_config, new_customer, setting, wait_until,
 )
+from webapp.errors import DomainError
 from webapp.withdrawals import tasks
 from webapp.sandbox.mercadopago import start_in_thread
 
@@ -222,11 +223,14 @@ def test_fresh_deposits_mature_before_withdrawal(app, client, forms, demo, login
     assert "R$ 100,00" in page and "R$ 500,00 de depósitos recentes em maturação" in page
 
     refused = withdraw(forms, "300,00", expect=422).get_data(as_text=True)
-    assert "Hoje você pode sacar até R$ 100,00" in refused and "fica liberado para saque em" in refused
+    assert "Hoje você pode sacar até R$ 100,00" in refused and "fica liberado em" in refused
     withdraw(forms, "100,00")                                          # the old money is fine
-    # Trading is allowed with fresh money: a transfer moves it at once.
-    app_call(app, "api.transfer", user_id=carla, recipient_email="alice@example.com", currency="BRL",
-             amount=Decimal("50.00"), idempotency_key="t-1")
+    # Fresh money cannot leave through another customer either (they could withdraw it at once);
+    # trading with it (market, P2P) is allowed.
+    with pytest.raises(DomainError) as refused_transfer:
+        app_call(app, "api.transfer", user_id=carla, recipient_email="alice@example.com", currency="BRL",
+                 amount=Decimal("50.00"), idempotency_key="t-1")
+    assert refused_transfer.value.code == "BSL01"
 
     # A day later the deposit has matured.
     owner.execute("update core.pix_charges set resolved_at = resolved_at - %s where id = %s",
@@ -234,5 +238,5 @@ def test_fresh_deposits_mature_before_withdrawal(app, client, forms, demo, login
     withdraw(forms, "300,00")
     assert last(owner)["status"] == "PENDING"
     w = app_call(app, "api.get_withdrawable", user_id=carla)[0]
-    assert w["maturing"] == 0 and w["withdrawable"] == 150
+    assert w["maturing"] == 0 and w["withdrawable"] == 200
     books(owner)

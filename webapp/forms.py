@@ -29,6 +29,9 @@ class AmountField(DecimalField):
                 value = value.replace(".", "").replace(",", ".")
             valuelist = [value]
         super().process_formdata(valuelist)
+        if self.data is not None and not self.data.is_finite():
+            self.data = None
+            raise ValueError(self.gettext("Informe um valor numérico válido."))
 
 
 class ActionForm(FlaskForm):

@@ -269,8 +269,6 @@ def test_non_finite_amounts_never_move_money(owner, people, amount):
     books(owner)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (foundation): core.check_amount accepts NaN/Infinity; they are only "
-                                       "stopped later, by the balance trigger (BSX01, an internal 500-class error)")
 @pytest.mark.parametrize("amount", ["NaN", "Infinity"])
 def test_non_finite_amounts_are_refused_as_invalid_input(owner, people, amount):
     state = sqlstate_of(owner, "select * from api.transfer(%s, 'bob@example.com', 'BRL', %s::numeric, 'k')",
@@ -622,3 +620,18 @@ def test_check_books_finds_planted_corruption(owner, people, plant):
         assert {r[0] for r in app.execute("select check_name from admin.check_books()")} == found
     with pytest.raises(AssertionError):
         books(owner)
+
+
+def test_idempotency_keys_are_scoped_per_operation(owner, people):
+    """A customer's key cannot block an admin operation that happens to use the same key."""
+    admin, alice = people["admin"], people["alice"]
+    owner.execute("select * from api.transfer(%s, 'bob@example.com', 'BRL', 1.00, 'adjust:X')", (alice,))
+    owner.execute("select * from api.transfer(%s, 'bob@example.com', 'BRL', 1.00, 'shared-key')", (alice,))
+    row = owner.execute("select * from admin.adjust_balance(%s, %s, 'BRL', 5.00, 'correção de teste', 'X')",
+                        (admin, alice)).fetchone()
+    assert row["replayed"] is False
+    # the same key in another operation of the same user is independent too
+    again = owner.execute("select * from admin.adjust_balance(%s, %s, 'BRL', 5.00, 'correção de teste', 'X')",
+                          (admin, alice)).fetchone()
+    assert again["replayed"] is True and again["entry_id"] == row["entry_id"]
+    books(owner)
