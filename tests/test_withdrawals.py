@@ -240,3 +240,23 @@ def test_fresh_deposits_mature_before_withdrawal(app, client, forms, demo, login
     w = app_call(app, "api.get_withdrawable", user_id=carla)[0]
     assert w["maturing"] == 0 and w["withdrawable"] == 200
     books(owner)
+
+
+def test_withdrawal_needs_the_code_when_2fa_is_on(app, client, forms, demo, login, owner):
+    from tests.test_twofactor import code_at, enrol
+    alice = demo["alice@example.com"]
+    login("alice@example.com")
+    secret, _ = enrol(client, forms)          # uses the current time step
+    before = brl(owner, alice)
+    missing = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25"})
+    assert missing.status_code == 422
+    wrong = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25",
+                                        "totp_code": "000000" if code_at(secret, 1) != "000000" else "111111"})
+    assert wrong.status_code == 422
+    assert owner.execute("select count(*) as n from core.withdrawals").fetchone()["n"] == 0
+    assert brl(owner, alice) == before
+    ok = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25",
+                                     "totp_code": code_at(secret, 1)})
+    assert ok.status_code == 302, ok.get_data(as_text=True)[:2000]
+    assert last(owner)["status"] == "PENDING"
+    books(owner)
