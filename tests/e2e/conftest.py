@@ -66,3 +66,22 @@ def screenshot():
     def take(page, name: str):
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     return take
+
+
+@pytest.fixture
+def mp():
+    """The Mercado Pago emulator, for journeys that go through the BRL rails."""
+    from tests.rails_support import mp_config
+    from webapp.sandbox.mercadopago import start_in_thread
+    server = start_in_thread(mp_config())
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def rails_app(db_url, mp, tmp_path):
+    """The app wired to the emulator and served on a real socket (the emulator delivers webhooks to it)."""
+    from tests.rails_support import close_app, make_app
+    app = make_app(db_url, MERCADO_PAGO_BASE_URL=mp.url, UPLOAD_DIR=str(tmp_path / "uploads"))
+    yield app
+    close_app(app)

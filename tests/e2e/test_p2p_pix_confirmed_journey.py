@@ -11,24 +11,9 @@ import pytest
 
 from tests.conftest import books
 from tests.e2e.test_p2p_journey import login
-from tests.rails_support import close_app, control, make_app, mp_config
-from webapp.sandbox.mercadopago import start_in_thread
+from tests.rails_support import control
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture
-def mp():
-    server = start_in_thread(mp_config())
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def rails_app(db_url, mp, tmp_path):
-    app = make_app(db_url, MERCADO_PAGO_BASE_URL=mp.url, UPLOAD_DIR=str(tmp_path / "uploads"))
-    yield app
-    close_app(app)
 
 
 def test_pix_confirmed_trade_releases_itself(rails_app, browser, screenshot, demo, owner, mp):

@@ -5,23 +5,8 @@ import re
 import pytest
 
 from tests.conftest import books
-from tests.rails_support import close_app, control, make_app, mp_config
-from webapp.sandbox.mercadopago import start_in_thread
+from tests.rails_support import control
 from webapp.withdrawals import tasks
-
-
-@pytest.fixture
-def mp():
-    server = start_in_thread(mp_config())
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def rails_app(db_url, mp):
-    app = make_app(db_url, MERCADO_PAGO_BASE_URL=mp.url)
-    yield app
-    close_app(app)
 
 
 def test_deposit_and_withdraw_in_a_browser(rails_app, browser, screenshot, demo, owner, mp):
