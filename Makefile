@@ -29,7 +29,7 @@ db-url: $(STAMP)
 	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m webapp.devcluster url; fi
 
 lint: $(STAMP)
-	$(PY) -m ruff check webapp tests bench || true
+	$(VENV)/bin/ruff check --select F,E9 webapp tests bench docs
 
 # Source strings are Portuguese; the English catalog translates them. Form
 # labels, validator messages and flashes are extracted by their call names and
@@ -47,7 +47,7 @@ i18n: $(STAMP)
 sql-docs: $(STAMP)
 	$(PY) docs/gen_sql_docs.py --fresh
 
-check: test
+check: lint test
 
 clean-db:
 	$(PY) -m webapp.devcluster stop; rm -rf .local/pg

@@ -7,7 +7,6 @@ import io
 
 import pytest
 
-from tests.conftest import DEMO_PASSWORD
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 300

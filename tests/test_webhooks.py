@@ -14,7 +14,7 @@ import requests
 
 from tests.conftest import books
 from tests.rails_support import (
-    app_call, brl, charge, close_app, control, deposit_entries, make_app, mp_config, signed_post, wait_until,
+    app_call, brl, charge, close_app, control, deposit_entries, make_app, mp_config, signed_post,
 )
 from webapp.sandbox.mercadopago import start_in_thread
 

@@ -2,8 +2,6 @@
 Playwright): the QR page turns to "credited" by itself when the payment lands."""
 import re
 
-import pytest
-
 from tests.conftest import books
 from tests.rails_support import control
 from webapp.withdrawals import tasks
