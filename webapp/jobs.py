@@ -97,6 +97,7 @@ def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2
     default), so `pg_stat_activity` shows which worker leads.
     """
     stop = stop or threading.Event()
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per run of a 3 s job is noise
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -114,6 +115,7 @@ def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2
             for function, seconds in jobs:
                 # first run right away, then every `seconds`
                 scheduler.add_job(run_job(app, function), "interval", seconds=seconds, id=function.__name__,
+                                  name=function.__name__,
                                   next_run_time=datetime.now(timezone.utc))
             scheduler.start()
             while not stop.is_set() and leadership.still_held():
