@@ -834,7 +834,10 @@ begin
     end if;
   end if;
 
-  -- Limits of both parties (per trade and per day, KYC level).
+  -- Limits of both parties (per trade and per day, KYC level). Both
+  -- customers are locked first (in id order), so two trades opened at the
+  -- same instant cannot both pass the daily limit.
+  perform from core.users u where u.id in (open_p2p_trade.user_id, v_offer.user_id) order by u.id for no key update;
   perform core.enforce_trade_limit(open_p2p_trade.user_id, v_brl);
   perform core.enforce_daily_limit(open_p2p_trade.user_id, 'daily_p2p_brl',
                                    core.p2p_used_today(open_p2p_trade.user_id), v_brl);

@@ -751,6 +751,28 @@ def test_race_two_takers_for_the_last_amount(p2p):
     p2p.check()
 
 
+def test_race_daily_limit_two_trades_at_once(p2p):
+    """Two trades opened by one buyer at the same instant cannot both pass the daily P2P limit."""
+    p2p.owner.execute("update core.kyc_limits set daily_p2p_brl = 1000.00 where kyc_level = 2")
+    first, second = p2p.offer(p2p.bob), p2p.offer(p2p.carol, total_amount=D("0.005"))
+    conns = [p2p.connect(), p2p.connect()]
+    try:
+        results = run_together([
+            lambda: one(conns[0], "api.open_p2p_trade", user_id=p2p.alice, offer_id=first, payment_method="PIX",
+                        idempotency_key=key(), brl_amount=D("600.00")),
+            lambda: one(conns[1], "api.open_p2p_trade", user_id=p2p.alice, offer_id=second, payment_method="PIX",
+                        idempotency_key=key(), brl_amount=D("600.00")),
+        ])
+    finally:
+        for c in conns:
+            c.close()
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, psycopg.Error)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert losses[0].diag.sqlstate == "BSL01"
+    p2p.check()
+
+
 def test_race_release_against_cancel(p2p):
     offer_id = p2p.offer(p2p.bob)
     outcomes = set()
