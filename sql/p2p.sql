@@ -927,6 +927,28 @@ comment on function api.open_p2p_trade(bigint, bigint, text, text, numeric, nume
 -- OPEN trade past its payment deadline cancels it (and commits that) instead
 -- of doing what was asked: the returned status says so.
 
+create or replace function core.p2p_cancel_if_late(trade core.p2p_trades) returns boolean
+language plpgsql volatile as $$
+begin
+  -- The deadline is enforced at the moment anyone acts, not only by the
+  -- sweeper: an OPEN trade past it is cancelled (escrow back) instead.
+  -- The caller returns (not raises) so the cancellation is committed.
+  if trade.status = 'OPEN' and trade.payment_deadline <= now() then
+    perform core.p2p_cancel(trade.id, 'deadline');
+    return true;
+  end if;
+  return false;
+end
+$$;
+comment on function core.p2p_cancel_if_late(core.p2p_trades) is
+  'Cancels an OPEN trade whose payment deadline has passed (true), for every transition to call first.';
+
+create or replace function core.p2p_late_message() returns text
+language sql immutable as $$
+  select 'O prazo de pagamento terminou: a negociação foi cancelada.'::text
+$$;
+comment on function core.p2p_late_message() is 'What a party is told when acting on a trade past its payment deadline.';
+
 create function api.mark_p2p_trade_paid(
   user_id bigint, trade_id bigint, proof_stored_name text default null, proof_original_name text default null,
   proof_content_type text default null, proof_size_bytes int default null, proof_sha256 text default null)
@@ -938,9 +960,8 @@ declare
 begin
   perform core.assert_active_user(mark_p2p_trade_paid.user_id);
   v_trade := core.p2p_lock_trade(mark_p2p_trade_paid.trade_id, mark_p2p_trade_paid.user_id);
-  if v_trade.status = 'OPEN' and v_trade.payment_deadline <= now() then
-    perform core.p2p_cancel(v_trade.id, 'deadline');
-    return query select 'CANCELLED'::text, 'O prazo de pagamento terminou: a negociação foi cancelada.'::text;
+  if core.p2p_cancel_if_late(v_trade) then
+    return query select 'CANCELLED'::text, core.p2p_late_message();
     return;
   end if;
   if mark_p2p_trade_paid.user_id <> v_trade.buyer_id then
@@ -980,9 +1001,8 @@ declare
   v_trade core.p2p_trades;
 begin
   v_trade := core.p2p_lock_trade(cancel_p2p_trade.trade_id, cancel_p2p_trade.user_id);
-  if v_trade.status = 'OPEN' and v_trade.payment_deadline <= now() then
-    perform core.p2p_cancel(v_trade.id, 'deadline');
-    return query select 'CANCELLED'::text, 'O prazo de pagamento terminou: a negociação foi cancelada.'::text;
+  if core.p2p_cancel_if_late(v_trade) then
+    return query select 'CANCELLED'::text, core.p2p_late_message();
     return;
   end if;
   if cancel_p2p_trade.user_id <> v_trade.buyer_id then
@@ -1012,9 +1032,8 @@ declare
 begin
   perform core.assert_active_user(release_p2p_trade.user_id);
   v_trade := core.p2p_lock_trade(release_p2p_trade.trade_id, release_p2p_trade.user_id);
-  if v_trade.status = 'OPEN' and v_trade.payment_deadline <= now() then
-    perform core.p2p_cancel(v_trade.id, 'deadline');
-    return query select 'CANCELLED'::text, 'O prazo de pagamento terminou: a negociação foi cancelada.'::text;
+  if core.p2p_cancel_if_late(v_trade) then
+    return query select 'CANCELLED'::text, core.p2p_late_message();
     return;
   end if;
   if release_p2p_trade.user_id <> v_trade.seller_id then
@@ -1044,9 +1063,8 @@ declare
   v_from timestamptz;
 begin
   v_trade := core.p2p_lock_trade(open_p2p_dispute.trade_id, open_p2p_dispute.user_id);
-  if v_trade.status = 'OPEN' and v_trade.payment_deadline <= now() then
-    perform core.p2p_cancel(v_trade.id, 'deadline');
-    return query select 'CANCELLED'::text, 'O prazo de pagamento terminou: a negociação foi cancelada.'::text;
+  if core.p2p_cancel_if_late(v_trade) then
+    return query select 'CANCELLED'::text, core.p2p_late_message();
     return;
   end if;
   if v_trade.status <> 'PAID' then
