@@ -18,14 +18,19 @@ language sql stable as $$
 $$;
 comment on function core.setting(text) is 'Value of a row of core.settings (a DBA edits that table).';
 
-create or replace function core.check_amount(currency text, amount numeric, field text default 'amount')
+drop function if exists core.check_amount(text, numeric, text);
+create or replace function core.check_amount(currency text, amount numeric, field text default 'amount',
+                                             scale int default null)
 returns int
 language plpgsql stable as $$
 declare
-  v_scale int;
+  -- a caller that has already read the currency passes its scale
+  v_scale int := scale;
 begin
-  select c.scale into v_scale from core.currencies c where c.code = check_amount.currency;
-  if not found then
+  if v_scale is null then
+    select c.scale into v_scale from core.currencies c where c.code = check_amount.currency;
+  end if;
+  if v_scale is null then
     raise exception 'Moeda desconhecida: %.', coalesce(currency, '(vazia)')
       using errcode = 'BSN01', column = 'currency';
   end if;
@@ -42,8 +47,8 @@ begin
   return v_scale;
 end
 $$;
-comment on function core.check_amount(text, numeric, text) is
-  'Refuses a missing, non-positive or off-scale amount for a currency; returns the currency scale.';
+comment on function core.check_amount(text, numeric, text, int) is
+  'Refuses a missing, non-positive or off-scale amount for a currency (its scale read, unless given); returns the currency scale.';
 
 create or replace function core.assert_active_user(user_id bigint) returns core.users
 language plpgsql stable as $$
@@ -107,7 +112,7 @@ comment on function core.fee_account(text, text) is 'The fee revenue sub-account
 
 create or replace function core.new_entry_id() returns bigint
 language sql volatile as $$
-  select nextval(pg_get_serial_sequence('core.entries', 'id'))
+  select nextval('core.entries_id_seq')
 $$;
 comment on function core.new_entry_id() is 'Pre-allocates an entry id, so an idempotency record can name its entry before it is written.';
 
@@ -125,65 +130,78 @@ language plpgsql volatile
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-  v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
+  v_entry bigint := coalesce(post_entry.entry_id, nextval('core.entries_id_seq'));
   v_ids bigint[] := '{}';
   v_deltas numeric[] := '{}';
-  v_seen int := 0;
-  v_distinct int := 0;
-  r record;
+  v_legs int := 0;
+  v_at int;
+  v_locked bigint[];
+  v_moves numeric[];
+  v_off_scale text;
+  v_short text;
 begin
   if cardinality(account_ids) is distinct from cardinality(amounts) then
     raise exception 'post_entry: % accounts but % amounts', cardinality(account_ids), cardinality(amounts)
       using errcode = 'BSX01';
   end if;
 
-  insert into core.entries (id, kind, reference, description, user_id, resolves_hold_id)
-  values (v_entry, post_entry.kind, post_entry.reference, post_entry.description, post_entry.user_id,
-          post_entry.resolves_hold_id);
-
-  -- Net change per account. Every account of the entry is locked in
-  -- (user_id, id) order with system accounts last (the lock is taken above
-  -- the sort): no deadlocks, and the shared rows are held for the shortest
-  -- time. The balance read here is the locked, current one.
-  for r in
-    select d.id, d.delta, d.accounts, a.currency, a.balance, a.must_not_go_negative, c.scale
-    from (select u.id, sum(u.amount) as delta, count(*) over () as accounts
-          from unnest(account_ids, amounts) u (id, amount) group by u.id) d
-    join core.accounts a on a.id = d.id
-    join core.currencies c on c.code = a.currency
-    order by a.user_id nulls last, a.id
-    for no key update of a
-  loop
-    v_seen := v_seen + 1;
-    v_distinct := r.accounts;
-    continue when coalesce(r.delta, 0) = 0;
-    if r.delta <> round(r.delta, r.scale) then
-      raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', r.currency, r.scale
-        using errcode = 'BSV02';
+  -- The net change per account (an entry has a handful of legs: plain
+  -- PL/pgSQL costs far less here than a grouping query).
+  for i in 1 .. coalesce(cardinality(account_ids), 0) loop
+    v_at := array_position(v_ids, account_ids[i]);
+    if v_at is null then
+      v_ids := v_ids || account_ids[i];
+      v_deltas := v_deltas || amounts[i];
+    else
+      v_deltas[v_at] := v_deltas[v_at] + amounts[i];
     end if;
-    if r.must_not_go_negative and r.balance + r.delta < 0 then
-      raise exception 'Saldo insuficiente em %.', r.currency using errcode = 'BSF01', column = 'amount';
+  end loop;
+  for i in 1 .. cardinality(v_deltas) loop
+    if v_deltas[i] <> 0 then
+      v_legs := v_legs + 1;
     end if;
-    v_ids := v_ids || r.id;
-    v_deltas := v_deltas || r.delta;
   end loop;
 
-  if v_seen < v_distinct or (v_seen = 0 and cardinality(account_ids) > 0) then
+  -- Every account of the entry is locked in (user_id, id) order with system
+  -- accounts last (the lock is taken above the sort): no deadlocks, and the
+  -- shared rows are held for the shortest time. The balances tested are the
+  -- locked, current ones.
+  select array_agg(l.id), array_agg(l.delta),
+         min(l.currency) filter (where l.delta <> round(l.delta, l.scale)),
+         min(l.currency) filter (where l.must_not_go_negative and l.balance + l.delta < 0)
+    into v_locked, v_moves, v_off_scale, v_short
+  from (select a.id, m.delta, a.currency, a.balance, a.must_not_go_negative, c.scale
+        from unnest(v_ids, v_deltas) m (id, delta)
+        join core.accounts a on a.id = m.id
+        join core.currencies c on c.code = a.currency
+        where m.delta <> 0
+        order by a.user_id nulls last, a.id
+        for no key update of a) l;
+  if coalesce(cardinality(v_locked), 0) < v_legs then
     raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
-  end if;
-  if cardinality(v_ids) < 2 then
+  elsif v_off_scale is not null then
+    raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', v_off_scale,
+      (select c.scale from core.currencies c where c.code = v_off_scale) using errcode = 'BSV02';
+  elsif v_short is not null then
+    raise exception 'Saldo insuficiente em %.', v_short using errcode = 'BSF01', column = 'amount';
+  elsif v_legs < 2 then
     raise exception 'An entry must move money between at least two accounts (kind %).', kind
       using errcode = 'BSX01';
   end if;
 
-  -- Each account row written once, and all postings of the entry in the same
-  -- statement (the statement trigger below checks they sum to zero per
-  -- currency), each with its account's new version and balance. The table
-  -- CHECK still refuses a negative customer balance, whatever the code above.
-  with moved as (
+  -- The entry, each account row written once, and all postings of the entry
+  -- in one statement (the statement trigger on postings proves them
+  -- balanced), legs in lock order, each with its account's new version and
+  -- balance. The table CHECK still refuses a negative customer balance,
+  -- whatever the code above does.
+  with entry as (
+    insert into core.entries (id, kind, reference, description, user_id, resolves_hold_id)
+    values (v_entry, post_entry.kind, post_entry.reference, post_entry.description, post_entry.user_id,
+            post_entry.resolves_hold_id)
+  ), moved as (
     update core.accounts a
        set balance = a.balance + m.delta, version = a.version + 1
-      from unnest(v_ids, v_deltas) with ordinality m (id, delta, leg)
+      from unnest(v_locked, v_moves) with ordinality m (id, delta, leg)
      where a.id = m.id
     returning m.leg, a.id, a.currency, m.delta, a.version, a.balance)
   insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
@@ -193,35 +211,54 @@ begin
 end
 $$;
 comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
-  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses overdrafts (BSF01), off-scale amounts (BSV02) and unknown accounts (BSX01), updates each account once and appends the postings with version and balance after, in one statement.';
+  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts (BSX01), off-scale amounts (BSV02) and overdrafts (BSF01), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
 
--- The database itself refuses an unbalanced entry: every statement that
--- inserts postings must leave each entry it touched summing to zero per
--- currency, with at least two legs.
-create or replace function core.tg_postings__balanced() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+-- The database itself checks every statement that inserts postings, in one
+-- set-based query over the rows it inserted: each entry must sum to zero per
+-- currency (so it has at least two legs), name an entry that exists, and post
+-- to accounts of the posting's currency. (Entries and accounts can never be
+-- deleted or re-keyed, see the triggers below, so what is checked here stays
+-- true: it does the work of two foreign keys without a query per row.)
+drop trigger if exists postings_balanced on core.postings;
+drop function if exists core.tg_postings__balanced();
+create or replace function core.tg_postings__checked() returns trigger
+-- Security invoker (only the owner can insert postings) with qualified names:
+-- it runs once per entry written, and a SET clause would cost every one.
+language plpgsql as $$
 declare
   v_bad record;
 begin
-  select p.entry_id, p.currency, sum(p.amount) as total, count(*) as legs into v_bad
-  from core.postings p
-  where p.entry_id in (select distinct n.entry_id from new_postings n)
-  group by p.entry_id, p.currency
-  having sum(p.amount) <> 0
+  select n.entry_id, n.currency, sum(n.amount) as total, count(*) as legs,
+         count(*) - count(a.id) as foreign_legs, count(e.id) = 0 as no_entry,
+         bool_or(n.amount = 0) as zero_leg
+    into v_bad
+  from new_postings n
+  left join core.accounts a on a.id = n.account_id and a.currency = n.currency
+  left join core.entries e on e.id = n.entry_id
+  group by n.entry_id, n.currency
+  having sum(n.amount) <> 0 or count(a.id) < count(*) or count(e.id) = 0 or bool_or(n.amount = 0)
   limit 1;
-  if found then
-    raise exception 'Unbalanced entry %: % postings sum to % %', v_bad.entry_id, v_bad.legs, v_bad.total, v_bad.currency
-      using errcode = 'BSX01';
+  if not found then
+    return null;
+  elsif v_bad.no_entry then
+    raise exception 'Postings for entry %, which does not exist', v_bad.entry_id using errcode = 'BSX01';
+  elsif v_bad.foreign_legs > 0 then
+    raise exception 'Entry %: % postings in % on an account that is not a % account', v_bad.entry_id,
+      v_bad.foreign_legs, v_bad.currency, v_bad.currency using errcode = 'BSX01';
+  elsif v_bad.zero_leg then
+    raise exception 'Entry %: a posting of zero', v_bad.entry_id using errcode = 'BSX01';
   end if;
-  return null;
+  raise exception 'Unbalanced entry %: % postings sum to % %', v_bad.entry_id, v_bad.legs, v_bad.total, v_bad.currency
+    using errcode = 'BSX01';
 end
 $$;
-comment on function core.tg_postings__balanced() is 'Statement trigger: refuses any entry whose postings do not sum to zero per currency.';
+comment on function core.tg_postings__checked() is
+  'Statement trigger on postings: refuses any entry whose postings do not sum to zero per currency, a posting of zero, postings of an entry that does not exist, and postings on an account of another currency.';
 
-create or replace trigger postings_balanced
+create or replace trigger postings_checked
   after insert on core.postings
   referencing new table as new_postings
-  for each statement execute function core.tg_postings__balanced();
+  for each statement execute function core.tg_postings__checked();
 
 -- History is append-only, even for the owner: corrections are new entries.
 create or replace function core.tg_forbid_change() returns trigger
@@ -244,6 +281,54 @@ create or replace trigger admin_audit_log_immutable before update or delete on c
   for each row execute function core.tg_forbid_change();
 create or replace trigger admin_audit_log_no_truncate before truncate on core.admin_audit_log
   for each statement execute function core.tg_forbid_change();
+
+-- Accounts are never deleted, and what an account is (owner, currency,
+-- purpose, shard, whether it may go negative) never changes (ledger-guide P3,
+-- I8): postings name accounts without a foreign key, and these rules are
+-- checked once, when an account is opened, instead of on every balance update.
+create or replace function core.tg_accounts__valid() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  if new.purpose is null or new.purpose not in ('available', 'locked', 'fees', 'clearing_mercadopago',
+                                                'clearing_inter', 'binance_omnibus', 'adjustments') then
+    raise exception 'Unknown account purpose %', new.purpose using errcode = 'BSX01';
+  elsif (new.user_id is not null) <> (new.purpose in ('available', 'locked')) then
+    raise exception 'Account purpose % is for %', new.purpose,
+      case when new.purpose in ('available', 'locked') then 'a customer' else 'the system' end using errcode = 'BSX01';
+  elsif new.user_id is not null and not new.must_not_go_negative then
+    raise exception 'A customer account must never go negative' using errcode = 'BSX01';
+  elsif new.shard is null or new.shard < 0 then
+    raise exception 'Account shard must be 0 or more' using errcode = 'BSX01';
+  end if;
+  return new;
+end
+$$;
+comment on function core.tg_accounts__valid() is
+  'Checks a new account: a known purpose, an owner exactly for customer purposes (available, locked), customer accounts never negative, shard >= 0.';
+
+create or replace function core.tg_accounts__fixed() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  raise exception 'Account %: owner, currency, purpose, shard and overdraft rule never change; open another account instead',
+    old.id using errcode = 'BSX02';
+end
+$$;
+comment on function core.tg_accounts__fixed() is 'Refuses changing what an account is (only its balance and version move).';
+
+create or replace trigger accounts_valid before insert on core.accounts
+  for each row execute function core.tg_accounts__valid();
+create or replace trigger accounts_no_delete before delete on core.accounts
+  for each row execute function core.tg_forbid_change();
+create or replace trigger accounts_no_truncate before truncate on core.accounts
+  for each statement execute function core.tg_forbid_change();
+-- `update of`: balance updates do not name these columns, so this trigger
+-- costs them nothing.
+create or replace trigger accounts_fixed
+  before update of id, user_id, currency, purpose, shard, must_not_go_negative on core.accounts
+  for each row
+  when ((old.id, old.user_id, old.currency, old.purpose, old.shard, old.must_not_go_negative) is distinct from
+        (new.id, new.user_id, new.currency, new.purpose, new.shard, new.must_not_go_negative))
+  execute function core.tg_accounts__fixed();
 
 -- ---------------------------------------------------------------------------
 -- Idempotency
@@ -476,41 +561,43 @@ create or replace function api.transfer(
 returns table (entry_id bigint, fee numeric, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_scale int;
-  v_to bigint;
-  v_fee_percent numeric;
-  v_from_account bigint;
-  v_to_account bigint;
-  v_entry bigint := core.new_entry_id();
+  v record;
+  v_entry bigint := nextval('core.entries_id_seq');
   v_fee numeric;
   v_prior jsonb;
 begin
-  perform core.assert_active_user(transfer.user_id);
-  v_scale := core.check_amount(transfer.currency, transfer.amount);
-  -- The recipient, the fee rate and both available accounts (= core.user_account)
-  -- in one statement: on this hot path a statement, and above all a call of a
-  -- SQL-language helper (parsed and planned again on every call), costs about
-  -- as much as writing a posting (docs/PERFORMANCE.md).
-  select r.id, f.value::numeric,
-         (select a.id from core.accounts a where coalesce(a.user_id, 0) = transfer.user_id
-             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0),
+  -- Everything the transfer needs to know, in one statement: on this hot path
+  -- each statement, and each call of a helper, costs about as much as writing
+  -- a posting (docs/PERFORMANCE.md). The checks below are those of
+  -- core.assert_active_user, core.check_amount and core.user_account.
+  select s.status as sender_status, r.id as to_id, r.status as to_status,
+         (select c.scale from core.currencies c where c.code = transfer.currency) as scale,
+         (select f.value::numeric from core.settings f where f.name = 'transfer_fee_percent') as fee_percent,
+         (select a.id from core.accounts a where coalesce(a.user_id, 0) = s.id
+             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = r.id
-             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0)
-    into v_to, v_fee_percent, v_from_account, v_to_account
-  from (select) one_row
+             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as to_account
+    into v
+  from core.users s
   left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'
-  left join core.settings f on f.name = 'transfer_fee_percent';
-  if v_to is null then
+  where s.id = transfer.user_id;
+  if not found then
+    raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
+  elsif v.sender_status = 'frozen' then
+    raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+  end if;
+  perform core.check_amount(transfer.currency, transfer.amount, 'amount', v.scale);
+  if v.to_id is null then
     raise exception 'Nenhum cliente com o e-mail %.', recipient_email using errcode = 'BSN01', column = 'recipient_email';
-  end if;
-  if v_to = transfer.user_id then
+  elsif v.to_id = transfer.user_id then
     raise exception 'Não é possível transferir para si mesmo.' using errcode = 'BSV01', column = 'recipient_email';
+  elsif v.to_status = 'frozen' then
+    raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
   end if;
-  perform core.assert_active_user(v_to);
-  v_fee := round(transfer.amount * v_fee_percent / 100, v_scale);
+  v_fee := round(transfer.amount * v.fee_percent / 100, v.scale);
 
   v_prior := core.claim_idempotency(transfer.user_id, idempotency_key, 'transfer',
-               md5(concat_ws('|', v_to, transfer.currency, trim_scale(transfer.amount))),
+               md5(concat_ws('|', v.to_id, transfer.currency, trim_scale(transfer.amount))),
                jsonb_build_object('entry_id', v_entry, 'fee', v_fee));
   if v_prior is not null then
     entry_id := (v_prior ->> 'entry_id')::bigint;
@@ -526,15 +613,14 @@ begin
   end if;
   -- (assignments, not PERFORM: a plain expression needs no executor)
   if v_fee > 0 then
-    v_entry := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
-      array[v_from_account, v_to_account, core.fee_account(transfer.currency, idempotency_key)],
+    entry_id := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[v.from_account, v.to_account, core.fee_account(transfer.currency, idempotency_key)],
       array[-(transfer.amount + v_fee), transfer.amount, v_fee], 'Transferência entre clientes', v_entry);
   else
-    v_entry := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
-      array[v_from_account, v_to_account], array[-transfer.amount, transfer.amount],
+    entry_id := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
+      array[v.from_account, v.to_account], array[-transfer.amount, transfer.amount],
       'Transferência entre clientes', v_entry);
   end if;
-  entry_id := v_entry;
   fee := v_fee;
   replayed := false;
   return next;

@@ -139,15 +139,55 @@ def test_a_directly_inserted_balanced_entry_is_accepted(owner, people):
     books(owner)
 
 
-def test_a_posting_in_another_currency_than_its_account_is_refused(owner, people):
+def direct_postings(owner, entry, legs):
+    """Insert postings straight into the table, as an owner in psql could."""
+    owner.execute("""insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
+                     select %s, m.leg, m.id, m.currency, m.amount, 100 + m.leg, 0
+                     from unnest(%s::bigint[], %s::text[], %s::numeric[]) with ordinality m (id, currency, amount, leg)""",
+                  (entry, [a for a, _, _ in legs], [c for _, c, _ in legs], [x for _, _, x in legs]))
+
+
+def test_postings_are_checked_like_foreign_keys(owner, people):
+    """The statement trigger does the work of the foreign keys it replaced (migration 0010)."""
     alice, bob = account(owner, people["alice"], "BRL"), account(owner, people["bob"], "BRL")
-    with pytest.raises(errors.ForeignKeyViolation):
-        with owner.transaction():
-            entry = one(owner, "insert into core.entries (kind) values ('manual') returning id")["id"]
-            owner.execute("""insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
-                             values (%s, 1, %s, 'BTC', -1, 100, 0), (%s, 2, %s, 'BTC', 1, 100, 0)""",
-                          (entry, alice, entry, bob))
+    cases = [
+        ([(alice, "BTC", -1), (bob, "BTC", 1)], True),                   # a currency its accounts are not in
+        ([(alice, "BRL", -1), (999999999, "BRL", 1)], True),             # an account that does not exist
+        ([(alice, "BRL", -1), (bob, "BRL", 1)], False),                  # an entry that does not exist
+        ([(alice, "BRL", 0), (bob, "BRL", 0)], True),                    # postings of zero
+    ]
+    for legs, with_entry in cases:
+        with pytest.raises(psycopg.Error) as info:
+            with owner.transaction():
+                entry = (one(owner, "insert into core.entries (kind) values ('manual') returning id")["id"]
+                         if with_entry else 987654321)
+                direct_postings(owner, entry, legs)
+        assert info.value.sqlstate == "BSX01", legs
     books(owner)
+
+
+def test_accounts_are_never_deleted_nor_change_what_they_are(owner, people):
+    alice = account(owner, people["alice"], "BRL")
+    expect("BSX02", owner, "delete from core.accounts where id = %s", alice)
+    expect("BSX02", owner, "truncate core.accounts cascade")
+    for change in ("currency = 'BTC'", "user_id = %s" % people["bob"], "purpose = 'locked'", "shard = 1",
+                   "must_not_go_negative = false"):
+        expect("BSX02", owner, f"update core.accounts set {change} where id = %s", alice)
+    # the balance and version still move (as post_entry moves them)
+    owner.execute("update core.accounts set balance = balance, version = version where id = %s", (alice,))
+    books(owner)
+
+
+@pytest.mark.parametrize("user, purpose, may_go_negative", [
+    ("alice", "salary", False),            # unknown purpose
+    (None, "available", False),            # a customer purpose with no customer
+    ("alice", "fees", False),              # a system purpose owned by a customer
+    ("alice", "available", True),          # a customer account allowed to go negative
+])
+def test_an_account_that_breaks_the_rules_cannot_be_opened(owner, people, user, purpose, may_go_negative):
+    expect("BSX01", owner, """insert into core.accounts (user_id, currency, purpose, shard, must_not_go_negative)
+                              values (%s, 'BRL', %s, 7, %s)""",
+           people[user] if user else None, purpose, not may_go_negative)
 
 
 # ---------------------------------------------------------------------------
