@@ -112,6 +112,7 @@ comment on function core.fee_account(text, text) is 'The fee revenue sub-account
 
 create or replace function core.new_entry_id() returns bigint
 language sql volatile as $$
+  -- a plain nextval: the planner inlines this call, so it costs nothing
   select nextval('core.entries_id_seq')
 $$;
 comment on function core.new_entry_id() is 'Pre-allocates an entry id, so an idempotency record can name its entry before it is written.';
@@ -130,7 +131,7 @@ language plpgsql volatile
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-  v_entry bigint := coalesce(post_entry.entry_id, nextval('core.entries_id_seq'));
+  v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
   v_ids bigint[] := '{}';
   v_deltas numeric[] := '{}';
   v_legs int := 0;
@@ -222,8 +223,8 @@ comment on function core.post_entry(text, text, bigint, bigint[], numeric[], tex
 drop trigger if exists postings_balanced on core.postings;
 drop function if exists core.tg_postings__balanced();
 create or replace function core.tg_postings__checked() returns trigger
--- Security invoker (only the owner can insert postings) with qualified names:
--- it runs once per entry written, and a SET clause would cost every one.
+-- Security invoker (only the owner can insert postings) with schema-qualified
+-- tables: it runs once per entry written, and a SET clause would cost every one.
 language plpgsql as $$
 declare
   v_bad record;
@@ -562,7 +563,7 @@ returns table (entry_id bigint, fee numeric, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v record;
-  v_entry bigint := nextval('core.entries_id_seq');
+  v_entry bigint := core.new_entry_id();
   v_fee numeric;
   v_prior jsonb;
 begin
