@@ -109,15 +109,8 @@ declare
 begin
   -- Money that leaves the customer (a withdrawal, or a transfer to someone
   -- who could withdraw it) must not come from deposits still maturing. A
-  -- plain shortfall is left to the caller (BSF01). Most customers have no
-  -- deposit in the window: that case is one indexed probe (this function is
-  -- on the path of every BRL transfer).
-  if not exists (select from core.pix_charges c
-                 where c.user_id = assert_brl_mature.user_id and c.purpose = 'deposit' and c.status = 'PAID'
-                   and c.resolved_at > now() - make_interval(hours => (select s.value::int from core.settings s
-                                                                       where s.name = 'deposit_maturation_hours'))) then
-    return;
-  end if;
+  -- plain shortfall is left to the caller (BSF01). (api.transfer calls this
+  -- only when its own lookup found a deposit still in the window.)
   select * into v from core.brl_withdrawable(assert_brl_mature.user_id);
   if v.withdrawable < amount and v.available >= amount then
     v_when := core.brl_withdrawable_at(assert_brl_mature.user_id, amount);

@@ -134,16 +134,21 @@ declare
   v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
   v_ids bigint[] := '{}';
   v_deltas numeric[] := '{}';
-  v_legs int := 0;
   v_at int;
-  v_locked bigint[];
-  v_moves numeric[];
+  v_accounts core.accounts[];
+  v_a core.accounts;
+  v_delta numeric;
+  v_locked bigint[] := '{}';
+  v_moves numeric[] := '{}';
+  v_owner_moves boolean := post_entry.user_id is null;
   v_off_scale text;
   v_short text;
 begin
   if cardinality(account_ids) is distinct from cardinality(amounts) then
     raise exception 'post_entry: % accounts but % amounts', cardinality(account_ids), cardinality(amounts)
       using errcode = 'BSX01';
+  elsif kind is null or kind !~ '^[a-z][a-z0-9_]*$' then
+    raise exception 'post_entry: entry kind % is not a snake_case name', kind using errcode = 'BSX01';
   end if;
 
   -- The net change per account (an entry has a handful of legs: plain
@@ -157,69 +162,79 @@ begin
       v_deltas[v_at] := v_deltas[v_at] + amounts[i];
     end if;
   end loop;
-  for i in 1 .. cardinality(v_deltas) loop
-    if v_deltas[i] <> 0 then
-      v_legs := v_legs + 1;
-    end if;
-  end loop;
 
   -- Every account of the entry is locked in (user_id, id) order with system
   -- accounts last (the lock is taken above the sort): no deadlocks, and the
-  -- shared rows are held for the shortest time. The balances tested are the
-  -- locked, current ones.
-  select array_agg(l.id), array_agg(l.delta),
-         min(l.currency) filter (where l.delta <> round(l.delta, l.scale)),
-         min(l.currency) filter (where l.must_not_go_negative and l.balance + l.delta < 0)
-    into v_locked, v_moves, v_off_scale, v_short
-  from (select a.id, m.delta, a.currency, a.balance, a.must_not_go_negative, c.scale
-        from unnest(v_ids, v_deltas) m (id, delta)
-        join core.accounts a on a.id = m.id
-        join core.currencies c on c.code = a.currency
-        where m.delta <> 0
-        order by a.user_id nulls last, a.id
-        for no key update of a) l;
-  if coalesce(cardinality(v_locked), 0) < v_legs then
+  -- shared rows are held for the shortest time. The balances tested below
+  -- are the locked, current ones.
+  v_accounts := array(select a from core.accounts a where a.id = any(v_ids)
+                      order by a.user_id nulls last, a.id for no key update);
+  if cardinality(v_accounts) < cardinality(v_ids) then
     raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
-  elsif v_off_scale is not null then
+  end if;
+  foreach v_a in array v_accounts loop
+    v_delta := v_deltas[array_position(v_ids, v_a.id)];
+    continue when v_delta = 0;
+    -- Every currency has at least two places (currencies_scale_check): a
+    -- leg with no more than two is within scale, so only the others read it.
+    if scale(v_delta) > 2 then
+      if v_delta <> round(v_delta, (select c.scale from core.currencies c where c.code = v_a.currency)) then
+        v_off_scale := coalesce(v_off_scale, v_a.currency);
+      end if;
+    end if;
+    if v_a.must_not_go_negative and v_a.balance + v_delta < 0 then
+      v_short := coalesce(v_short, v_a.currency);
+    end if;
+    v_owner_moves := v_owner_moves or v_a.user_id = post_entry.user_id;
+    v_locked := v_locked || v_a.id;
+    v_moves := v_moves || v_delta;
+  end loop;
+  if v_off_scale is not null then
     raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', v_off_scale,
       (select c.scale from core.currencies c where c.code = v_off_scale) using errcode = 'BSV02';
   elsif v_short is not null then
     raise exception 'Saldo insuficiente em %.', v_short using errcode = 'BSF01', column = 'amount';
-  elsif v_legs < 2 then
+  elsif cardinality(v_locked) < 2 then
     raise exception 'An entry must move money between at least two accounts (kind %).', kind
+      using errcode = 'BSX01';
+  elsif not v_owner_moves then
+    raise exception 'post_entry: customer % owns none of the accounts of this % entry', user_id, kind
       using errcode = 'BSX01';
   end if;
 
   -- The entry, each account row written once, and all postings of the entry
   -- in one statement (the statement trigger on postings proves them
   -- balanced), legs in lock order, each with its account's new version and
-  -- balance. The table CHECK still refuses a negative customer balance,
-  -- whatever the code above does.
+  -- balance. Built this way, every posting names the entry written with it
+  -- and an account that exists, in that account's currency. The table CHECK
+  -- still refuses a negative customer balance, whatever the code above does.
   with entry as (
     insert into core.entries (id, kind, reference, description, user_id, resolves_hold_id)
     values (v_entry, post_entry.kind, post_entry.reference, post_entry.description, post_entry.user_id,
             post_entry.resolves_hold_id)
   ), moved as (
     update core.accounts a
-       set balance = a.balance + m.delta, version = a.version + 1
-      from unnest(v_locked, v_moves) with ordinality m (id, delta, leg)
-     where a.id = m.id
-    returning m.leg, a.id, a.currency, m.delta, a.version, a.balance)
+       set balance = a.balance + v_moves[array_position(v_locked, a.id)], version = a.version + 1
+     where a.id = any(v_locked)
+    returning a.id, a.currency, a.version, a.balance)
   insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
-  select v_entry, m.leg, m.id, m.currency, m.delta, m.version, m.balance from moved m;
+  select v_entry, array_position(v_locked, m.id), m.id, m.currency, v_moves[array_position(v_locked, m.id)],
+         m.version, m.balance
+    from moved m;
 
   return v_entry;
 end
 $$;
 comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
-  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts (BSX01), off-scale amounts (BSV02) and overdrafts (BSF01), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
+  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts, a customer who owns none of them, a malformed kind (BSX01), off-scale amounts (BSV02) and overdrafts (BSF01), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
 
 -- The database itself checks every statement that inserts postings, in one
--- set-based query over the rows it inserted: each entry must sum to zero per
--- currency (so it has at least two legs), name an entry that exists, and post
--- to accounts of the posting's currency. (Entries and accounts can never be
--- deleted or re-keyed, see the triggers below, so what is checked here stays
--- true: it does the work of two foreign keys without a query per row.)
+-- query over the rows it inserted: each entry must sum to zero per currency
+-- (so it has at least two legs), without a posting of zero. That a posting
+-- names an entry that exists and an account of its own currency holds by
+-- construction (core.post_entry, the only writer, takes both from the rows
+-- it writes in the same statement); admin.check_books reports any posting
+-- written otherwise (orphan_posting, currency_mismatch).
 drop trigger if exists postings_balanced on core.postings;
 drop function if exists core.tg_postings__balanced();
 create or replace function core.tg_postings__checked() returns trigger
@@ -229,23 +244,13 @@ language plpgsql as $$
 declare
   v_bad record;
 begin
-  select n.entry_id, n.currency, sum(n.amount) as total, count(*) as legs,
-         count(*) - count(a.id) as foreign_legs, count(e.id) = 0 as no_entry,
-         bool_or(n.amount = 0) as zero_leg
+  select n.entry_id, n.currency, sum(n.amount) as total, count(*) as legs, bool_or(n.amount = 0) as zero_leg
     into v_bad
   from new_postings n
-  left join core.accounts a on a.id = n.account_id and a.currency = n.currency
-  left join core.entries e on e.id = n.entry_id
   group by n.entry_id, n.currency
-  having sum(n.amount) <> 0 or count(a.id) < count(*) or count(e.id) = 0 or bool_or(n.amount = 0)
-  limit 1;
+  having sum(n.amount) <> 0 or bool_or(n.amount = 0);
   if not found then
     return null;
-  elsif v_bad.no_entry then
-    raise exception 'Postings for entry %, which does not exist', v_bad.entry_id using errcode = 'BSX01';
-  elsif v_bad.foreign_legs > 0 then
-    raise exception 'Entry %: % postings in % on an account that is not a % account', v_bad.entry_id,
-      v_bad.foreign_legs, v_bad.currency, v_bad.currency using errcode = 'BSX01';
   elsif v_bad.zero_leg then
     raise exception 'Entry %: a posting of zero', v_bad.entry_id using errcode = 'BSX01';
   end if;
@@ -254,7 +259,7 @@ begin
 end
 $$;
 comment on function core.tg_postings__checked() is
-  'Statement trigger on postings: refuses any entry whose postings do not sum to zero per currency, a posting of zero, postings of an entry that does not exist, and postings on an account of another currency.';
+  'Statement trigger on postings: refuses any entry whose postings do not sum to zero per currency, and a posting of zero.';
 
 create or replace trigger postings_checked
   after insert on core.postings
@@ -564,23 +569,31 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 declare
   v record;
   v_entry bigint := core.new_entry_id();
-  v_fee numeric;
   v_prior jsonb;
 begin
   -- Everything the transfer needs to know, in one statement: on this hot path
   -- each statement, and each call of a helper, costs about as much as writing
   -- a posting (docs/PERFORMANCE.md). The checks below are those of
   -- core.assert_active_user, core.check_amount and core.user_account.
-  select s.status as sender_status, r.id as to_id, r.status as to_status,
-         (select c.scale from core.currencies c where c.code = transfer.currency) as scale,
-         (select f.value::numeric from core.settings f where f.name = 'transfer_fee_percent') as fee_percent,
+  select s.status as sender_status, r.id as to_id, r.status as to_status, c.scale,
+         round(transfer.amount * f.value::numeric / 100, c.scale) as fee,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = s.id
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = r.id
-             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as to_account
+             and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as to_account,
+         -- BRL from a deposit credited within the maturation window: only
+         -- then does core.assert_brl_mature need to look closer
+         transfer.currency = 'BRL' and exists (
+           select from core.pix_charges d
+           where d.user_id = s.id and d.purpose = 'deposit' and d.status = 'PAID'
+             and d.resolved_at > now() - make_interval(hours => (select m.value::int from core.settings m
+                                                                 where m.name = 'deposit_maturation_hours'))
+         ) as maturing
     into v
   from core.users s
   left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'
+  left join core.currencies c on c.code = transfer.currency
+  left join core.settings f on f.name = 'transfer_fee_percent'
   where s.id = transfer.user_id;
   if not found then
     raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
@@ -595,11 +608,10 @@ begin
   elsif v.to_status = 'frozen' then
     raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
   end if;
-  v_fee := round(transfer.amount * v.fee_percent / 100, v.scale);
 
   v_prior := core.claim_idempotency(transfer.user_id, idempotency_key, 'transfer',
                md5(concat_ws('|', v.to_id, transfer.currency, trim_scale(transfer.amount))),
-               jsonb_build_object('entry_id', v_entry, 'fee', v_fee));
+               jsonb_build_object('entry_id', v_entry, 'fee', v.fee));
   if v_prior is not null then
     entry_id := (v_prior ->> 'entry_id')::bigint;
     fee := (v_prior ->> 'fee')::numeric;
@@ -608,21 +620,21 @@ begin
     return;
   end if;
 
-  if transfer.currency = 'BRL' then
+  if v.maturing then
     -- deposits still maturing cannot leave through another customer either
-    perform core.assert_brl_mature(transfer.user_id, transfer.amount + v_fee, 'enviar');
+    perform core.assert_brl_mature(transfer.user_id, transfer.amount + v.fee, 'enviar');
   end if;
   -- (assignments, not PERFORM: a plain expression needs no executor)
-  if v_fee > 0 then
+  if v.fee > 0 then
     entry_id := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
       array[v.from_account, v.to_account, core.fee_account(transfer.currency, idempotency_key)],
-      array[-(transfer.amount + v_fee), transfer.amount, v_fee], 'Transferência entre clientes', v_entry);
+      array[-(transfer.amount + v.fee), transfer.amount, v.fee], 'Transferência entre clientes', v_entry);
   else
     entry_id := core.post_entry('transfer', 'transfer:' || idempotency_key, transfer.user_id,
       array[v.from_account, v.to_account], array[-transfer.amount, transfer.amount],
       'Transferência entre clientes', v_entry);
   end if;
-  fee := v_fee;
+  fee := v.fee;
   replayed := false;
   return next;
 end
@@ -844,7 +856,23 @@ create view reporting.books_health (check_name, detail) as
   union all
   -- I9: a posting's currency is its account's currency.
   select 'currency_mismatch', format('entry %s leg %s', p.entry_id, p.leg)
-  from core.postings p join core.accounts a on a.id = p.account_id where a.currency <> p.currency;
+  from core.postings p join core.accounts a on a.id = p.account_id where a.currency <> p.currency
+  union all
+  -- Every posting names an entry and an account that exist (core.post_entry
+  -- writes them so; this finds any posting written by hand).
+  select 'orphan_posting', format('entry %s leg %s: %s', p.entry_id, p.leg,
+                                  case when e.id is null then 'no such entry' else 'no such account' end)
+  from core.postings p
+  left join core.entries e on e.id = p.entry_id
+  left join core.accounts a on a.id = p.account_id
+  where e.id is null or a.id is null
+  union all
+  -- An entry's customer owns one of the accounts it moves.
+  select 'entry_customer', format('entry %s: customer %s owns none of its accounts', e.id, e.user_id)
+  from core.entries e
+  where e.user_id is not null
+    and not exists (select from core.postings p join core.accounts a on a.id = p.account_id
+                    where p.entry_id = e.id and a.user_id = e.user_id);
 comment on view reporting.books_health is 'Failures of admin.check_books() (ledger invariants). Healthy: empty.';
 
 grant select on all tables in schema reporting to exchange_auditor, exchange_admin;
@@ -857,7 +885,7 @@ $$;
 revoke all on function admin.check_books() from public;
 grant execute on function admin.check_books() to exchange_app, exchange_admin;
 comment on function admin.check_books() is
-  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
+  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts, an entry''s customer owning one of its accounts) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
 
 
 create or replace function api.health()

@@ -147,22 +147,51 @@ def direct_postings(owner, entry, legs):
                   (entry, [a for a, _, _ in legs], [c for _, c, _ in legs], [x for _, _, x in legs]))
 
 
-def test_postings_are_checked_like_foreign_keys(owner, people):
-    """The statement trigger does the work of the foreign keys it replaced (migration 0010)."""
+def test_postings_written_by_hand_are_refused_or_reported(owner, people):
+    """What core.post_entry guarantees by construction, the books report when an owner breaks it by hand.
+
+    The statement trigger refuses an entry that does not sum to zero per currency and a posting of
+    zero. A posting naming an entry or an account that does not exist, or in another currency than its
+    account, cannot come from post_entry (it takes both from the rows it writes in the same statement):
+    written by hand it is reported by admin.check_books (migration 0011).
+    """
     alice, bob = account(owner, people["alice"], "BRL"), account(owner, people["bob"], "BRL")
+    with pytest.raises(psycopg.Error) as info:
+        with owner.transaction():
+            entry = one(owner, "insert into core.entries (kind) values ('manual') returning id")["id"]
+            direct_postings(owner, entry, [(alice, "BRL", 0), (bob, "BRL", 0)])
+    assert info.value.sqlstate == "BSX01"
     cases = [
-        ([(alice, "BTC", -1), (bob, "BTC", 1)], True),                   # a currency its accounts are not in
-        ([(alice, "BRL", -1), (999999999, "BRL", 1)], True),             # an account that does not exist
-        ([(alice, "BRL", -1), (bob, "BRL", 1)], False),                  # an entry that does not exist
-        ([(alice, "BRL", 0), (bob, "BRL", 0)], True),                    # postings of zero
+        ([(alice, "BTC", -1), (bob, "BTC", 1)], True, "currency_mismatch"),    # accounts of another currency
+        ([(alice, "BRL", -1), (999999999, "BRL", 1)], True, "orphan_posting"),  # an account that does not exist
+        ([(alice, "BRL", -1), (bob, "BRL", 1)], False, "orphan_posting"),       # an entry that does not exist
     ]
-    for legs, with_entry in cases:
-        with pytest.raises(psycopg.Error) as info:
+    for legs, with_entry, check in cases:
+        with pytest.raises(RuntimeError):
             with owner.transaction():
                 entry = (one(owner, "insert into core.entries (kind) values ('manual') returning id")["id"]
                          if with_entry else 987654321)
                 direct_postings(owner, entry, legs)
-        assert info.value.sqlstate == "BSX01", legs
+                reported = {r["check_name"] for r in owner.execute("select * from admin.check_books()")}
+                assert check in reported, (legs, reported)
+                raise RuntimeError("roll back")
+    books(owner)
+
+
+def test_an_entry_customer_owns_one_of_its_accounts(owner, people):
+    alice, bob = account(owner, people["alice"], "BRL"), account(owner, people["bob"], "BRL")
+    post = "select core.post_entry('test', 'ref', %s, %s::bigint[], %s::numeric[])"
+    expect("BSX01", owner, post, people["admin"], [alice, bob], [Decimal("-1"), Decimal("1")])
+    expect("BSX01", owner, post, 999999999, [alice, bob], [Decimal("-1"), Decimal("1")])
+    # the recipient's side is as good as the sender's
+    assert one(owner, post + " as id", people["bob"], [alice, bob], [Decimal("-1"), Decimal("1")])["id"]
+    # an entry written by hand for someone else is reported
+    with pytest.raises(RuntimeError):
+        with owner.transaction():
+            owner.execute("insert into core.entries (kind, user_id) values ('manual', %s)", (people["admin"],))
+            reported = {r["check_name"] for r in owner.execute("select * from admin.check_books()")}
+            assert "entry_customer" in reported, reported
+            raise RuntimeError("roll back")
     books(owner)
 
 
