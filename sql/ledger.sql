@@ -24,9 +24,15 @@ create or replace function core.check_amount(currency text, amount numeric, fiel
 returns int
 language plpgsql stable as $$
 declare
-  -- a caller that has already read the currency passes its scale
-  v_scale int := scale;
+  v_scale int;
 begin
+  -- The common case in one expression (each PL/pgSQL expression is compiled
+  -- again in every transaction): a caller that has already read the currency
+  -- passes its scale. NaN sorts above Infinity.
+  if amount > 0 and amount < 'Infinity'::numeric and amount = round(amount, scale) then
+    return scale;
+  end if;
+  v_scale := scale;
   if v_scale is null then
     select c.scale into v_scale from core.currencies c where c.code = check_amount.currency;
   end if;
@@ -130,74 +136,87 @@ language plpgsql volatile
 -- every call, the largest single cost of a posting (docs/PERFORMANCE.md).
 set plan_cache_mode = force_generic_plan
 as $$
+-- Every PL/pgSQL expression is compiled again in each transaction, so the
+-- common case runs as few of them as possible: each group of checks is one
+-- combined test, and the detailed ones run only when it fails.
 declare
   v_entry bigint := coalesce(post_entry.entry_id, core.new_entry_id());
-  v_ids bigint[] := '{}';
-  v_deltas numeric[] := '{}';
+  v_net_ids bigint[];
+  v_net numeric[];
   v_at int;
   v_accounts core.accounts[];
   v_a core.accounts;
   v_delta numeric;
-  v_locked bigint[] := '{}';
-  v_moves numeric[] := '{}';
-  v_owner_moves boolean := post_entry.user_id is null;
+  v_locked bigint[];
+  v_moves numeric[];
+  v_owner_moves boolean;
   v_off_scale text;
   v_short text;
 begin
-  if cardinality(account_ids) is distinct from cardinality(amounts) then
-    raise exception 'post_entry: % accounts but % amounts', cardinality(account_ids), cardinality(amounts)
-      using errcode = 'BSX01';
-  elsif kind is null or kind !~ '^[a-z][a-z0-9_]*$' then
+  if cardinality(account_ids) is distinct from cardinality(amounts)
+     or not coalesce(kind ~ '^[a-z][a-z0-9_]*$', false) then
+    if cardinality(account_ids) is distinct from cardinality(amounts) then
+      raise exception 'post_entry: % accounts but % amounts', cardinality(account_ids), cardinality(amounts)
+        using errcode = 'BSX01';
+    end if;
     raise exception 'post_entry: entry kind % is not a snake_case name', kind using errcode = 'BSX01';
   end if;
-
-  -- The net change per account (an entry has a handful of legs: plain
-  -- PL/pgSQL costs far less here than a grouping query).
-  for i in 1 .. coalesce(cardinality(account_ids), 0) loop
-    v_at := array_position(v_ids, account_ids[i]);
-    if v_at is null then
-      v_ids := v_ids || account_ids[i];
-      v_deltas := v_deltas || amounts[i];
-    else
-      v_deltas[v_at] := v_deltas[v_at] + amounts[i];
-    end if;
-  end loop;
 
   -- Every account of the entry is locked in (user_id, id) order with system
   -- accounts last (the lock is taken above the sort): no deadlocks, and the
   -- shared rows are held for the shortest time. The balances tested below
   -- are the locked, current ones.
-  v_accounts := array(select a from core.accounts a where a.id = any(v_ids)
+  v_accounts := array(select a from core.accounts a where a.id = any(account_ids)
                       order by a.user_id nulls last, a.id for no key update);
-  if cardinality(v_accounts) < cardinality(v_ids) then
-    raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
+  if cardinality(v_accounts) <> cardinality(account_ids) then
+    -- An account named twice (its amounts are netted) or one that does not
+    -- exist. (A handful of legs: plain PL/pgSQL beats a grouping query.)
+    for i in 1 .. cardinality(account_ids) loop
+      v_at := array_position(v_net_ids, account_ids[i]);
+      if v_at is null then
+        v_net_ids := v_net_ids || account_ids[i];
+        v_net := v_net || amounts[i];
+      else
+        v_net[v_at] := v_net[v_at] + amounts[i];
+      end if;
+    end loop;
+    if cardinality(v_accounts) < cardinality(v_net_ids) then
+      raise exception 'post_entry: unknown account in %', account_ids using errcode = 'BSX01';
+    end if;
+    account_ids := v_net_ids;
+    amounts := v_net;
   end if;
+
   foreach v_a in array v_accounts loop
-    v_delta := v_deltas[array_position(v_ids, v_a.id)];
-    continue when v_delta = 0;
-    -- Every currency has at least two places (currencies_scale_check): a
-    -- leg with no more than two is within scale, so only the others read it.
-    if scale(v_delta) > 2 then
-      if v_delta <> round(v_delta, (select c.scale from core.currencies c where c.code = v_a.currency)) then
+    v_delta := amounts[array_position(account_ids, v_a.id)];
+    if v_delta = 0 or scale(v_delta) > 2 or (v_a.must_not_go_negative and v_a.balance + v_delta < 0) then
+      -- A leg that nets to nothing is left out. Every currency has at least
+      -- two places (currencies_scale_check): only a leg with more reads its
+      -- currency's scale.
+      continue when v_delta = 0;
+      if scale(v_delta) > 2
+         and v_delta <> round(v_delta, (select c.scale from core.currencies c where c.code = v_a.currency)) then
         v_off_scale := coalesce(v_off_scale, v_a.currency);
       end if;
-    end if;
-    if v_a.must_not_go_negative and v_a.balance + v_delta < 0 then
-      v_short := coalesce(v_short, v_a.currency);
+      if v_a.must_not_go_negative and v_a.balance + v_delta < 0 then
+        v_short := coalesce(v_short, v_a.currency);
+      end if;
     end if;
     v_owner_moves := v_owner_moves or v_a.user_id = post_entry.user_id;
     v_locked := v_locked || v_a.id;
     v_moves := v_moves || v_delta;
   end loop;
-  if v_off_scale is not null then
-    raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', v_off_scale,
-      (select c.scale from core.currencies c where c.code = v_off_scale) using errcode = 'BSV02';
-  elsif v_short is not null then
-    raise exception 'Saldo insuficiente em %.', v_short using errcode = 'BSF01', column = 'amount';
-  elsif cardinality(v_locked) < 2 then
-    raise exception 'An entry must move money between at least two accounts (kind %).', kind
-      using errcode = 'BSX01';
-  elsif not v_owner_moves then
+  if v_off_scale is not null or v_short is not null or v_locked[2] is null
+     or (post_entry.user_id is not null and v_owner_moves is not true) then
+    if v_off_scale is not null then
+      raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', v_off_scale,
+        (select c.scale from core.currencies c where c.code = v_off_scale) using errcode = 'BSV02';
+    elsif v_short is not null then
+      raise exception 'Saldo insuficiente em %.', v_short using errcode = 'BSF01', column = 'amount';
+    elsif v_locked[2] is null then
+      raise exception 'An entry must move money between at least two accounts (kind %).', kind
+        using errcode = 'BSX01';
+    end if;
     raise exception 'post_entry: customer % owns none of the accounts of this % entry', user_id, kind
       using errcode = 'BSX01';
   end if;
@@ -569,6 +588,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 declare
   v record;
   v_entry bigint := core.new_entry_id();
+  v_scale int;
   v_prior jsonb;
 begin
   -- Everything the transfer needs to know, in one statement: on this hot path
@@ -576,6 +596,7 @@ begin
   -- a posting (docs/PERFORMANCE.md). The checks below are those of
   -- core.assert_active_user, core.check_amount and core.user_account.
   select s.status as sender_status, r.id as to_id, r.status as to_status, c.scale,
+         s.status <> 'frozen' and r.status <> 'frozen' and r.id <> s.id as parties_ok,
          round(transfer.amount * f.value::numeric / 100, c.scale) as fee,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = s.id
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
@@ -595,19 +616,23 @@ begin
   left join core.currencies c on c.code = transfer.currency
   left join core.settings f on f.name = 'transfer_fee_percent'
   where s.id = transfer.user_id;
-  if not found then
-    raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
-  elsif v.sender_status = 'frozen' then
+  -- (one test for the common case: each PL/pgSQL expression is compiled
+  -- again in every transaction)
+  if v.parties_ok is not true then
+    if not found then
+      raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
+    elsif v.sender_status = 'frozen' then
+      raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+    end if;
+    v_scale := core.check_amount(transfer.currency, transfer.amount, 'amount', v.scale);  -- its errors come first
+    if v.to_id is null then
+      raise exception 'Nenhum cliente com o e-mail %.', recipient_email using errcode = 'BSN01', column = 'recipient_email';
+    elsif v.to_id = transfer.user_id then
+      raise exception 'Não é possível transferir para si mesmo.' using errcode = 'BSV01', column = 'recipient_email';
+    end if;
     raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
   end if;
-  perform core.check_amount(transfer.currency, transfer.amount, 'amount', v.scale);
-  if v.to_id is null then
-    raise exception 'Nenhum cliente com o e-mail %.', recipient_email using errcode = 'BSN01', column = 'recipient_email';
-  elsif v.to_id = transfer.user_id then
-    raise exception 'Não é possível transferir para si mesmo.' using errcode = 'BSV01', column = 'recipient_email';
-  elsif v.to_status = 'frozen' then
-    raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
-  end if;
+  v_scale := core.check_amount(transfer.currency, transfer.amount, 'amount', v.scale);
 
   v_prior := core.claim_idempotency(transfer.user_id, idempotency_key, 'transfer',
                md5(concat_ws('|', v.to_id, transfer.currency, trim_scale(transfer.amount))),
