@@ -588,7 +588,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 declare
   v record;
   v_entry bigint := core.new_entry_id();
-  v_scale int;
+  v_scale int;  -- what check_amount returns (an assignment needs no executor, a PERFORM does)
   v_prior jsonb;
 begin
   -- Everything the transfer needs to know, in one statement: on this hot path

@@ -237,7 +237,18 @@ def test_post_entry_refuses_malformed_entries(owner, people):
     expect("BSX01", owner, post, [alice, bob], [Decimal("-1"), Decimal("2")])        # does not sum to zero
     expect("BSF01", owner, post, [alice, bob], [Decimal("-10000.01"), Decimal("10000.01")])
     expect("BSV02", owner, post, [alice, bob], [Decimal("-0.001"), Decimal("0.001")])
+    for kind in ("Bad Kind", "1x", "", None):                                       # kinds are snake_case names
+        expect("BSX01", owner, "select core.post_entry(%s, 'ref', null, %s::bigint[], %s::numeric[])",
+               kind, [alice, bob], [Decimal("-1"), Decimal("1")])
     books(owner)
+
+
+def test_every_currency_has_at_least_two_places(owner):
+    # core.post_entry reads a currency's scale only for legs with more than two places
+    for scale in (0, 1, 19):
+        with pytest.raises(errors.CheckViolation):
+            owner.execute("insert into core.currencies (code, name, scale, kind, sort_order) "
+                          "values ('XYZ', 'Test', %s, 'crypto', 99)", (scale,))
 
 
 def test_post_entry_nets_per_account_and_chains_versions(owner, people):
