@@ -101,6 +101,48 @@ $$;
 comment on function core.brl_withdrawable_at(bigint, numeric) is
   'When `amount` BRL becomes withdrawable as the customer''s recent deposits mature (NULL when the available balance is too small anyway).';
 
+-- users.brl_maturing_until: the latest moment any credited deposit of the
+-- customer is still maturing. It only ever moves later (a charge paid, its
+-- time changed) or is recomputed when the window itself changes, so it is
+-- never earlier than the truth; api.transfer calls core.assert_brl_mature
+-- only before it.
+create or replace function core.tg_pix_charges__maturing() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  update core.users u
+     set brl_maturing_until = greatest(u.brl_maturing_until,
+                                       new.resolved_at + make_interval(hours => core.setting('deposit_maturation_hours')::int))
+   where u.id = new.user_id;
+  return null;
+end
+$$;
+comment on function core.tg_pix_charges__maturing() is
+  'Moves users.brl_maturing_until to deposit_maturation_hours after a deposit is credited (or its time changes).';
+
+create or replace trigger pix_charges_maturing
+  after insert or update of status, resolved_at on core.pix_charges
+  for each row when (new.purpose = 'deposit' and new.status = 'PAID' and new.resolved_at is not null)
+  execute function core.tg_pix_charges__maturing();
+
+create or replace function core.tg_settings__maturation() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  update core.users u
+     set brl_maturing_until = d.latest + make_interval(hours => new.value::int)
+    from (select c.user_id, max(c.resolved_at) as latest from core.pix_charges c
+          where c.purpose = 'deposit' and c.status = 'PAID' group by c.user_id) d
+   where d.user_id = u.id;
+  return null;
+end
+$$;
+comment on function core.tg_settings__maturation() is
+  'Recomputes every customer''s users.brl_maturing_until when deposit_maturation_hours changes.';
+
+create or replace trigger settings_maturation
+  after insert or update of value on core.settings
+  for each row when (new.name = 'deposit_maturation_hours')
+  execute function core.tg_settings__maturation();
+
 create or replace function core.assert_brl_mature(user_id bigint, amount numeric, verb text) returns void
 language plpgsql stable as $$
 declare
@@ -110,7 +152,7 @@ begin
   -- Money that leaves the customer (a withdrawal, or a transfer to someone
   -- who could withdraw it) must not come from deposits still maturing. A
   -- plain shortfall is left to the caller (BSF01). (api.transfer calls this
-  -- only when its own lookup found a deposit still in the window.)
+  -- only before the customer's brl_maturing_until.)
   select * into v from core.brl_withdrawable(assert_brl_mature.user_id);
   if v.withdrawable < amount and v.available >= amount then
     v_when := core.brl_withdrawable_at(assert_brl_mature.user_id, amount);

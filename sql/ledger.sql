@@ -602,14 +602,9 @@ begin
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = r.id
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as to_account,
-         -- BRL from a deposit credited within the maturation window: only
-         -- then does core.assert_brl_mature need to look closer
-         transfer.currency = 'BRL' and exists (
-           select from core.pix_charges d
-           where d.user_id = s.id and d.purpose = 'deposit' and d.status = 'PAID'
-             and d.resolved_at > now() - make_interval(hours => (select m.value::int from core.settings m
-                                                                 where m.name = 'deposit_maturation_hours'))
-         ) as maturing
+         -- BRL while a credited deposit may still be maturing: only then does
+         -- core.assert_brl_mature need to look closer
+         transfer.currency = 'BRL' and s.brl_maturing_until > now() as maturing
     into v
   from core.users s
   left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'

@@ -271,6 +271,36 @@ def test_maturing_deposits_cannot_leave_through_a_transfer(app_conn, owner, demo
     books(owner)
 
 
+def test_the_customers_maturing_until_follows_deposits_and_the_window(app_conn, owner, demo):
+    """users.brl_maturing_until (what api.transfer reads instead of probing the deposits) is never early."""
+    alice = demo["alice@example.com"]
+
+    def until():
+        return one(owner, "select brl_maturing_until as t from core.users where id = %s", (alice,))["t"]
+
+    owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
+    d = deposit(app_conn, alice, "500.00")
+    assert until() is None                                              # a charge not yet paid
+    credit(app_conn, d["reference"], "500.00", "m-3")
+    paid = one(owner, "select resolved_at as t from core.pix_charges where id = %s", (d["deposit_id"],))["t"]
+    assert until() == paid + timedelta(hours=24)
+    owner.execute("update core.settings set value = '48' where name = 'deposit_maturation_hours'")
+    assert until() == paid + timedelta(hours=48)                        # a longer window applies at once
+    owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
+    assert until() == paid + timedelta(hours=24)
+    with pytest.raises(psycopg.Error) as err:
+        one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-3')", (alice,))
+    assert err.value.sqlstate == "BSL01"
+    # a day later the deposit has matured: the transfer goes through (the exact check decides)
+    owner.execute("update core.pix_charges set resolved_at = resolved_at - interval '25 hours' where id = %s",
+                  (d["deposit_id"],))
+    assert one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-4')",
+               (alice,))["replayed"] is False
+    owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
+    assert until() == paid - timedelta(hours=1)                         # recomputed from the deposits
+    books(owner)
+
+
 # --------------------------------------------------------------------------- P2P glue
 
 def test_p2p_charge_is_attached_to_the_trade_and_settled_by_p2p(app_conn, owner, demo):
