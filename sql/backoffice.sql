@@ -244,7 +244,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   limit least(greatest(max_rows, 1), 500)
 $$;
 revoke all on function admin.list_unsent_notifications(int) from public;
-grant execute on function admin.list_unsent_notifications(int) to exchange_app, exchange_admin;
+grant execute on function admin.list_unsent_notifications(int) to exchange_worker, exchange_admin;
 comment on function admin.list_unsent_notifications(int) is
   'Notifications whose e-mail copy has not been sent yet, oldest first (the worker sends them, then calls admin.mark_notification_emailed). Healthy: a short list.';
 
@@ -257,6 +257,6 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
   select exists (select from marked)
 $$;
 revoke all on function admin.mark_notification_emailed(bigint) from public;
-grant execute on function admin.mark_notification_emailed(bigint) to exchange_app, exchange_admin;
+grant execute on function admin.mark_notification_emailed(bigint) to exchange_worker, exchange_admin;
 comment on function admin.mark_notification_emailed(bigint) is
   'Records that a notification''s e-mail copy was sent (true the first time, false if it already was).';

@@ -1,6 +1,12 @@
 -- demo.sql: the demo data of DESIGN.md §6, for `make run` and
 -- `flask --app wsgi seed-demo`. Not granted to anyone: the owner runs it.
 --
+-- Only on a development database (setting environment = development, which
+-- `make run` sets on its private cluster): the demo logins have a published
+-- password and would be an open door anywhere else. It never touches an
+-- account it did not create (users.created_by_seed): someone who registered
+-- admin@example.com first keeps a plain customer account, unfunded.
+--
 -- alice and bob have verified KYC data (CPFs that pass the check digits)
 -- and are funded through real ledger entries (journaled adjustments
 -- by the demo admin), never by writing balances. Safe to run again: users
@@ -14,6 +20,10 @@ declare
   v_user bigint;
   v record;
 begin
+  if core.setting('environment') is distinct from 'development' then
+    raise exception 'seed-demo só roda num banco de desenvolvimento (core.settings environment = development; hoje: %).',
+      coalesce(core.setting('environment'), 'não definido') using errcode = 'BSA01';
+  end if;
   for v in select * from (values
       ('admin@example.com', 'Admin Demo', 'admin', 0, null, null),
       ('auditor@example.com', 'Auditor Demo', 'auditor', 0, null, null),
@@ -24,6 +34,10 @@ begin
     select u.id into v_user from core.users u where u.email = v.email;
     if not found then
       v_user := api.register_user(v.email, password_hash, v.name);
+      update core.users u set created_by_seed = true where u.id = v_user;
+    elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
+      raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', v.email;
+      continue;
     end if;
     -- KYC data through the same function a customer uses (level 1), then
     -- approved as if an admin had reviewed the documents (level 2).
@@ -38,21 +52,23 @@ begin
      where n.user_id = v_user and n.read_at is null;
   end loop;
 
-  select u.id into v_admin from core.users u where u.email = 'admin@example.com';
+  select u.id into v_admin from core.users u where u.email = 'admin@example.com' and u.created_by_seed;
   for v in select * from (values
       ('alice@example.com', 'BRL', 10000.00), ('alice@example.com', 'BTC', 0.05),
       ('alice@example.com', 'ETH', 1.5), ('alice@example.com', 'USDT', 2000),
       ('bob@example.com', 'BRL', 5000.00), ('bob@example.com', 'BTC', 0.12),
       ('bob@example.com', 'ETH', 2.25), ('bob@example.com', 'USDT', 1500)) f (email, currency, amount)
   loop
-    select u.id into v_user from core.users u where u.email = v.email;
-    perform admin.adjust_balance(v_admin, v_user, v.currency, v.amount::numeric,
+    select u.id into v_user from core.users u where u.email = v.email and u.created_by_seed;
+    continue when v_user is null;
+    perform core.post_adjustment(v_admin, v_user, v.currency, v.amount::numeric,
                                  'Saldo inicial de demonstração', 'demo-seed-' || v.currency);
   end loop;
   return query select u.email, u.role from core.users u
     where u.email in ('admin@example.com', 'auditor@example.com', 'alice@example.com', 'bob@example.com')
+      and u.created_by_seed
     order by u.id;
 end
 $$;
 comment on function core.seed_demo(text) is
-  'Creates the demo users of DESIGN.md §6 (if missing) and funds alice and bob through journaled adjustments. Idempotent.';
+  'Creates the demo users of DESIGN.md §6 (if missing) and funds alice and bob through journaled adjustments. Idempotent. Only when the setting environment is development (BSA01 otherwise); an existing account it did not create is left untouched. Returns the demo accounts it owns.';

@@ -13,7 +13,8 @@
 --      charge is handed to admin.confirm_p2p_pix_payment (sql/p2p.sql).
 -- Charges the provider call left without an id are retried by a job
 -- (admin.pix_charges_to_attach). Fresh deposits cannot be withdrawn for
--- deposit_maturation_hours (core.brl_withdrawable; api.create_withdrawal).
+-- deposit_maturation_hours: each credited PIX is reversible exposure until then
+-- (core.record_reversible_credit; the exit policy in sql/exits.sql).
 
 -- ---------------------------------------------------------------------------
 -- Internal helpers (security invoker)
@@ -58,114 +59,16 @@ $$;
 comment on function core.deposits_used_today(bigint) is
   'BRL a customer asked to deposit today (Brazil time), expired and failed charges excluded: the daily_deposit_brl limit.';
 
-create or replace function core.brl_withdrawable(user_id bigint)
-returns table (available numeric, maturing numeric, withdrawable numeric, next_maturity_at timestamptz)
-language sql stable as $$
-  -- Deposits credited within the maturation window may still be clawed back
-  -- (MED), so they are not withdrawable yet; they can be traded.
-  with recent as (
-    select c.credited_amount, c.resolved_at + make_interval(hours => core.setting('deposit_maturation_hours')::int) as matures_at
-    from core.pix_charges c
-    where c.user_id = brl_withdrawable.user_id and c.purpose = 'deposit' and c.status = 'PAID'
-      and c.resolved_at > now() - make_interval(hours => core.setting('deposit_maturation_hours')::int)
-  ), bal as (
-    select coalesce((select a.balance from core.accounts a
-                     where a.id = core.user_account(brl_withdrawable.user_id, 'BRL', 'available')), 0) as available
-  )
-  select bal.available, coalesce(sum(r.credited_amount), 0),
-         greatest(bal.available - coalesce(sum(r.credited_amount), 0), 0), min(r.matures_at)
-  from bal left join recent r on true
-  group by bal.available
-$$;
-comment on function core.brl_withdrawable(bigint) is
-  'A customer''s available BRL, how much of it comes from deposits still maturing (setting deposit_maturation_hours), what can be withdrawn now (available − maturing, at least 0) and when the next deposit matures.';
-
-create or replace function core.brl_withdrawable_at(user_id bigint, amount numeric) returns timestamptz
-language sql stable as $$
-  -- The moment enough maturing deposits have matured for `amount` to be
-  -- withdrawable, if the available balance stays as it is (NULL: never).
-  with recent as (
-    select c.id, c.credited_amount, c.resolved_at
-    from core.pix_charges c
-    where c.user_id = brl_withdrawable_at.user_id and c.purpose = 'deposit' and c.status = 'PAID'
-      and c.resolved_at > now() - make_interval(hours => core.setting('deposit_maturation_hours')::int)
-  ), steps as (
-    select r.resolved_at + make_interval(hours => core.setting('deposit_maturation_hours')::int) as matures_at,
-           coalesce(sum(r.credited_amount) over (order by r.resolved_at, r.id
-                                                 rows between 1 following and unbounded following), 0) as still_maturing
-    from recent r
-  )
-  select min(s.matures_at) from steps s, core.brl_withdrawable(brl_withdrawable_at.user_id) w
-  where w.available - s.still_maturing >= brl_withdrawable_at.amount
-$$;
-comment on function core.brl_withdrawable_at(bigint, numeric) is
-  'When `amount` BRL becomes withdrawable as the customer''s recent deposits mature (NULL when the available balance is too small anyway).';
-
--- users.brl_maturing_until: the latest moment any credited deposit of the
--- customer is still maturing. It only ever moves later (a charge paid, its
--- time changed) or is recomputed when the window itself changes, so it is
--- never earlier than the truth; api.transfer calls core.assert_brl_mature
--- only before it.
-create or replace function core.tg_pix_charges__maturing() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
-begin
-  update core.users u
-     set brl_maturing_until = greatest(u.brl_maturing_until,
-                                       new.resolved_at + make_interval(hours => core.setting('deposit_maturation_hours')::int))
-   where u.id = new.user_id;
-  return null;
-end
-$$;
-comment on function core.tg_pix_charges__maturing() is
-  'Moves users.brl_maturing_until to deposit_maturation_hours after a deposit is credited (or its time changes).';
-
-create or replace trigger pix_charges_maturing
-  after insert or update of status, resolved_at on core.pix_charges
-  for each row when (new.purpose = 'deposit' and new.status = 'PAID' and new.resolved_at is not null)
-  execute function core.tg_pix_charges__maturing();
-
-create or replace function core.tg_settings__maturation() returns trigger
-language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
-begin
-  update core.users u
-     set brl_maturing_until = d.latest + make_interval(hours => new.value::int)
-    from (select c.user_id, max(c.resolved_at) as latest from core.pix_charges c
-          where c.purpose = 'deposit' and c.status = 'PAID' group by c.user_id) d
-   where d.user_id = u.id;
-  return null;
-end
-$$;
-comment on function core.tg_settings__maturation() is
-  'Recomputes every customer''s users.brl_maturing_until when deposit_maturation_hours changes.';
-
-create or replace trigger settings_maturation
-  after insert or update of value on core.settings
-  for each row when (new.name = 'deposit_maturation_hours')
-  execute function core.tg_settings__maturation();
-
-create or replace function core.assert_brl_mature(user_id bigint, amount numeric, verb text) returns void
-language plpgsql stable as $$
-declare
-  v record;
-  v_when timestamptz;
-begin
-  -- Money that leaves the customer (a withdrawal, or a transfer to someone
-  -- who could withdraw it) must not come from deposits still maturing. A
-  -- plain shortfall is left to the caller (BSF01). (api.transfer calls this
-  -- only before the customer's brl_maturing_until.)
-  select * into v from core.brl_withdrawable(assert_brl_mature.user_id);
-  if v.withdrawable < amount and v.available >= amount then
-    v_when := core.brl_withdrawable_at(assert_brl_mature.user_id, amount);
-    raise exception 'Hoje você pode % até %: % de depósitos recentes ainda está em maturação (% h após o crédito).%',
-      verb, core.format_brl(v.withdrawable), core.format_brl(v.maturing), core.setting('deposit_maturation_hours'),
-      case when v_when is not null then ' Este valor fica liberado em ' || core.rails_when(v_when) || '.' else '' end
-      using errcode = 'BSL01', column = 'amount',
-            hint = 'PIX recebidos podem ser devolvidos pelo MED nas primeiras horas; por isso saques e envios esperam. Negociar com o saldo já é permitido.';
-  end if;
-end
-$$;
-comment on function core.assert_brl_mature(bigint, numeric, text) is
-  'BSL01 when an amount of BRL leaving a customer (withdrawal or transfer) would come from deposits still maturing (deposit_maturation_hours), naming when it matures.';
+-- Fresh PIX credits are reversible exposure until they mature: the exit
+-- policy (sql/exits.sql) decides what can leave. The functions of the old
+-- BRL-only rule are gone.
+drop trigger if exists pix_charges_maturing on core.pix_charges;
+drop function if exists core.tg_pix_charges__maturing();
+drop trigger if exists settings_maturation on core.settings;
+drop function if exists core.tg_settings__maturation();
+drop function if exists core.assert_brl_mature(bigint, numeric, text);
+drop function if exists core.brl_withdrawable_at(bigint, numeric);
+drop function if exists core.brl_withdrawable(bigint);
 
 create or replace function core.pix_charge_description(purpose text, reference text) returns text
 language sql immutable as $$
@@ -280,18 +183,6 @@ revoke all on function api.list_deposits(bigint, int, int) from public;
 grant execute on function api.list_deposits(bigint, int, int) to exchange_app;
 comment on function api.list_deposits(bigint, int, int) is 'A customer''s deposits, newest first, paginated (total_rows on every row).';
 
-create function api.get_withdrawable(user_id bigint)
-returns table (available numeric, maturing numeric, withdrawable numeric, next_maturity_at timestamptz,
-               maturation_hours int)
-language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select w.available, w.maturing, w.withdrawable, w.next_maturity_at, core.setting('deposit_maturation_hours')::int
-  from core.brl_withdrawable(get_withdrawable.user_id) w
-$$;
-revoke all on function api.get_withdrawable(bigint) from public;
-grant execute on function api.get_withdrawable(bigint) to exchange_app;
-comment on function api.get_withdrawable(bigint) is
-  'Available BRL, the part still maturing from recent deposits, what can be withdrawn now and when the next deposit matures.';
-
 -- ---------------------------------------------------------------------------
 -- Rails operations (webhook, worker, P2P glue): exchange_app and exchange_admin
 -- ---------------------------------------------------------------------------
@@ -342,7 +233,7 @@ begin
 end
 $$;
 revoke all on function admin.attach_pix_charge(bigint, text, text, text, text) from public;
-grant execute on function admin.attach_pix_charge(bigint, text, text, text, text) to exchange_app, exchange_admin;
+grant execute on function admin.attach_pix_charge(bigint, text, text, text, text) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.attach_pix_charge(bigint, text, text, text, text) is
   'Records the provider''s payment id and QR code (copia-e-cola, PNG base64) of a charge after the provider created it; for a P2P charge also calls admin.attach_p2p_pix_charge when it exists. true when recorded, false when the same payment was already recorded (idempotent); BSS01 a different payment is already attached; BSN01 unknown charge.';
 
@@ -353,7 +244,7 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
   where c.id = note_pix_charge_error.charge_id
 $$;
 revoke all on function admin.note_pix_charge_error(bigint, text) from public;
-grant execute on function admin.note_pix_charge_error(bigint, text) to exchange_app, exchange_admin;
+grant execute on function admin.note_pix_charge_error(bigint, text) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.note_pix_charge_error(bigint, text) is
   'Remembers why the last provider call for a charge failed (shown to operators; the retry job tries again).';
 
@@ -385,7 +276,7 @@ begin
 end
 $$;
 revoke all on function admin.pix_charges_to_attach(int, int) from public;
-grant execute on function admin.pix_charges_to_attach(int, int) to exchange_app, exchange_admin;
+grant execute on function admin.pix_charges_to_attach(int, int) to exchange_worker, exchange_admin;
 comment on function admin.pix_charges_to_attach(int, int) is
   'Worker: PENDING charges still without a provider payment (the provider call failed or the process died), at least min_age_seconds old, with everything needed to create (or find) them again under the same reference.';
 
@@ -412,7 +303,7 @@ begin
 end
 $$;
 revoke all on function admin.fail_pix_charge(bigint, text) from public;
-grant execute on function admin.fail_pix_charge(bigint, text) to exchange_app, exchange_admin;
+grant execute on function admin.fail_pix_charge(bigint, text) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.fail_pix_charge(bigint, text) is
   'A charge the provider definitely refused to create (no payment exists): PENDING → FAILED with the reason; false (nothing done) when it already has a provider payment or is settled.';
 
@@ -439,7 +330,7 @@ begin
 end
 $$;
 revoke all on function admin.expire_pix_charge(bigint, text) from public;
-grant execute on function admin.expire_pix_charge(bigint, text) to exchange_app, exchange_admin;
+grant execute on function admin.expire_pix_charge(bigint, text) to exchange_worker, exchange_admin;
 comment on function admin.expire_pix_charge(bigint, text) is
   'Reconciler: a PENDING charge past its expiry that the provider does not know (it was never created there) → EXPIRED. false when it has a provider payment (confirm_pix_charge decides) or is not due.';
 
@@ -466,13 +357,13 @@ begin
 end
 $$;
 revoke all on function admin.pix_charges_to_reconcile(int) from public;
-grant execute on function admin.pix_charges_to_reconcile(int) to exchange_app, exchange_admin;
+grant execute on function admin.pix_charges_to_reconcile(int) to exchange_worker, exchange_admin;
 comment on function admin.pix_charges_to_reconcile(int) is
   'Reconciler: PENDING charges older than deposit_reconcile_after_minutes not looked at for as long (and once more right after they expire), stamped so they are not checked again at once. The worker searches each at the provider by reference and reports what it finds to admin.confirm_pix_charge.';
 
 create function admin.confirm_pix_charge(reference text, provider text, provider_payment_id text, status text,
                                          paid_amount numeric default null, payer_cpf text default null,
-                                         end_to_end_id text default null)
+                                         end_to_end_id text default null, refunded_amount numeric default null)
 returns table (charge_id bigint, purpose text, outcome text, charge_status text, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -486,7 +377,8 @@ begin
   if v_pid is null then
     raise exception 'Pagamento sem identificador do provedor.' using errcode = 'BSV01', column = 'provider_payment_id';
   end if;
-  if v_status not in ('pending', 'approved', 'cancelled', 'expired', 'rejected', 'refunded') then
+  if v_status not in ('pending', 'approved', 'cancelled', 'expired', 'rejected', 'refunded', 'charged_back',
+                      'in_mediation') then
     raise exception 'Situação de pagamento desconhecida: %.', confirm_pix_charge.status using errcode = 'BSV01', column = 'status';
   end if;
   -- The charge row is the lock: concurrent and replayed notifications of one
@@ -535,10 +427,19 @@ begin
     return;
   end if;
 
-  if v_status = 'refunded' then
-    -- Returned to the payer at the provider (refund or MED): never credited here
-    -- automatically; a credited deposit clawed back is an operator matter.
-    return query select v_charge.id, v_charge.purpose, 'refunded'::text, v_charge.status, v_charge.status <> 'PENDING';
+  if v_status in ('refunded', 'charged_back', 'in_mediation') then
+    -- Returned to (or blocked for) the payer at the provider: MED, a
+    -- chargeback or a refund. Money credited to a customer is taken back
+    -- from them (core.clawback_pix_credit); a charge never paid just ends.
+    if v_charge.status = 'PENDING' then
+      update core.pix_charges c set status = 'EXPIRED', status_detail = v_status, resolved_at = now(), updated_at = now()
+       where c.id = v_charge.id;
+      return query select v_charge.id, v_charge.purpose, 'expired'::text, 'EXPIRED'::text, false;
+      return;
+    end if;
+    return query select v_charge.id, v_charge.purpose,
+                        core.clawback_pix_credit(v_charge.id, v_status, confirm_pix_charge.refunded_amount),
+                        v_charge.status, false;
     return;
   end if;
 
@@ -590,9 +491,11 @@ begin
     return;
   end if;
 
+  perform core.lock_customer(v_charge.user_id);
   v_entry := core.post_entry('deposit', v_charge.reference, v_charge.user_id,
     array[core.system_account('clearing_' || v_charge.provider, 'BRL'), core.user_account(v_charge.user_id, 'BRL')],
     array[-v_charge.amount, v_charge.amount], 'Depósito PIX ' || v_charge.reference);
+  perform core.record_reversible_credit(v_charge.user_id, 'deposit', v_charge.id, v_charge.amount, v_entry);
   update core.pix_charges c
      set status = 'PAID', status_detail = null, paid_amount = confirm_pix_charge.paid_amount,
          credited_amount = v_charge.amount, payer_cpf = v_cpf, end_to_end_id = confirm_pix_charge.end_to_end_id,
@@ -604,10 +507,10 @@ begin
   return query select v_charge.id, v_charge.purpose, 'credited'::text, 'PAID'::text, false;
 end
 $$;
-revoke all on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text) from public;
-grant execute on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text) to exchange_app, exchange_admin;
-comment on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text) is
-  'The one place a PIX payment is booked, called with what the provider''s API said (never a webhook body). Finds the charge by reference (or provider + payment id) and locks it. approved: a deposit with the same amount is credited once (clearing_<provider> → customer, outcome credited), another amount goes to REVIEW with nothing credited (review); a P2P charge is handed to admin.confirm_p2p_pix_payment (outcome p2p_<its outcome>). cancelled/expired/rejected: PENDING → EXPIRED. pending: nothing. A repeat returns the first outcome with replayed true and moves nothing. BSN01 not our reference.';
+revoke all on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) from public;
+grant execute on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) to exchange_worker, exchange_admin;
+comment on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) is
+  'The one place a PIX payment is booked (worker role), called with what the provider''s API said (never a webhook body). Finds the charge by reference (or provider + payment id) and locks it. refunded/charged_back/in_mediation: a credited PIX is clawed back from the customer it was credited to (core.clawback_pix_credit; refunded_amount when partial), a pending one ends EXPIRED. approved: a deposit with the same amount is credited once (clearing_<provider> → customer, outcome credited), another amount goes to REVIEW with nothing credited (review); a P2P charge is handed to admin.confirm_p2p_pix_payment (outcome p2p_<its outcome>). cancelled/expired/rejected: PENDING → EXPIRED. pending: nothing. A repeat returns the first outcome with replayed true and moves nothing. BSN01 not our reference.';
 
 create function admin.create_p2p_pix_charge(trade_id bigint, amount numeric, provider text, expires_at timestamptz)
 returns table (charge_id bigint, reference text, charge_amount numeric, charge_expires_at timestamptz,
@@ -683,9 +586,11 @@ begin
                      jsonb_build_object('deposit_id', v_charge.id, 'amount', v_charge.amount, 'paid_amount', v_charge.paid_amount));
   if credit then
     -- What actually arrived at the provider is what the customer gets.
+    perform core.lock_customer(v_charge.user_id);
     v_entry := core.post_entry('deposit', v_charge.reference, v_charge.user_id,
       array[core.system_account('clearing_' || v_charge.provider, 'BRL'), core.user_account(v_charge.user_id, 'BRL')],
       array[-v_charge.paid_amount, v_charge.paid_amount], 'Depósito PIX ' || v_charge.reference || ' (revisado)');
+    perform core.record_reversible_credit(v_charge.user_id, 'deposit', v_charge.id, v_charge.paid_amount, v_entry);
     update core.pix_charges c
        set status = 'PAID', credited_amount = v_charge.paid_amount, entry_id = v_entry,
            status_detail = 'revisado: ' || btrim(reason), resolved_at = now(), updated_at = now()
@@ -722,6 +627,169 @@ grant execute on function admin.list_deposit_reviews(bigint) to exchange_app, ex
 comment on function admin.list_deposit_reviews(bigint) is 'Deposits whose paid amount differed from the charge, waiting for admin.resolve_deposit_review (admins only).';
 
 -- ---------------------------------------------------------------------------
+-- Webhook notifications, refunds and cancelled charges (worker)
+-- ---------------------------------------------------------------------------
+
+create function api.record_provider_notification(provider text, topic text, resource_id text)
+returns bigint
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_id bigint;
+begin
+  -- Called by the webhook endpoint after it verified the notification; one
+  -- pending row per resource (repeats only count), booked by the worker.
+  if provider is null or provider not in ('mercadopago', 'inter') or topic is null or topic not in ('payment', 'payout')
+     or resource_id is null or length(btrim(resource_id)) not between 1 and 100 or resource_id ~ '[[:cntrl:]]' then
+    raise exception 'Notificação inválida.' using errcode = 'BSV01';
+  end if;
+  insert into core.provider_notifications (provider, topic, resource_id)
+  values (record_provider_notification.provider, record_provider_notification.topic, btrim(record_provider_notification.resource_id))
+  on conflict (provider, topic, resource_id) where processed_at is null
+  do update set deliveries = core.provider_notifications.deliveries + 1, next_try_at = least(core.provider_notifications.next_try_at, now())
+  returning id into v_id;
+  perform pg_notify('bs_market_provider_notifications', v_id::text);
+  return v_id;
+end
+$$;
+revoke all on function api.record_provider_notification(text, text, text) from public;
+grant execute on function api.record_provider_notification(text, text, text) to exchange_app;
+comment on function api.record_provider_notification(text, text, text) is
+  'For the webhook endpoints, after the notification was authenticated: queues the resource (provider mercadopago|inter, topic payment|payout, the provider''s id) for the worker, once per resource while pending; returns the queue row id. Books nothing.';
+
+create function admin.provider_notifications_due(max_rows int default 50)
+returns table (notification_id bigint, provider text, topic text, resource_id text, attempts int)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  return query
+  with due as (
+    select n.id from core.provider_notifications n
+    where n.processed_at is null and n.next_try_at <= now()
+    order by n.next_try_at, n.id
+    limit least(greatest(max_rows, 1), 500)
+    for update skip locked
+  ), stamped as (
+    -- retried with a growing pause if the worker dies or the provider fails
+    update core.provider_notifications n
+       set attempts = n.attempts + 1, next_try_at = now() + make_interval(secs => least(15 * power(2, n.attempts), 3600))
+      from due where n.id = due.id
+    returning n.*
+  )
+  select s.id, s.provider, s.topic, s.resource_id, s.attempts from stamped s order by s.id;
+end
+$$;
+revoke all on function admin.provider_notifications_due(int) from public;
+grant execute on function admin.provider_notifications_due(int) to exchange_worker, exchange_admin;
+comment on function admin.provider_notifications_due(int) is
+  'Worker: pending webhook notifications due now (SKIP LOCKED), stamped with their next retry time in case this attempt fails.';
+
+create function admin.finish_provider_notification(notification_id bigint, outcome text default null, error text default null)
+returns void
+language sql volatile security definer set search_path = pg_catalog, pg_temp as $$
+  update core.provider_notifications n
+     set outcome = coalesce(left(finish_provider_notification.outcome, 100), n.outcome),
+         last_error = left(finish_provider_notification.error, 500),
+         processed_at = case when finish_provider_notification.error is null then now() end
+   where n.id = finish_provider_notification.notification_id
+$$;
+revoke all on function admin.finish_provider_notification(bigint, text, text) from public;
+grant execute on function admin.finish_provider_notification(bigint, text, text) to exchange_worker, exchange_admin;
+comment on function admin.finish_provider_notification(bigint, text, text) is
+  'Worker: a notification was handled (outcome: what booking it did), or failed with error (kept pending for its next retry).';
+
+create function admin.pix_refunds_due(max_rows int default 20)
+returns table (refund_id bigint, provider text, provider_payment_id text, amount numeric, attempts int)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  return query
+  with due as (
+    select r.id from core.pix_refunds r
+    where r.status = 'PENDING' and coalesce(r.last_tried_at, r.created_at - interval '1 hour') < now() - interval '30 seconds'
+    order by r.id limit least(greatest(max_rows, 1), 200)
+    for update skip locked
+  ), stamped as (
+    update core.pix_refunds r set attempts = r.attempts + 1, last_tried_at = now() from due where r.id = due.id
+    returning r.*
+  )
+  select s.id, s.provider, s.provider_payment_id, s.amount, s.attempts from stamped s order by s.id;
+end
+$$;
+revoke all on function admin.pix_refunds_due(int) from public;
+grant execute on function admin.pix_refunds_due(int) to exchange_worker, exchange_admin;
+comment on function admin.pix_refunds_due(int) is
+  'Worker: PIX refunds to make at the provider (idempotency key pix-refund-<id>), stamped so that a second worker waits 30 s before trying the same one.';
+
+create function admin.record_pix_refund(refund_id bigint, provider_refund_id text default null, error text default null,
+                                        definite boolean default false)
+returns text
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v core.pix_refunds;
+begin
+  select * into v from core.pix_refunds r where r.id = record_pix_refund.refund_id for update;
+  if not found then
+    raise exception 'Devolução % não encontrada.', refund_id using errcode = 'BSN01';
+  end if;
+  if v.status <> 'PENDING' then
+    return v.status;
+  end if;
+  if provider_refund_id is not null then
+    update core.pix_refunds r set status = 'DONE', provider_refund_id = btrim(record_pix_refund.provider_refund_id),
+                                  last_error = null, resolved_at = now()
+     where r.id = v.id;
+    return 'DONE';
+  end if;
+  update core.pix_refunds r
+     set status = case when definite then 'FAILED' else 'PENDING' end, last_error = left(error, 500),
+         resolved_at = case when definite then now() end
+   where r.id = v.id;
+  return case when definite then 'FAILED' else 'PENDING' end;
+end
+$$;
+revoke all on function admin.record_pix_refund(bigint, text, text, boolean) from public;
+grant execute on function admin.record_pix_refund(bigint, text, text, boolean) to exchange_worker, exchange_admin;
+comment on function admin.record_pix_refund(bigint, text, text, boolean) is
+  'Worker: the provider made a refund (its id → DONE), or refused it (definite → FAILED, for an operator) or could not be asked (stays PENDING, retried). Returns the status.';
+
+create function admin.pix_charges_to_cancel(max_rows int default 20)
+returns table (charge_id bigint, reference text, charge_provider text, provider_payment_id text)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  -- The charge of a P2P trade that ended (cancelled, expired, refunded) must
+  -- stop being payable: the worker cancels it at the provider.
+  return query
+  with due as (
+    select c.id from core.pix_charges c join core.p2p_trades t on t.id = c.trade_id
+    where c.status = 'PENDING' and c.purpose = 'p2p_trade' and t.status <> 'OPEN'
+      and coalesce(c.last_checked_at, c.created_at) < now() - interval '10 seconds'
+    order by c.id limit least(greatest(max_rows, 1), 200)
+    for update of c skip locked
+  ), stamped as (
+    update core.pix_charges c set last_checked_at = now() from due where c.id = due.id returning c.*
+  )
+  select s.id, s.reference, s.provider, s.provider_payment_id from stamped s order by s.id;
+end
+$$;
+revoke all on function admin.pix_charges_to_cancel(int) from public;
+grant execute on function admin.pix_charges_to_cancel(int) to exchange_worker, exchange_admin;
+comment on function admin.pix_charges_to_cancel(int) is
+  'Worker: PENDING PIX charges of P2P trades that are no longer OPEN, to cancel at the provider (then admin.cancel_pix_charge; a charge the provider says was paid is confirmed instead, and refunded).';
+
+create function admin.cancel_pix_charge(charge_id bigint, reason text)
+returns boolean
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  update core.pix_charges c
+     set status = 'EXPIRED', status_detail = left(coalesce(reason, 'cancelada'), 500), resolved_at = now(), updated_at = now()
+   where c.id = cancel_pix_charge.charge_id and c.status = 'PENDING';
+  return found;
+end
+$$;
+revoke all on function admin.cancel_pix_charge(bigint, text) from public;
+grant execute on function admin.cancel_pix_charge(bigint, text) to exchange_worker, exchange_admin;
+comment on function admin.cancel_pix_charge(bigint, text) is
+  'Worker: a charge cancelled at the provider → EXPIRED with the reason (false when it was no longer PENDING).';
+
+-- ---------------------------------------------------------------------------
 -- Reporting
 -- ---------------------------------------------------------------------------
 
@@ -746,4 +814,18 @@ where c.status = 'REVIEW'
 comment on view reporting.pix_charges_attention is
   'PIX charges that need a person: in REVIEW (amount differed), still PENDING 30 minutes past expiry, or without a provider charge after 10 minutes. Healthy: empty.';
 
-grant select on reporting.pix_charges, reporting.pix_charges_attention to exchange_auditor, exchange_admin;
+create view reporting.pix_refunds as
+select r.id as refund_id, r.provider, r.provider_payment_id, r.pix_charge_id, r.trade_id, r.amount, r.reason, r.status,
+       r.provider_refund_id, r.attempts, r.last_error, r.created_at, r.resolved_at
+from core.pix_refunds r;
+comment on view reporting.pix_refunds is
+  'PIX payments we return to their payer at the provider (late payments for ended P2P trades, payments nobody can be credited with). Healthy: no PENDING row older than a few minutes, no FAILED row left unhandled.';
+
+create view reporting.provider_notifications as
+select n.id, n.provider, n.topic, n.resource_id, n.received_at, n.deliveries, n.attempts, n.last_error, n.outcome,
+       n.processed_at
+from core.provider_notifications n;
+comment on view reporting.provider_notifications is 'Webhook deliveries and what the worker booked for each. Healthy: nothing pending for long.';
+
+grant select on reporting.pix_charges, reporting.pix_charges_attention, reporting.pix_refunds,
+  reporting.provider_notifications to exchange_auditor, exchange_admin;

@@ -29,7 +29,7 @@ begin
   -- The common case in one expression (each PL/pgSQL expression is compiled
   -- again in every transaction): a caller that has already read the currency
   -- passes its scale. NaN sorts above Infinity.
-  if amount > 0 and amount < 'Infinity'::numeric and amount = round(amount, scale) then
+  if amount > 0 and amount <= 1e15 and amount = round(amount, scale) then
     return scale;
   end if;
   v_scale := scale;
@@ -46,6 +46,10 @@ begin
   if amount = 'NaN'::numeric or amount = 'Infinity'::numeric then
     raise exception 'Informe um valor numérico válido.' using errcode = 'BSV01', column = field;
   end if;
+  if amount > 1e15 then
+    -- no amount of any currency comes near this; a bound keeps every page and sum finite
+    raise exception 'Valor grande demais.' using errcode = 'BSV01', column = field;
+  end if;
   if amount <> round(amount, v_scale) then
     raise exception 'Valor com casas decimais demais: % aceita no máximo % casas.', currency, v_scale
       using errcode = 'BSV02', column = field;
@@ -54,7 +58,7 @@ begin
 end
 $$;
 comment on function core.check_amount(text, numeric, text, int) is
-  'Refuses a missing, non-positive or off-scale amount for a currency (its scale read, unless given); returns the currency scale.';
+  'Refuses a missing, non-positive, absurdly large (over 10^15) or off-scale amount for a currency (its scale read, unless given); returns the currency scale.';
 
 create or replace function core.assert_active_user(user_id bigint) returns core.users
 language plpgsql stable as $$
@@ -82,10 +86,15 @@ begin
   if not found or v_user.role <> 'admin' or v_user.status <> 'active' then
     raise exception 'Apenas administradores podem fazer isso.' using errcode = 'BSA01';
   end if;
+  -- An admin can move any customer's money: never on a password alone.
+  if not exists (select from core.user_totp t where t.user_id = assert_admin.admin_id and t.confirmed_at is not null) then
+    raise exception 'Administradores precisam da verificação em duas etapas ativa: ative-a em Segurança da conta.'
+      using errcode = 'BSA01', hint = 'twofactor_required';
+  end if;
   return v_user;
 end
 $$;
-comment on function core.assert_admin(bigint) is 'The admin row; refuses anyone who is not an active admin.';
+comment on function core.assert_admin(bigint) is 'The admin row; refuses anyone who is not an active admin with 2FA enabled (BSA01).';
 
 create or replace function core.user_account(user_id bigint, currency text, purpose text default 'available')
 returns bigint
@@ -315,7 +324,7 @@ create or replace function core.tg_accounts__valid() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if new.purpose is null or new.purpose not in ('available', 'locked', 'fees', 'clearing_mercadopago',
-                                                'clearing_inter', 'binance_omnibus', 'adjustments') then
+                                                'clearing_inter', 'binance_omnibus', 'adjustments', 'receivables') then
     raise exception 'Unknown account purpose %', new.purpose using errcode = 'BSX01';
   elsif (new.user_id is not null) <> (new.purpose in ('available', 'locked')) then
     raise exception 'Account purpose % is for %', new.purpose,
@@ -582,7 +591,8 @@ comment on function api.get_statement(bigint, text, int, int) is
   'A customer''s statement in one currency, newest first: every posting on the available and locked accounts with the balance after it, paginated (total_rows on every row).';
 
 create or replace function api.transfer(
-  user_id bigint, recipient_email text, currency text, amount numeric, idempotency_key text)
+  user_id bigint, recipient_email text, currency text, amount numeric, idempotency_key text,
+  totp_code text default null)
 returns table (entry_id bigint, fee numeric, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -602,9 +612,10 @@ begin
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = r.id
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as to_account,
-         -- BRL while a credited deposit may still be maturing: only then does
-         -- core.assert_brl_mature need to look closer
-         transfer.currency = 'BRL' and s.brl_maturing_until > now() as maturing
+         -- while a PIX credited to the sender may still be clawed back (or
+         -- exits are blocked): only then does the exit policy look closer
+         s.exposure_until > now() as maturing,
+         exists (select from core.user_totp t where t.user_id = s.id and t.confirmed_at is not null) as twofa
     into v
   from core.users s
   left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'
@@ -640,9 +651,11 @@ begin
     return;
   end if;
 
+  if v.twofa then
+    perform core.assert_step_up(transfer.user_id, totp_code, 'transfer');
+  end if;
   if v.maturing then
-    -- deposits still maturing cannot leave through another customer either
-    perform core.assert_brl_mature(transfer.user_id, transfer.amount + v.fee, 'enviar');
+    perform core.lock_for_exit(transfer.user_id);  -- exits of this customer one at a time
   end if;
   -- (assignments, not PERFORM: a plain expression needs no executor)
   if v.fee > 0 then
@@ -654,15 +667,19 @@ begin
       array[v.from_account, v.to_account], array[-transfer.amount, transfer.amount],
       'Transferência entre clientes', v_entry);
   end if;
+  if v.maturing then
+    perform core.assert_exit_covered(transfer.user_id, 'enviar',
+                                     (transfer.amount + v.fee) * core.bid_price(transfer.currency));
+  end if;
   fee := v.fee;
   replayed := false;
   return next;
 end
 $$;
-revoke all on function api.transfer(bigint, text, text, numeric, text) from public;
-grant execute on function api.transfer(bigint, text, text, numeric, text) to exchange_app;
-comment on function api.transfer(bigint, text, text, numeric, text) is
-  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self, BSV02/BSV03 amount, BSF01 insufficient funds, BSL01 BRL from deposits still maturing, BSA02 frozen, BSI01 key reused.';
+revoke all on function api.transfer(bigint, text, text, numeric, text, text) from public;
+grant execute on function api.transfer(bigint, text, text, numeric, text, text) to exchange_app;
+comment on function api.transfer(bigint, text, text, numeric, text, text) is
+  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. An exit: with 2FA on it needs a fresh TOTP code (totp_code), and while PIX credits may still be clawed back the exit policy applies (sql/exits.sql). Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self or wrong 2FA code, BSV02/BSV03 amount, BSF01 insufficient funds, BSL01 what would remain does not cover PIX still maturing, BSA02 frozen or exits blocked, BSI01 key reused.';
 
 -- ---------------------------------------------------------------------------
 -- Operator operations
@@ -685,37 +702,48 @@ end
 $$;
 comment on function core.audit(bigint, text, bigint, text, jsonb) is 'Appends a row to the admin audit log (who did what, to whom, why).';
 
-create or replace function admin.adjust_balance(
+create or replace function core.post_adjustment(
   admin_id bigint, user_id bigint, currency text, amount numeric, reason text, idempotency_key text)
 returns table (entry_id bigint, replayed boolean)
-language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+language plpgsql volatile as $$
 declare
   v_entry bigint := core.new_entry_id();
   v_prior jsonb;
 begin
-  perform core.assert_admin(admin_id);
   if amount is null or amount = 0 then
     raise exception 'O ajuste não pode ser zero.' using errcode = 'BSV03', column = 'amount';
   end if;
   perform core.check_amount(currency, abs(amount));
-  if not exists (select from core.users u where u.id = adjust_balance.user_id and u.role = 'customer') then
+  if not exists (select from core.users u where u.id = post_adjustment.user_id and u.role = 'customer') then
     raise exception 'Cliente não encontrado.' using errcode = 'BSN01', column = 'user_id';
   end if;
   if reason is null or length(btrim(reason)) < 5 then
     raise exception 'Informe um motivo (ao menos 5 caracteres).' using errcode = 'BSV01', column = 'reason';
   end if;
-  v_prior := core.claim_idempotency(adjust_balance.user_id, 'adjust:' || idempotency_key, 'adjust_balance',
+  v_prior := core.claim_idempotency(post_adjustment.user_id, 'adjust:' || idempotency_key, 'adjust_balance',
                md5(concat_ws('|', currency, trim_scale(amount), reason)), jsonb_build_object('entry_id', v_entry));
   if v_prior is not null then
     return query select (v_prior ->> 'entry_id')::bigint, true;
     return;
   end if;
-  perform core.post_entry('adjustment', 'adjustment:' || idempotency_key, adjust_balance.user_id,
-    array[core.user_account(adjust_balance.user_id, currency), core.system_account('adjustments', currency)],
+  perform core.post_entry('adjustment', 'adjustment:' || idempotency_key, post_adjustment.user_id,
+    array[core.user_account(post_adjustment.user_id, currency), core.system_account('adjustments', currency)],
     array[amount, -amount], reason, v_entry);
-  perform core.audit(admin_id, 'adjust_balance', adjust_balance.user_id, reason,
+  perform core.audit(admin_id, 'adjust_balance', post_adjustment.user_id, reason,
                      jsonb_build_object('currency', currency, 'amount', amount, 'entry_id', v_entry));
   return query select v_entry, false;
+end
+$$;
+comment on function core.post_adjustment(bigint, bigint, text, numeric, text, text) is
+  'A journaled manual adjustment (see admin.adjust_balance) without the admin check: for admin.adjust_balance and the demo seed.';
+
+create or replace function admin.adjust_balance(
+  admin_id bigint, user_id bigint, currency text, amount numeric, reason text, idempotency_key text)
+returns table (entry_id bigint, replayed boolean)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  perform core.assert_admin(admin_id);
+  return query select * from core.post_adjustment(admin_id, user_id, currency, amount, reason, idempotency_key);
 end
 $$;
 revoke all on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) from public;
@@ -903,7 +931,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select h.check_name, h.detail from reporting.books_health h
 $$;
 revoke all on function admin.check_books() from public;
-grant execute on function admin.check_books() to exchange_app, exchange_admin;
+grant execute on function admin.check_books() to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.check_books() is
   'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts, an entry''s customer owning one of its accounts) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
 

@@ -102,7 +102,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   from core.market_pairs m order by m.symbol
 $$;
 revoke all on function admin.list_market_pairs() from public;
-grant execute on function admin.list_market_pairs() to exchange_app, exchange_admin;
+grant execute on function admin.list_market_pairs() to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.list_market_pairs() is 'The Binance pairs of the desk with their status (the poller reads it to know what to poll).';
 
 create function admin.record_prices(prices jsonb, fetched_at timestamptz default null)
@@ -126,7 +126,7 @@ begin
 end
 $$;
 revoke all on function admin.record_prices(jsonb, timestamptz) from public;
-grant execute on function admin.record_prices(jsonb, timestamptz) to exchange_app, exchange_admin;
+grant execute on function admin.record_prices(jsonb, timestamptz) to exchange_worker, exchange_admin;
 comment on function admin.record_prices(jsonb, timestamptz) is
   'Appends Binance ticker prices {"BTCBRL": "560000.00", …} to the price history (enabled pairs only; others ignored). Returns how many were stored. Called by the worker''s price poller every few seconds.';
 
@@ -160,7 +160,7 @@ begin
 end
 $$;
 revoke all on function admin.record_market_filters(jsonb) from public;
-grant execute on function admin.record_market_filters(jsonb) to exchange_app, exchange_admin;
+grant execute on function admin.record_market_filters(jsonb) to exchange_worker, exchange_admin;
 comment on function admin.record_market_filters(jsonb) is
   'Stores Binance exchangeInfo per pair: {"BTCBRL": {"status": "TRADING", "baseAsset": "BTC", "quoteAsset": "BRL", "filters": {"LOT_SIZE": {…}, "MARKET_LOT_SIZE": {…}, "PRICE_FILTER": {…}, "NOTIONAL": {…}}}}. Only a TRADING pair with filters can be quoted. With "_complete": true, pairs missing from the answer become NOT_LISTED.';
 
@@ -187,7 +187,7 @@ begin
 end
 $$;
 revoke all on function admin.record_market_stats(jsonb) from public;
-grant execute on function admin.record_market_stats(jsonb) to exchange_app, exchange_admin;
+grant execute on function admin.record_market_stats(jsonb) to exchange_worker, exchange_admin;
 comment on function admin.record_market_stats(jsonb) is
   'Stores Binance''s 24 h ticker per pair ({"BTCBRL": {"openPrice", "highPrice", "lowPrice", "volume", "quoteVolume"}}): the 24 h change on /market is the latest price against openPrice.';
 
@@ -203,7 +203,7 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
   select count(*) from gone
 $$;
 revoke all on function admin.prune_prices() from public;
-grant execute on function admin.prune_prices() to exchange_app, exchange_admin;
+grant execute on function admin.prune_prices() to exchange_worker, exchange_admin;
 comment on function admin.prune_prices() is 'Deletes price history older than the setting price_history_days (the latest price of each pair is kept). Returns how many rows went.';
 
 -- ---------------------------------------------------------------------------
@@ -651,7 +651,7 @@ begin
 end
 $$;
 revoke all on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) from public;
-grant execute on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) to exchange_app, exchange_admin;
+grant execute on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) to exchange_worker, exchange_admin;
 comment on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) is
   'Settles an EXECUTING market order from Binance''s real execution (executedQty, cummulativeQuoteQty, fills [{price, qty, commission, commissionAsset, tradeId}]) in one entry: hold captured (rest released), BRL and crypto against the binance_omnibus accounts, spread + fee to fee revenue; rounding favours the house and below-scale dust is recorded on the order. Idempotent: settling a COMPLETED order with the same Binance order id returns the first result (replayed). BSS01 on a FAILED order or another Binance order id.';
 
@@ -688,7 +688,7 @@ begin
 end
 $$;
 revoke all on function admin.fail_market_order(bigint, text, text) from public;
-grant execute on function admin.fail_market_order(bigint, text, text) to exchange_app, exchange_admin;
+grant execute on function admin.fail_market_order(bigint, text, text) to exchange_worker, exchange_admin;
 comment on function admin.fail_market_order(bigint, text, text) is
   'Fails an EXECUTING market order that Binance did not execute (rejected, or never arrived): releases the hold in full and notifies the customer with the readable reason. Idempotent on a FAILED order; BSS01 on a COMPLETED one.';
 
@@ -700,8 +700,35 @@ language sql volatile security definer set search_path = pg_catalog, pg_temp as 
    where o.id = note_market_order.order_id and o.status = 'EXECUTING'
 $$;
 revoke all on function admin.note_market_order(bigint, text) from public;
-grant execute on function admin.note_market_order(bigint, text) to exchange_app, exchange_admin;
+grant execute on function admin.note_market_order(bigint, text) to exchange_worker, exchange_admin;
 comment on function admin.note_market_order(bigint, text) is 'Records that an EXECUTING order was looked at and why it is still executing (outcome unknown, not found yet…).';
+
+create function admin.market_orders_to_place(max_rows int default 20)
+returns table (order_id bigint, user_id bigint, symbol text, side text, client_order_id text,
+               quote_order_qty numeric, quantity numeric)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  -- Confirmed orders the worker has not sent yet, young enough to be sent at
+  -- the price quoted (older ones are the reconciler's: Binance never saw
+  -- them, and they fail). Stamped placed_at and committed before sending, so
+  -- an order is sent at most once.
+  return query
+  with due as (
+    select o.id from core.market_orders o
+    where o.status = 'EXECUTING' and o.placed_at is null
+      and o.created_at > now() - make_interval(secs => core.setting('market_reconcile_after_seconds')::int)
+    order by o.id limit least(greatest(max_rows, 1), 100)
+    for update skip locked
+  ), stamped as (
+    update core.market_orders o set placed_at = now() from due where o.id = due.id returning o.*
+  )
+  select s.id, s.user_id, s.symbol, s.side, s.client_order_id, s.quote_order_qty, s.quantity from stamped s order by s.id;
+end
+$$;
+revoke all on function admin.market_orders_to_place(int) from public;
+grant execute on function admin.market_orders_to_place(int) to exchange_worker, exchange_admin;
+comment on function admin.market_orders_to_place(int) is
+  'Worker: confirmed market orders not yet sent to Binance (younger than market_reconcile_after_seconds), marked placed before the worker sends each once with newClientOrderId = client_order_id.';
 
 create function admin.list_stuck_market_orders(older_than_seconds int default null, max_rows int default 100)
 returns table (order_id bigint, user_id bigint, symbol text, side text, client_order_id text,
@@ -720,7 +747,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   limit least(greatest(max_rows, 1), 1000)
 $$;
 revoke all on function admin.list_stuck_market_orders(int, int) from public;
-grant execute on function admin.list_stuck_market_orders(int, int) to exchange_app, exchange_admin;
+grant execute on function admin.list_stuck_market_orders(int, int) to exchange_worker, exchange_admin;
 comment on function admin.list_stuck_market_orders(int, int) is
   'Orders EXECUTING for longer than older_than_seconds (default: setting market_reconcile_after_seconds), oldest first, for the reconciler; lost = older than market_order_lost_seconds (if Binance does not know it by then, it never will).';
 

@@ -296,9 +296,13 @@ begin
   elsif brl_from is not null then
     -- A verified PIX arrived at the provider: the clearing account (money at
     -- the provider) pays the seller's BRL balance.
+    -- That PIX can be clawed back from the seller: reversible exposure.
+    perform core.lock_customer(v_trade.seller_id);
     v_brl := core.post_entry('p2p_pix_settlement', core.p2p_ref(v_trade.id), v_trade.seller_id,
       array[core.system_account(brl_from, 'BRL'), core.user_account(v_trade.seller_id, 'BRL')],
       array[-brl_amount, brl_amount], 'P2P: pagamento PIX confirmado');
+    perform core.record_reversible_credit(v_trade.seller_id, 'p2p_pix_sale',
+      (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), brl_amount, v_brl);
   end if;
 
   v_fee := v_trade.seller_fee + v_trade.buyer_fee;
@@ -318,6 +322,28 @@ end
 $$;
 comment on function core.p2p_complete(bigint, text, numeric) is
   'Completes a trade: captures the escrow to the buyer (minus the buyer''s fee) and both fees to the fee account; brl_from ''buyer'' also moves the BRL from the buyer''s to the seller''s balance (BSF01 when short), a clearing account purpose credits the seller from it (PIX-confirmed). The caller has locked the trade.';
+
+create or replace function core.p2p_assert_price_sane(crypto text, price numeric, field text default 'fixed_price')
+returns void
+language plpgsql stable as $$
+declare
+  v_index numeric := (select p.price from core.latest_price(p2p_assert_price_sane.crypto) p);
+  v_max numeric := core.setting('p2p_fixed_price_max_deviation_percent')::numeric;
+begin
+  -- A fixed price far from the market is a mistake or a way to move value
+  -- between two accounts; either way it does not belong in the book.
+  if v_index is null then
+    raise exception 'Ainda não temos cotação de %: tente em instantes.', crypto using errcode = 'BSP01', column = field;
+  end if;
+  if price < v_index * (1 - v_max / 100) or price > v_index * (1 + v_max / 100) then
+    raise exception 'O preço fixo deve ficar a até % por cento da cotação atual (% por %): entre % e %.',
+      trim_scale(v_max), core.format_brl(v_index), crypto, core.format_brl(round(v_index * (1 - v_max / 100), 2)),
+      core.format_brl(round(v_index * (1 + v_max / 100), 2)) using errcode = 'BSV01', column = field;
+  end if;
+end
+$$;
+comment on function core.p2p_assert_price_sane(text, numeric, text) is
+  'BSV01 when a fixed P2P price is more than p2p_fixed_price_max_deviation_percent away from the latest Binance index (BSP01 when there is no index yet).';
 
 create or replace function core.p2p_check_offer(
   user_id bigint, side text, crypto text, price_type text, fixed_price numeric, premium_percent numeric,
@@ -339,6 +365,7 @@ begin
   end if;
   if price_type = 'fixed' then
     perform core.check_amount('BRL', fixed_price, 'fixed_price');
+    perform core.p2p_assert_price_sane(crypto, fixed_price, 'fixed_price');
     if premium_percent is not null then
       raise exception 'Preço fixo não tem ágio.' using errcode = 'BSV01', column = 'premium_percent';
     end if;
@@ -414,7 +441,8 @@ create function api.create_p2p_offer(
   user_id bigint, side text, crypto text, price_type text, total_amount numeric, min_brl numeric, max_brl numeric,
   payment_methods text[], idempotency_key text, fixed_price numeric default null, premium_percent numeric default null,
   payment_window_minutes int default null, terms text default '', payment_details text default null,
-  min_counterparty_kyc int default 0, min_counterparty_trades int default 0, expires_in_days int default null)
+  min_counterparty_kyc int default 0, min_counterparty_trades int default 0, expires_in_days int default null,
+  totp_code text default null)
 returns table (offer_id bigint, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
@@ -446,6 +474,10 @@ begin
     return;
   end if;
 
+  if v_check.methods && array['BALANCE', 'PIX_CONFIRMED'] then
+    -- value can leave this maker automatically when a taker opens a trade
+    perform core.assert_step_up(create_p2p_offer.user_id, create_p2p_offer.totp_code, 'p2p_offer');
+  end if;
   v_pct := (select f.maker_percent from core.p2p_fees f where f.crypto = create_p2p_offer.crypto);
   if create_p2p_offer.side = 'SELL' then
     -- The maker's crypto for the whole amount plus the maker fee, held now.
@@ -466,16 +498,17 @@ begin
   return query select v_id, false;
 end
 $$;
-revoke all on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int) from public;
-grant execute on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int) to exchange_app;
-comment on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int) is
-  'Posts a P2P offer: side BUY|SELL, crypto BTC|ETH|USDT, price fixed (fixed_price, BRL per unit) or floating (premium_percent over the Binance index, within ±p2p_max_premium_percent), total amount in crypto, min/max per trade in BRL, payment methods among PIX, TED, BALANCE, PIX_CONFIRMED, payment window 15–120 min (default per method), terms, seller payment details (required for SELL with PIX/TED), minimum counterparty KYC level and completed trades, expiry in days. A SELL offer holds the maker''s crypto (amount + maker fee) now (BSF01 when short). Idempotent per key.';
+revoke all on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int, text) from public;
+grant execute on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int, text) to exchange_app;
+comment on function api.create_p2p_offer(bigint, text, text, text, numeric, numeric, numeric, text[], text, numeric, numeric, int, text, text, int, int, int, text) is
+  'Posts a P2P offer: side BUY|SELL, crypto BTC|ETH|USDT, price fixed (fixed_price, BRL per unit) or floating (premium_percent over the Binance index, within ±p2p_max_premium_percent), total amount in crypto, min/max per trade in BRL, payment methods among PIX, TED, BALANCE, PIX_CONFIRMED, payment window 15–120 min (default per method), terms, seller payment details (required for SELL with PIX/TED), minimum counterparty KYC level and completed trades, expiry in days. A SELL offer holds the maker''s crypto (amount + maker fee) now (BSF01 when short). A fixed price must be within p2p_fixed_price_max_deviation_percent of the index. With BALANCE or PIX_CONFIRMED (value leaves without the maker acting again) a customer with 2FA confirms with totp_code. Idempotent per key.';
 
 create function api.update_p2p_offer(
   user_id bigint, offer_id bigint, price_type text, remaining_amount numeric, min_brl numeric, max_brl numeric,
   payment_methods text[], fixed_price numeric default null, premium_percent numeric default null,
   payment_window_minutes int default null, terms text default '', payment_details text default null,
-  min_counterparty_kyc int default 0, min_counterparty_trades int default 0, expires_in_days int default null)
+  min_counterparty_kyc int default 0, min_counterparty_trades int default 0, expires_in_days int default null,
+  totp_code text default null)
 returns void
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
@@ -498,6 +531,9 @@ begin
     update_p2p_offer.payment_methods, update_p2p_offer.payment_window_minutes, update_p2p_offer.terms,
     update_p2p_offer.payment_details, update_p2p_offer.min_counterparty_kyc, update_p2p_offer.min_counterparty_trades,
     update_p2p_offer.expires_in_days);
+  if v_check.methods && array['BALANCE', 'PIX_CONFIRMED'] then
+    perform core.assert_step_up(update_p2p_offer.user_id, update_p2p_offer.totp_code, 'p2p_offer');
+  end if;
   v_pct := (select f.maker_percent from core.p2p_fees f where f.crypto = v_offer.crypto);
   if v_offer.side = 'SELL' then
     -- Release the old hold and hold the new amount (plus the fee at today's
@@ -520,9 +556,9 @@ begin
    where o.id = v_offer.id;
 end
 $$;
-revoke all on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int) from public;
-grant execute on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int) to exchange_app;
-comment on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int) is
+revoke all on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int, text) from public;
+grant execute on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int, text) to exchange_app;
+comment on function api.update_p2p_offer(bigint, bigint, text, numeric, numeric, numeric, text[], numeric, numeric, int, text, text, int, int, int, text) is
   'Edits one of the customer''s open offers (same fields as api.create_p2p_offer; remaining_amount is the new amount still on offer; trades in progress keep their own escrow). For SELL offers the hold is released and placed again for the new amount (BSF01: nothing changes). BSN01 not yours, BSS01 closed.';
 
 create function api.set_p2p_offer_status(user_id bigint, offer_id bigint, action text)
@@ -697,7 +733,7 @@ begin
 end
 $$;
 revoke all on function admin.expire_p2p_offers(int) from public;
-grant execute on function admin.expire_p2p_offers(int) to exchange_app, exchange_admin;
+grant execute on function admin.expire_p2p_offers(int) to exchange_worker, exchange_admin;
 comment on function admin.expire_p2p_offers(int) is
   'Sweeper (worker job): expires active and paused offers past expires_at, releasing a SELL offer''s hold, and notifies the maker. Returns how many. Safe to run concurrently (SKIP LOCKED).';
 
@@ -707,7 +743,8 @@ comment on function admin.expire_p2p_offers(int) is
 
 create function api.open_p2p_trade(
   user_id bigint, offer_id bigint, payment_method text, idempotency_key text,
-  brl_amount numeric default null, crypto_amount numeric default null, payment_details text default null)
+  brl_amount numeric default null, crypto_amount numeric default null, payment_details text default null,
+  totp_code text default null)
 returns table (trade_id bigint, status text, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
@@ -782,6 +819,14 @@ begin
   end if;
 
   v_price := core.p2p_offer_price(v_offer);  -- BSP01 when a floating price's index is stale
+  if v_offer.price_type = 'fixed' then
+    begin
+      perform core.p2p_assert_price_sane(v_offer.crypto, v_price, 'brl_amount');
+    exception when sqlstate 'BSV01' then
+      raise exception 'O preço desta oferta está longe demais da cotação atual: ela não pode ser negociada agora.'
+        using errcode = 'BSS01';
+    end;
+  end if;
   v_scale := core.p2p_scale(v_offer.crypto);
   if open_p2p_trade.crypto_amount is not null then
     perform core.check_amount(v_offer.crypto, open_p2p_trade.crypto_amount, 'crypto_amount');
@@ -838,6 +883,16 @@ begin
   -- customers are locked first (in id order), so two trades opened at the
   -- same instant cannot both pass the daily limit.
   perform from core.users u where u.id in (open_p2p_trade.user_id, v_offer.user_id) order by u.id for no key update;
+  -- The seller's crypto leaves into escrow (an exit), and with BALANCE the
+  -- buyer's BRL pays another customer: each is refused while their exits are
+  -- blocked, and the taker confirms with 2FA when it is their value leaving.
+  perform core.lock_for_exit(v_seller);
+  if open_p2p_trade.payment_method = 'BALANCE' then
+    perform core.lock_for_exit(v_buyer);
+  end if;
+  if v_seller = open_p2p_trade.user_id or open_p2p_trade.payment_method = 'BALANCE' then
+    perform core.assert_step_up(open_p2p_trade.user_id, open_p2p_trade.totp_code, 'p2p_open_trade');
+  end if;
   perform core.enforce_trade_limit(open_p2p_trade.user_id, v_brl);
   perform core.enforce_daily_limit(open_p2p_trade.user_id, 'daily_p2p_brl',
                                    core.p2p_used_today(open_p2p_trade.user_id), v_brl);
@@ -908,20 +963,26 @@ begin
            v_offer.crypto, core.format_brl(v_brl)));
 
   if open_p2p_trade.payment_method = 'BALANCE' then
-    -- Settles at once: BRL and crypto move together, or nothing does.
+    -- Settles at once: BRL and crypto move together, or nothing does; each
+    -- side must still cover its PIX exposure afterwards (at an off-market
+    -- price one side gives value away).
     perform core.p2p_complete(v_id, 'buyer');
+    perform core.assert_exit_covered(v_seller, 'vender',
+      (v_crypto + v_seller_fee) * core.bid_price(v_offer.crypto) - v_brl);
+    perform core.assert_exit_covered(v_buyer, 'pagar', v_brl - (v_crypto - v_buyer_fee) * core.bid_price(v_offer.crypto));
     perform core.p2p_message(v_id, 'Pago com o saldo em reais da plataforma e cripto liberada ao comprador: negociação concluída.');
     perform core.p2p_notify(v_trade, v_offer.user_id, 'p2p.completed', 'negociação liquidada com saldo da plataforma.');
   else
+    perform core.assert_exit_covered(v_seller, 'vender', (v_crypto + v_seller_fee) * core.bid_price(v_offer.crypto));
     perform core.p2p_message(v_id, format('Prazo para pagamento: até %s.', core.p2p_when(v_trade.payment_deadline)));
   end if;
   return query select t.id, t.status, false from core.p2p_trades t where t.id = v_id;
 end
 $$;
-revoke all on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text) from public;
-grant execute on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text) to exchange_app;
-comment on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text) is
-  'Opens a trade on an offer for brl_amount (or crypto_amount) with one of its payment methods, at the offer''s price now. Locks the offer row: two takers racing for the last amount → one wins, the other gets BSS01 (filled) or BSV01 (only X left). Checks blocks, KYC level and completed trades required, min/max, both parties'' per-trade and daily P2P limits; escrows the seller''s crypto (split from the offer''s hold for SELL offers, held from the taker for BUY offers, BSF01). payment_details: the taker-seller''s bank data (BUY offers, PIX/TED). BALANCE settles at once (status COMPLETED) or not at all (BSF01). Idempotent per key.';
+revoke all on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text, text) from public;
+grant execute on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text, text) to exchange_app;
+comment on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text, text) is
+  'Opens a trade on an offer for brl_amount (or crypto_amount) with one of its payment methods, at the offer''s price now. Locks the offer row: two takers racing for the last amount → one wins, the other gets BSS01 (filled) or BSV01 (only X left). Checks blocks, KYC level and completed trades required, min/max, both parties'' per-trade and daily P2P limits; escrows the seller''s crypto (split from the offer''s hold for SELL offers, held from the taker for BUY offers, BSF01). payment_details: the taker-seller''s bank data (BUY offers, PIX/TED). BALANCE settles at once (status COMPLETED) or not at all (BSF01). Escrow and a BALANCE payment are exits: refused while the party''s exits are blocked (BSA02) or when what they keep would not cover their PIX exposure (BSL01); a taker whose value leaves confirms with totp_code when 2FA is on. A fixed price too far from the index is refused (BSS01). Idempotent per key.';
 
 -- Every transition below returns (status, message). An action on an
 -- OPEN trade past its payment deadline cancels it (and commits that) instead
@@ -1023,7 +1084,7 @@ grant execute on function api.cancel_p2p_trade(bigint, bigint) to exchange_app;
 comment on function api.cancel_p2p_trade(bigint, bigint) is
   'OPEN → CANCELLED by the buyer (counts against the buyer): the escrow goes back to the offer (or the seller). BSA01 the seller (who can never cancel), BSS01 once paid or closed.';
 
-create function api.release_p2p_trade(user_id bigint, trade_id bigint)
+create function api.release_p2p_trade(user_id bigint, trade_id bigint, totp_code text default null)
 returns table (status text, message text)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
@@ -1042,17 +1103,21 @@ begin
   if v_trade.status <> 'PAID' then
     raise exception '%', core.p2p_state_error(v_trade) using errcode = 'BSS01';
   end if;
+  -- The seller's crypto leaves: an exit.
+  perform core.lock_for_exit(v_trade.seller_id);
+  perform core.assert_step_up(v_trade.seller_id, release_p2p_trade.totp_code, 'p2p_release');
   perform core.p2p_complete(v_trade.id);
+  perform core.assert_exit_covered(v_trade.seller_id, 'liberar', 0);
   perform core.p2p_message(v_trade.id, 'O vendedor confirmou o recebimento e liberou a cripto: negociação concluída.');
   perform core.p2p_notify(v_trade, v_trade.buyer_id, 'p2p.released',
     'o vendedor liberou ' || core.p2p_amount(v_trade.crypto_amount - v_trade.buyer_fee) || ' ' || v_trade.crypto || ' para você.');
   return query select 'COMPLETED'::text, 'Cripto liberada. Negociação concluída.'::text;
 end
 $$;
-revoke all on function api.release_p2p_trade(bigint, bigint) from public;
-grant execute on function api.release_p2p_trade(bigint, bigint) to exchange_app;
-comment on function api.release_p2p_trade(bigint, bigint) is
-  'PAID → COMPLETED by the seller: the escrow to the buyer minus fees, fees to the fee account, exactly once (the trade row is locked). BSA01 not the seller, BSS01 not PAID.';
+revoke all on function api.release_p2p_trade(bigint, bigint, text) from public;
+grant execute on function api.release_p2p_trade(bigint, bigint, text) to exchange_app;
+comment on function api.release_p2p_trade(bigint, bigint, text) is
+  'PAID → COMPLETED by the seller: the escrow to the buyer minus fees, fees to the fee account, exactly once (the trade row is locked). An exit: TOTP step-up (totp_code) when 2FA is on, refused while exits are blocked (BSA02) or when the seller''s PIX exposure would be uncovered (BSL01). BSA01 not the seller, BSS01 not PAID.';
 
 create function api.open_p2p_dispute(user_id bigint, trade_id bigint, reason text)
 returns table (status text, message text)
@@ -1182,7 +1247,7 @@ begin
 end
 $$;
 revoke all on function admin.expire_p2p_trades(int) from public;
-grant execute on function admin.expire_p2p_trades(int) to exchange_app, exchange_admin;
+grant execute on function admin.expire_p2p_trades(int) to exchange_worker, exchange_admin;
 comment on function admin.expire_p2p_trades(int) is
   'Sweeper (worker job): cancels OPEN trades past their payment deadline (buyer at fault), returning the escrow. Rows another transaction holds are skipped (SKIP LOCKED) and picked up next run. Returns how many.';
 
@@ -1204,7 +1269,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   limit least(greatest(max_rows, 1), 1000)
 $$;
 revoke all on function admin.pending_p2p_pix_charges(int) from public;
-grant execute on function admin.pending_p2p_pix_charges(int) to exchange_app, exchange_admin;
+grant execute on function admin.pending_p2p_pix_charges(int) to exchange_worker, exchange_admin;
 comment on function admin.pending_p2p_pix_charges(int) is
   'For the BRL rails: OPEN PIX-confirmed trades that still need a PIX charge — exact amount, external_reference p2p-<trade_id>, the buyer (payer) and the payment deadline to use as the charge expiry.';
 
@@ -1247,7 +1312,7 @@ begin
 end
 $$;
 revoke all on function admin.attach_p2p_pix_charge(bigint, text, text, text, text, timestamptz) from public;
-grant execute on function admin.attach_p2p_pix_charge(bigint, text, text, text, text, timestamptz) to exchange_app, exchange_admin;
+grant execute on function admin.attach_p2p_pix_charge(bigint, text, text, text, text, timestamptz) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.attach_p2p_pix_charge(bigint, text, text, text, text, timestamptz) is
   'For the BRL rails: records the PIX charge created for a PIX-confirmed trade (provider mercadopago|inter, its payment id, copia-e-cola, QR image base64, expiry) so the trade page shows it. Returns true when recorded, false when the same charge was already recorded (idempotent); BSS01 another charge already attached or not a PIX-confirmed trade; BSN01 unknown trade.';
 
@@ -1293,7 +1358,8 @@ begin
            pix_paid_payment_id = btrim(confirm_p2p_pix_payment.provider_payment_id), pix_confirmed_at = now(),
            paid_at = now(), updated_at = now()
      where t.id = v_trade.id;
-    if v_buyer_cpf is not null and v_cpf = v_buyer_cpf and paid_amount = v_trade.brl_amount then
+    if v_buyer_cpf is not null and v_cpf = v_buyer_cpf and paid_amount = v_trade.brl_amount
+       and (select u.exits_blocked_at is null and u.status = 'active' from core.users u where u.id = v_trade.seller_id) then
       perform core.p2p_complete(v_trade.id, v_clearing, confirm_p2p_pix_payment.paid_amount);
       select t.brl_entry_id into v_entry from core.p2p_trades t where t.id = v_trade.id;
       v_outcome := 'completed';
@@ -1304,7 +1370,8 @@ begin
       perform core.p2p_notify(v_trade, v_trade.seller_id, 'p2p.released',
         'PIX confirmado: ' || core.format_brl(paid_amount) || ' creditados no seu saldo e cripto entregue ao comprador.');
     else
-      -- Wrong payer (triangulation fraud) or wrong amount: nothing is released.
+      -- Wrong payer (triangulation fraud), wrong amount, or a seller whose
+      -- exits are blocked: nothing is released.
       update core.p2p_trades t set status = 'REVIEW', updated_at = now() where t.id = v_trade.id;
       v_outcome := 'review';
       perform core.p2p_message(v_trade.id, 'Pagamento PIX recebido, mas ' ||
@@ -1316,18 +1383,18 @@ begin
       perform core.p2p_notify(v_trade, v_trade.seller_id, 'p2p.review',
         'um pagamento PIX chegou mas não confere com o comprador; a negociação está em análise e sua cripto segue bloqueada.');
     end if;
-  elsif v_buyer_cpf is not null and v_cpf = v_buyer_cpf then
-    -- Too late (cancelled) or paid twice, by the buyer: the money is theirs,
-    -- credited to their BRL balance.
-    v_entry := core.post_entry('p2p_pix_late', core.p2p_ref(v_trade.id), v_trade.buyer_id,
-      array[core.system_account(v_clearing, 'BRL'), core.user_account(v_trade.buyer_id, 'BRL')],
-      array[-paid_amount, paid_amount], 'P2P: PIX recebido fora da negociação, creditado ao pagador');
-    v_outcome := 'credited_to_buyer';
-    perform core.p2p_notify(v_trade, v_trade.buyer_id, 'p2p.pix_credited',
-      'recebemos seu PIX de ' || core.format_brl(paid_amount) || ' depois do fim da negociação; o valor foi creditado no seu saldo.');
   else
-    -- Not the buyer's money and no open trade: the rails must return it to the payer.
-    v_outcome := 'rejected';
+    -- Too late (the trade ended) or paid twice: never credited as free BRL
+    -- (it could be spent at once and then clawed back). It goes back to the
+    -- payer: the rails refund it at the provider (core.pix_refunds).
+    v_outcome := 'refund';
+    insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
+    values (coalesce(v_trade.pix_provider, 'mercadopago'), btrim(confirm_p2p_pix_payment.provider_payment_id),
+            (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id, paid_amount,
+            'PIX recebido depois do fim da negociação ' || core.p2p_ref(v_trade.id))
+    on conflict (provider, provider_payment_id) do nothing;
+    perform core.p2p_notify(v_trade, v_trade.buyer_id, 'p2p.pix_refund',
+      'recebemos um PIX de ' || core.format_brl(paid_amount) || ' depois do fim da negociação; ele será devolvido à conta de origem.');
   end if;
   insert into core.p2p_pix_payments (provider_payment_id, trade_id, amount, payer_cpf, outcome, entry_id)
   values (btrim(confirm_p2p_pix_payment.provider_payment_id), v_trade.id, paid_amount, v_cpf, v_outcome, v_entry);
@@ -1335,9 +1402,9 @@ begin
 end
 $$;
 revoke all on function admin.confirm_p2p_pix_payment(bigint, numeric, text, text) from public;
-grant execute on function admin.confirm_p2p_pix_payment(bigint, numeric, text, text) to exchange_app, exchange_admin;
+grant execute on function admin.confirm_p2p_pix_payment(bigint, numeric, text, text) to exchange_worker, exchange_admin;
 comment on function admin.confirm_p2p_pix_payment(bigint, numeric, text, text) is
-  'For the BRL rails, after they verified a payment whose external_reference is p2p-<trade_id>. OPEN trade, amount = brl_amount and payer CPF = the buyer''s KYC CPF → COMPLETED: the seller''s BRL credited from the provider''s clearing account and the crypto released (outcome completed). Otherwise → REVIEW, nothing released (outcome review; an admin resolves it like a dispute). Trade no longer OPEN: the buyer''s own payment is credited to their BRL balance (credited_to_buyer), anyone else''s is not booked (rejected: refund it at the provider). Idempotent per provider_payment_id (replayed true).';
+  'For the BRL rails, after they verified a payment whose external_reference is p2p-<trade_id>. OPEN trade, amount = brl_amount, payer CPF = the buyer''s KYC CPF and a seller free to exit → COMPLETED: the seller''s BRL credited from the provider''s clearing account (reversible exposure until it matures) and the crypto released (outcome completed). Otherwise → REVIEW, nothing released (outcome review; an admin resolves it like a dispute). Trade no longer OPEN: nothing is booked, a refund to the payer is recorded in core.pix_refunds (outcome refund) for the worker to make at the provider. Idempotent per provider_payment_id (replayed true).';
 
 -- ---------------------------------------------------------------------------
 -- Reading trades, chat, proofs

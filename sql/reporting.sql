@@ -478,7 +478,7 @@ begin
 end
 $$;
 revoke all on function admin.record_books_check() from public;
-grant execute on function admin.record_books_check() to exchange_app, exchange_admin;
+grant execute on function admin.record_books_check() to exchange_worker, exchange_admin;
 comment on function admin.record_books_check() is
   'Runs admin.check_books() and remembers the outcome in core.book_checks (shown in /audit as reporting.book_alerts); returns the failures. Called by the worker every 5 minutes.';
 
@@ -580,7 +580,7 @@ begin
 end
 $$;
 revoke all on function admin.publish_liabilities_snapshot(bigint, boolean) from public;
-grant execute on function admin.publish_liabilities_snapshot(bigint, boolean) to exchange_app, exchange_admin;
+grant execute on function admin.publish_liabilities_snapshot(bigint, boolean) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.publish_liabilities_snapshot(bigint, boolean) is
   'Publishes the proof of liabilities: at one point in time, a Merkle tree per currency over every customer balance (available + locked), leaf = sha256(salt:user_id:currency:balance) with a fresh random salt per customer, leaves sorted by hash, parent = sha256(left || right), an odd node promoted. Stores roots, totals and every leaf; past publications are kept. admin_id NULL = the worker (else BSA01 unless an active admin; audit-logged). With only_if_due (the worker''s hourly job), returns the last publication (replayed = true) while it is younger than setting liabilities_snapshot_hours.';
 

@@ -17,10 +17,10 @@ create schema reporting;
 
 revoke all on schema api, admin, reporting from public;
 grant usage on schema api to exchange_app;
-grant usage on schema admin to exchange_app, exchange_admin;
+grant usage on schema admin to exchange_app, exchange_worker, exchange_admin;
 grant usage on schema reporting to exchange_auditor, exchange_admin;
 
 comment on schema api is 'Customer operations: SECURITY DEFINER functions, the acting user first. Executed by exchange_app.';
-comment on schema admin is 'Operator operations (back office, sweeps, adjustments); the acting admin is checked. exchange_admin and exchange_app.';
+comment on schema admin is 'Operator operations: the back office (the acting admin is checked; exchange_app and exchange_admin) and the worker''s bookings of what providers said (exchange_worker only: the web role cannot book money).';
 comment on schema reporting is 'Read-only views for auditors and reconciliation. SELECT for exchange_auditor and exchange_admin.';
 comment on schema core is 'Private tables, types and internal helpers. Owner only.';

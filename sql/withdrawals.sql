@@ -1,8 +1,9 @@
 -- withdrawals.sql: PIX withdrawals to a customer's PIX key.
 --
 -- Flow (no provider call inside a transaction):
---   1. api.create_withdrawal validates the key, checks what is withdrawable
---      (fresh deposits mature first, deposits.sql) and the KYC daily limit,
+--   1. api.create_withdrawal validates the key (own CPF, or a saved key past
+--      its cooling-off), asks for a TOTP code when 2FA is on, applies the exit
+--      policy (sql/exits.sql) and the KYC daily limit,
 --      holds the funds (core.place_hold, purpose withdrawal) and records a
 --      PENDING withdrawal — AWAITING_APPROVAL above a threshold, until
 --      admin.approve_withdrawal / admin.reject_withdrawal;
@@ -161,7 +162,39 @@ comment on function core.lock_withdrawal(bigint) is 'Locks a withdrawal row (BSN
 -- Customer operations
 -- ---------------------------------------------------------------------------
 
-create function api.create_withdrawal(user_id bigint, amount numeric, key_type text, pix_key text, idempotency_key text)
+create or replace function core.withdrawal_destination_ok(user_id bigint, key_type text, pix_key text) returns void
+language plpgsql volatile as $$
+declare
+  v_dest core.withdrawal_destinations;
+  v_cpf text := core.rails_payer_cpf(withdrawal_destination_ok.user_id);
+begin
+  -- A CPF key must be the customer's own (KYC); any other key must be saved
+  -- in their list and past its cooling-off period.
+  if key_type = 'CPF' then
+    if v_cpf is null or v_cpf <> pix_key then
+      raise exception 'Saques para chave CPF só vão para o seu próprio CPF (o da sua verificação). Para outra pessoa, cadastre a chave na sua lista.'
+        using errcode = 'BSV01', column = 'pix_key';
+    end if;
+    return;
+  end if;
+  select * into v_dest from core.withdrawal_destinations d
+  where d.user_id = withdrawal_destination_ok.user_id and d.key_type = withdrawal_destination_ok.key_type
+    and d.pix_key = withdrawal_destination_ok.pix_key and d.removed_at is null;
+  if not found then
+    raise exception 'Esta chave PIX não está na sua lista de destinos. Cadastre-a primeiro: por segurança, uma chave nova pode ser usada % h depois do cadastro.',
+      core.setting('withdrawal_destination_cooloff_hours') using errcode = 'BSV01', column = 'pix_key';
+  end if;
+  if v_dest.usable_from > now() then
+    raise exception 'Esta chave foi cadastrada há pouco: por segurança, ela pode receber saques a partir de %.',
+      core.rails_when(v_dest.usable_from) using errcode = 'BSL01', column = 'pix_key';
+  end if;
+end
+$$;
+comment on function core.withdrawal_destination_ok(bigint, text, text) is
+  'Refuses a withdrawal destination that is a CPF other than the customer''s own (BSV01), a key not in their list (BSV01), or one still in its cooling-off period (BSL01, saying from when).';
+
+create function api.create_withdrawal(user_id bigint, amount numeric, key_type text, pix_key text, idempotency_key text,
+                                      totp_code text default null)
 returns table (withdrawal_id bigint, status text, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -172,7 +205,8 @@ declare
   v_prior jsonb;
   v_min numeric := core.setting('withdrawal_min_brl')::numeric;
   v_threshold numeric := core.setting('withdrawal_approval_threshold_brl')::numeric;
-  v_w record;
+  v_available numeric;
+  v_today numeric;
   v_hold bigint;
   v_status text;
   v_row core.withdrawals;
@@ -196,35 +230,118 @@ begin
     return;
   end if;
 
-  -- Lock the customer's BRL accounts (in id order, as core.post_entry does):
-  -- two withdrawals at once cannot both spend the same matured money or both
-  -- pass the daily limit.
-  perform from core.accounts a
-  where a.user_id = create_withdrawal.user_id and a.currency = 'BRL' order by a.id for no key update;
-  perform core.enforce_daily_limit(create_withdrawal.user_id, 'daily_withdrawal_brl',
-                                   core.withdrawals_used_today(create_withdrawal.user_id), create_withdrawal.amount);
-  select * into v_w from core.brl_withdrawable(create_withdrawal.user_id);
-  if v_w.available < create_withdrawal.amount then
-    raise exception 'Saldo insuficiente: você tem % disponível.', core.format_brl(v_w.available)
+  perform core.withdrawal_destination_ok(create_withdrawal.user_id, v_type, v_key);
+  perform core.assert_step_up(create_withdrawal.user_id, create_withdrawal.totp_code, 'withdrawal');
+  -- The customer's row first (every exit of a customer runs one at a time,
+  -- so two withdrawals cannot both pass the limit, the approval threshold or
+  -- the exit policy), then the BRL accounts through the hold.
+  perform core.lock_for_exit(create_withdrawal.user_id);
+  v_today := core.withdrawals_used_today(create_withdrawal.user_id);
+  perform core.enforce_daily_limit(create_withdrawal.user_id, 'daily_withdrawal_brl', v_today, create_withdrawal.amount);
+  select a.balance into v_available from core.accounts a where a.id = core.user_account(create_withdrawal.user_id, 'BRL');
+  if v_available < create_withdrawal.amount then
+    raise exception 'Saldo insuficiente: você tem % disponível.', core.format_brl(v_available)
       using errcode = 'BSF01', column = 'amount';
   end if;
-  perform core.assert_brl_mature(create_withdrawal.user_id, create_withdrawal.amount, 'sacar');
 
-  v_status := case when create_withdrawal.amount > v_threshold then 'AWAITING_APPROVAL' else 'PENDING' end;
+  -- Approval above the threshold for the day's total, not per withdrawal:
+  -- three of R$ 3.000 need it as one of R$ 9.000 would.
+  v_status := case when v_today + create_withdrawal.amount > v_threshold then 'AWAITING_APPROVAL' else 'PENDING' end;
   v_hold := core.place_hold(create_withdrawal.user_id, 'BRL', create_withdrawal.amount, 'withdrawal', 'wd-' || v_id);
+  perform core.assert_exit_covered(create_withdrawal.user_id, 'sacar', create_withdrawal.amount);
   insert into core.withdrawals (id, user_id, reference, amount, key_type, pix_key, status, hold_id)
   values (v_id, create_withdrawal.user_id, 'wd-' || v_id, create_withdrawal.amount, v_type, v_key, v_status, v_hold)
   returning * into v_row;
   perform core.withdrawal_notify(v_row, 'withdrawal.' || lower(v_status),
     case when v_status = 'PENDING' then 'pedido recebido; o PIX será enviado em instantes.'
-         else 'acima de ' || core.format_brl(v_threshold) || ', aguarda aprovação da equipe.' end);
+         else 'com os saques de hoje passa de ' || core.format_brl(v_threshold) || ': aguarda aprovação da equipe.' end);
   return query select v_id, v_status, false;
 end
 $$;
-revoke all on function api.create_withdrawal(bigint, numeric, text, text, text) from public;
-grant execute on function api.create_withdrawal(bigint, numeric, text, text, text) to exchange_app;
-comment on function api.create_withdrawal(bigint, numeric, text, text, text) is
-  'Requests a PIX withdrawal to a key of type CPF|CNPJ|EMAIL|PHONE|EVP (validated, CPF/CNPJ check digits): holds the amount (purpose withdrawal, reference wd-<id>) and creates it PENDING, or AWAITING_APPROVAL above withdrawal_approval_threshold_brl. Idempotent per (user, key). BSV01 invalid key or below withdrawal_min_brl, BSF01 insufficient balance, BSL01 daily_withdrawal_brl limit or money still maturing from recent deposits (the message says until when), BSA02 frozen, BSI01 key reused.';
+revoke all on function api.create_withdrawal(bigint, numeric, text, text, text, text) from public;
+grant execute on function api.create_withdrawal(bigint, numeric, text, text, text, text) to exchange_app;
+comment on function api.create_withdrawal(bigint, numeric, text, text, text, text) is
+  'Requests a PIX withdrawal to a key of type CPF|CNPJ|EMAIL|PHONE|EVP (validated, CPF/CNPJ check digits): a CPF key must be the customer''s own, any other key must be in their destination list past its cooling-off. An exit: TOTP step-up when 2FA is on, then the exit policy (sql/exits.sql). Holds the amount (purpose withdrawal, reference wd-<id>) and creates it PENDING, or AWAITING_APPROVAL when the day''s withdrawals with it pass withdrawal_approval_threshold_brl. Idempotent per (user, key). BSV01 invalid or unlisted key, wrong 2FA code or below withdrawal_min_brl, BSF01 insufficient balance, BSL01 daily limit, key still cooling off, or what would remain does not cover PIX still maturing (the message says until when), BSA02 frozen or exits blocked, BSI01 key reused.';
+
+create function api.add_withdrawal_destination(user_id bigint, key_type text, pix_key text, label text default '',
+                                               totp_code text default null)
+returns table (destination_id bigint, usable_from timestamptz, created boolean)
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+declare
+  v_type text := upper(btrim(coalesce(add_withdrawal_destination.key_type, '')));
+  v_key text;
+  v_label text := left(btrim(coalesce(add_withdrawal_destination.label, '')), 60);
+  v_dest core.withdrawal_destinations;
+  v_cpf text := core.rails_payer_cpf(add_withdrawal_destination.user_id);
+  v_from timestamptz;
+begin
+  perform core.assert_active_user(add_withdrawal_destination.user_id);
+  v_key := core.pix_normalize_key(v_type, add_withdrawal_destination.pix_key);
+  if v_type = 'CPF' and v_key is distinct from v_cpf then
+    raise exception 'Chaves CPF de saque são só o seu próprio CPF (o da sua verificação).' using errcode = 'BSV01', column = 'pix_key';
+  end if;
+  select * into v_dest from core.withdrawal_destinations d
+  where d.user_id = add_withdrawal_destination.user_id and d.key_type = v_type and d.pix_key = v_key and d.removed_at is null;
+  if found then
+    return query select v_dest.id, v_dest.usable_from, false;
+    return;
+  end if;
+  perform core.assert_step_up(add_withdrawal_destination.user_id, add_withdrawal_destination.totp_code, 'add_destination');
+  if (select count(*) from core.withdrawal_destinations d
+      where d.user_id = add_withdrawal_destination.user_id and d.removed_at is null) >= 20 then
+    raise exception 'Sua lista já tem 20 chaves: remova uma antes de cadastrar outra.' using errcode = 'BSL01', column = 'pix_key';
+  end if;
+  v_from := case when v_type = 'CPF' then now()
+                 else now() + make_interval(hours => core.setting('withdrawal_destination_cooloff_hours')::int) end;
+  insert into core.withdrawal_destinations (user_id, key_type, pix_key, label, usable_from)
+  values (add_withdrawal_destination.user_id, v_type, v_key, v_label, v_from)
+  returning * into v_dest;
+  perform core.security_event(add_withdrawal_destination.user_id, 'withdrawal_destination_added',
+                              v_type || ' ' || v_key, null);
+  perform core.notify(add_withdrawal_destination.user_id, 'security.withdrawal_destination_added',
+    'Uma nova chave PIX (' || v_type || ' ' || v_key || ') foi cadastrada para saques. Ela pode receber saques a partir de ' ||
+    core.rails_when(v_from) || '. Se não foi você, remova-a e troque sua senha.', '/withdrawals');
+  return query select v_dest.id, v_dest.usable_from, true;
+end
+$$;
+revoke all on function api.add_withdrawal_destination(bigint, text, text, text, text) from public;
+grant execute on function api.add_withdrawal_destination(bigint, text, text, text, text) to exchange_app;
+comment on function api.add_withdrawal_destination(bigint, text, text, text, text) is
+  'Saves a PIX key to the customer''s withdrawal list (TOTP step-up when 2FA is on): usable after withdrawal_destination_cooloff_hours (their own CPF at once), logged and notified. Saving a key already listed returns it (created false). BSV01 invalid key or a CPF not theirs, BSL01 list full (20).';
+
+create function api.remove_withdrawal_destination(user_id bigint, destination_id bigint)
+returns void
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  update core.withdrawal_destinations d set removed_at = now()
+   where d.id = remove_withdrawal_destination.destination_id and d.user_id = remove_withdrawal_destination.user_id
+     and d.removed_at is null;
+  if not found then
+    raise exception 'Chave não encontrada na sua lista.' using errcode = 'BSN01';
+  end if;
+end
+$$;
+revoke all on function api.remove_withdrawal_destination(bigint, bigint) from public;
+grant execute on function api.remove_withdrawal_destination(bigint, bigint) to exchange_app;
+comment on function api.remove_withdrawal_destination(bigint, bigint) is 'Removes a PIX key from the customer''s withdrawal list. BSN01 not theirs.';
+
+create function api.list_withdrawal_destinations(user_id bigint)
+returns table (destination_id bigint, key_type text, pix_key text, label text, usable_from timestamptz,
+               usable boolean, own_cpf boolean)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select d.id, d.key_type, d.pix_key, d.label, d.usable_from, d.usable_from <= now(), false
+  from core.withdrawal_destinations d
+  where d.user_id = list_withdrawal_destinations.user_id and d.removed_at is null
+  union all
+  select null, 'CPF', c.cpf, 'Meu CPF', null, true, true
+  from (select core.rails_payer_cpf(list_withdrawal_destinations.user_id) as cpf) c where c.cpf is not null
+  order by 7 desc, 1
+$$;
+revoke all on function api.list_withdrawal_destinations(bigint) from public;
+grant execute on function api.list_withdrawal_destinations(bigint) to exchange_app;
+comment on function api.list_withdrawal_destinations(bigint) is
+  'Where a customer can withdraw to: their own CPF (from KYC, always usable) and the PIX keys in their list, with when each becomes usable.';
 
 create function api.cancel_withdrawal(user_id bigint, withdrawal_id bigint)
 returns text
@@ -309,7 +426,7 @@ begin
 end
 $$;
 revoke all on function admin.claim_withdrawals(text, int) from public;
-grant execute on function admin.claim_withdrawals(text, int) to exchange_app, exchange_admin;
+grant execute on function admin.claim_withdrawals(text, int) to exchange_worker, exchange_admin;
 comment on function admin.claim_withdrawals(text, int) is
   'Worker: takes up to max_rows PENDING withdrawals of active customers (FOR UPDATE SKIP LOCKED) → PROCESSING with the provider that will pay them; commit before sending the payouts (idempotency key = reference).';
 
@@ -334,7 +451,7 @@ begin
 end
 $$;
 revoke all on function admin.record_withdrawal_payout(bigint, text, text) from public;
-grant execute on function admin.record_withdrawal_payout(bigint, text, text) to exchange_app, exchange_admin;
+grant execute on function admin.record_withdrawal_payout(bigint, text, text) to exchange_worker, exchange_admin;
 comment on function admin.record_withdrawal_payout(bigint, text, text) is
   'Worker: a payout of a PROCESSING withdrawal is still in flight (or its outcome is unknown): remembers the provider''s payout id and the last error; the recheck job looks again later. Returns the current status.';
 
@@ -366,7 +483,7 @@ begin
 end
 $$;
 revoke all on function admin.complete_withdrawal(bigint, text) from public;
-grant execute on function admin.complete_withdrawal(bigint, text) to exchange_app, exchange_admin;
+grant execute on function admin.complete_withdrawal(bigint, text) to exchange_worker, exchange_admin;
 comment on function admin.complete_withdrawal(bigint, text) is
   'Worker: the provider paid a PROCESSING withdrawal → COMPLETED, the hold captured to clearing_<provider>. false when already COMPLETED (idempotent); BSS01 in any other state.';
 
@@ -396,7 +513,7 @@ begin
 end
 $$;
 revoke all on function admin.fail_withdrawal(bigint, text, text) from public;
-grant execute on function admin.fail_withdrawal(bigint, text, text) to exchange_app, exchange_admin;
+grant execute on function admin.fail_withdrawal(bigint, text, text) to exchange_worker, exchange_admin;
 comment on function admin.fail_withdrawal(bigint, text, text) is
   'Worker: the provider definitely refused or rejected the payout of a PROCESSING withdrawal → FAILED with the reason the customer sees; the hold is released. false when already FAILED; BSS01 in any other state.';
 
@@ -422,7 +539,7 @@ begin
 end
 $$;
 revoke all on function admin.withdrawals_to_recheck(int) from public;
-grant execute on function admin.withdrawals_to_recheck(int) to exchange_app, exchange_admin;
+grant execute on function admin.withdrawals_to_recheck(int) to exchange_worker, exchange_admin;
 comment on function admin.withdrawals_to_recheck(int) is
   'Reconciler: PROCESSING withdrawals not looked at for withdrawal_recheck_seconds (crash, timeout, 5xx, payout still in flight), stamped; the worker looks each payout up by id, or resends it with the same idempotency key when the id was never learned.';
 

@@ -113,12 +113,13 @@ def app(db_url):
         "DATABASE_URL": db_url,
         "APP_DATABASE_URL": role_url(db_url, "exchange_app"),
         "AUDIT_DATABASE_URL": role_url(db_url, "exchange_auditor"),
+        "WORKER_DATABASE_URL": role_url(db_url, "exchange_worker"),
         "RATELIMIT_ENABLED": True,
         "DB_POOL_MAX": 4,
     })
     yield app
-    for key in ("db_app", "db_audit"):
-        app.extensions[key].close()
+    from webapp import db
+    db.close_pools(app)
 
 
 @pytest.fixture
@@ -159,20 +160,52 @@ def forms(client):
 
 
 DEMO_PASSWORD = "demo-pass-2026"
+# The demo admin's TOTP secret in tests (admins must have 2FA): test data only.
+ADMIN_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def enable_totp(conn, user_id: int, secret: str = ADMIN_TOTP_SECRET) -> str:
+    """Turn 2FA on for a user directly (as the owner), with a known secret."""
+    conn.execute("""insert into core.user_totp (user_id, secret, confirmed_at) values (%s, %s, now())
+                    on conflict (user_id) do update set secret = excluded.secret, confirmed_at = now(),
+                                                        last_used_step = null, failed_attempts = 0, locked_until = null""",
+                 (user_id, secret))
+    return secret
+
+
+def totp_code(conn, user_id: int) -> str:
+    """A code the database accepts now for a user with 2FA on: the time step
+    is made unused first, so tests can act several times within 30 seconds."""
+    import pyotp
+    row = conn.execute("update core.user_totp set last_used_step = null where user_id = %s returning secret",
+                       (user_id,)).fetchone()
+    secret = row["secret"] if isinstance(row, dict) else row[0]
+    return pyotp.TOTP(secret).now()
 
 
 @pytest.fixture
 def demo(owner):
-    """The demo data of DESIGN.md §6; returns {email: user_id}."""
+    """The demo data of DESIGN.md §6 (on a database marked development); returns {email: user_id}.
+    The demo admin has 2FA on (ADMIN_TOTP_SECRET), as every admin must."""
     from werkzeug.security import generate_password_hash
+    owner.execute("update core.settings set value = 'development' where name = 'environment'")
     owner.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000"),))
-    return {r["email"]: r["id"] for r in owner.execute("select id, email from core.users")}
+    users = {r["email"]: r["id"] for r in owner.execute("select id, email from core.users")}
+    enable_totp(owner, users["admin@example.com"])
+    return users
 
 
 @pytest.fixture
-def login(forms):
+def login(forms, db_url):
+    """Log in through the forms; a user with 2FA on gets a fresh code typed on the second step."""
     def do(email: str, password: str = DEMO_PASSWORD):
         response = forms.post("/login", {"email": email, "password": password})
         assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        if response.headers["Location"].endswith("/login/2fa"):
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                user_id = conn.execute("select id from core.users where email = %s", (email,)).fetchone()[0]
+                code = totp_code(conn, user_id)
+            response = forms.post("/login/2fa", {"totp_code": code})
+            assert response.status_code == 302, response.get_data(as_text=True)[:2000]
         return response
     return do

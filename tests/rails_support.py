@@ -46,6 +46,7 @@ def make_app(db_url: str, **extra):
         "DATABASE_URL": db_url,
         "APP_DATABASE_URL": role_url(db_url, "exchange_app"),
         "AUDIT_DATABASE_URL": role_url(db_url, "exchange_auditor"),
+        "WORKER_DATABASE_URL": role_url(db_url, "exchange_worker"),
         "RATELIMIT_ENABLED": True,
         "DB_POOL_MAX": 6,
         "MERCADO_PAGO_ACCESS_TOKEN": TOKEN,
@@ -61,8 +62,8 @@ def make_app(db_url: str, **extra):
 
 def close_app(app):
     app.extensions["live"].close()
-    for key in ("db_app", "db_audit"):
-        app.extensions[key].close()
+    from webapp import db
+    db.close_pools(app)
 
 
 def mp_config(**extra) -> dict:

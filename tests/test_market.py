@@ -36,12 +36,13 @@ def app(db_url, sandbox):
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "DATABASE_URL": db_url,
         "APP_DATABASE_URL": role_url(db_url, "exchange_app"), "AUDIT_DATABASE_URL": role_url(db_url, "exchange_auditor"),
+        "WORKER_DATABASE_URL": role_url(db_url, "exchange_worker"),
         "RATELIMIT_ENABLED": True, "DB_POOL_MAX": 4,
         "BINANCE_API_KEY": KEY, "BINANCE_SECRET_KEY": SECRET, "BINANCE_BASE_URL": sandbox.url, "BINANCE_TIMEOUT": 1,
     })
     yield app
-    for key in ("db_app", "db_audit"):
-        app.extensions[key].close()
+    from webapp import db
+    db.close_pools(app)
 
 
 @pytest.fixture

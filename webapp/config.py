@@ -1,10 +1,11 @@
 """Configuration from the environment (a `.env` file is read when present).
 
 Names follow DESIGN.md §6. DATABASE_URL is the owner's URL (migrations,
-seeding, `make psql`); the web and the worker log in as `exchange_app` and the
-audit section as `exchange_auditor`: by default the same server and database
-as DATABASE_URL with the user swapped, or APP_DATABASE_URL and
-AUDIT_DATABASE_URL when set (production, with passwords).
+seeding, `make psql`); the web logs in as `exchange_app`, the worker as
+`exchange_worker` and the audit section as `exchange_auditor`: by default the
+same server and database as DATABASE_URL with the user swapped, or
+APP_DATABASE_URL, WORKER_DATABASE_URL and AUDIT_DATABASE_URL when set
+(production, with passwords).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def from_environment() -> dict:
         "DATABASE_URL": database_url,
         "APP_DATABASE_URL": env.get("APP_DATABASE_URL") or (role_url(database_url, "exchange_app") if database_url else ""),
         "AUDIT_DATABASE_URL": env.get("AUDIT_DATABASE_URL") or (role_url(database_url, "exchange_auditor") if database_url else ""),
+        "WORKER_DATABASE_URL": env.get("WORKER_DATABASE_URL") or (role_url(database_url, "exchange_worker") if database_url else ""),
         "DB_POOL_MAX": int(env.get("DB_POOL_MAX", "10")),
         "APP_URL": env.get("APP_URL", f"http://127.0.0.1:{env.get('PORT', '8000')}"),
         "MERCADO_PAGO_ACCESS_TOKEN": env.get("MERCADO_PAGO_ACCESS_TOKEN", "TEST-sandbox-token" if sandbox_mp else ""),

@@ -10,11 +10,17 @@ execute api/admin functions and nothing else. A `BSxxx` error becomes a
 `DomainError`; a deadlock or serialization failure is retried. There is no
 SQL text anywhere else in the app (the audit section reads reporting views
 through `audit_query`, on its own pool as `exchange_auditor`).
+
+Code outside a request uses `app_call(app, …)` (the web's role) or
+`worker_call(app, …)`: the worker logs in as `exchange_worker`, the only role
+that may book what a provider said (a PIX paid, an order filled, a payout
+made); its pool is opened the first time a job needs it.
 """
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import psycopg
@@ -48,6 +54,54 @@ def init_app(app):
     app.extensions["db_audit"] = make_pool(app.config["AUDIT_DATABASE_URL"], "audit", 4)
 
 
+_worker_pool_lock = threading.Lock()
+
+
+def worker_pool(app) -> ConnectionPool:
+    """The worker's pool (exchange_worker), opened on first use."""
+    pool = app.extensions.get("db_worker")
+    if pool is None:
+        with _worker_pool_lock:
+            pool = app.extensions.get("db_worker")
+            if pool is None:
+                if not app.config.get("WORKER_DATABASE_URL"):
+                    raise RuntimeError("WORKER_DATABASE_URL is not set")
+                pool = app.extensions["db_worker"] = make_pool(app.config["WORKER_DATABASE_URL"], "worker", 4)
+    return pool
+
+
+def close_pools(app) -> None:
+    for key in ("db_app", "db_audit", "db_worker"):
+        pool = app.extensions.pop(key, None)
+        if pool is not None:
+            pool.close()
+
+
+def app_call(app, function: str, **kwargs) -> list[dict]:
+    """Call a function as the web's role outside a request (jobs, services)."""
+    return call_with(app.extensions["db_app"], function, kwargs)
+
+
+def worker_call(app, function: str, **kwargs) -> list[dict]:
+    """Call a function as exchange_worker (worker jobs)."""
+    return call_with(worker_pool(app), function, kwargs)
+
+
+# A step-up code refused inside an exit rolls back with it; SQL names the
+# failure in DETAIL so it is counted afterwards (sql/security.sql).
+TOTP_FAILED = re.compile(r"^totp_failed:(\d+):(.*)$")
+
+
+def _note_totp_failure(pool: ConnectionPool, detail: str | None) -> None:
+    match = TOTP_FAILED.match(detail or "")
+    if match:
+        try:
+            with pool.connection() as conn, conn.transaction():
+                conn.execute("select api.record_twofactor_failure(%s, %s)", (int(match.group(1)), match.group(2)))
+        except psycopg.Error:
+            log.exception("could not count a refused 2FA code")
+
+
 def _translate(exc: psycopg.Error) -> Exception:
     diag = exc.diag
     if is_domain_sqlstate(diag.sqlstate):
@@ -72,6 +126,7 @@ def call_with(pool: ConnectionPool, function: str, kwargs: dict, retries: int = 
             if exc.diag.sqlstate in RETRY_SQLSTATES and attempt < retries:
                 time.sleep(0.01 * (attempt + 1))
                 continue
+            _note_totp_failure(pool, exc.diag.message_detail)
             raise _translate(exc) from exc
     raise AssertionError("unreachable")
 

@@ -8,8 +8,9 @@ connection closes and the lock with it). Only the leader runs jobs.
 Jobs are plain functions `job(app)`; each domain lists its own in a `JOBS`
 list in `webapp/<domain>/tasks.py` as (function, seconds between runs), and
 this module collects them. Every job calls SQL functions through
-`db.call_with`, one transaction each, and never holds a transaction open
-across an external call.
+`db.worker_call` (as exchange_worker, the role that may book what providers
+said), one transaction each, and never holds a transaction open across an
+external call.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     name = name or f"{socket.gethostname()}-{os.getpid()}"
-    leadership = Leadership(app.config["APP_DATABASE_URL"], name)
+    leadership = Leadership(app.config["WORKER_DATABASE_URL"], name)
     jobs = collect_jobs()
     log.info("worker started with %d jobs; waiting to lead", len(jobs))
     try:

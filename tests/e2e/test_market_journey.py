@@ -30,13 +30,14 @@ def app(db_url, sandbox, demo):
     app = create_app({
         "TESTING": True, "SECRET_KEY": "e2e-secret", "DATABASE_URL": db_url, "DB_POOL_MAX": 4,
         "APP_DATABASE_URL": role_url(db_url, "exchange_app"), "AUDIT_DATABASE_URL": role_url(db_url, "exchange_auditor"),
+        "WORKER_DATABASE_URL": role_url(db_url, "exchange_worker"),
         "BINANCE_API_KEY": KEY, "BINANCE_SECRET_KEY": SECRET, "BINANCE_BASE_URL": sandbox.url, "BINANCE_TIMEOUT": 2,
     })
     tasks.poll_prices(app)
     tasks.poll_prices(app)  # two points: a chart
     yield app
-    for key in ("db_app", "db_audit"):
-        app.extensions[key].close()
+    from webapp import db
+    db.close_pools(app)
 
 
 @pytest.fixture

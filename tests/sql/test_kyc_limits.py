@@ -141,10 +141,11 @@ def test_new_functions_are_definer_pinned_commented_and_not_public(owner):
     rows = owner.execute("""
         select p.oid::regprocedure::text as fn, p.prosecdef, p.proconfig, obj_description(p.oid, 'pg_proc') as comment,
                has_function_privilege('public', p.oid, 'execute') as public_exec,
-               has_function_privilege('exchange_app', p.oid, 'execute') as app_exec
+               has_function_privilege('exchange_app', p.oid, 'execute')
+                 or has_function_privilege('exchange_worker', p.oid, 'execute') as app_exec
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname in ('api', 'admin') and p.proname = any(%s)""", ([
-        "get_twofactor", "begin_totp_enrolment", "confirm_totp_enrolment", "use_totp_step", "list_recovery_codes",
+        "get_twofactor", "begin_totp_enrolment", "confirm_totp_enrolment", "verify_totp", "list_recovery_codes",
         "use_recovery_code", "disable_totp", "record_twofactor_failure", "change_password", "get_password_hash",
         "list_login_events", "list_security_events", "list_kyc_limits", "get_kyc", "submit_kyc_data",
         "submit_kyc_documents", "get_kyc_document", "dashboard", "list_kyc_submissions", "get_kyc_submission",

@@ -37,6 +37,8 @@ SCALES = {"BRL": 2, "BTC": 8, "USDT": 6}
 def make_customers(owner, count: int) -> tuple[int, list[int]]:
     admin = owner.execute("select api.register_user('admin@load.test', %s, 'Admin') as id", ("x" * 40,)).fetchone()["id"]
     owner.execute("update core.users set role = 'admin' where id = %s", (admin,))
+    from tests.conftest import enable_totp
+    enable_totp(owner, admin)
     users = []
     for i in range(count):
         user = owner.execute("select api.register_user(%s, %s, 'Hot') as id", (f"hot{i}@load.test", "x" * 40)).fetchone()["id"]

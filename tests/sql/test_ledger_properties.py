@@ -332,6 +332,8 @@ def test_ledger_state_machine(db_url):
          psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row) as app:
         admin = owner.execute("select api.register_user('admin@prop.test', %s, 'Admin') as id", ("x" * 40,)).fetchone()["id"]
         owner.execute("update core.users set role = 'admin' where id = %s", (admin,))
+        from tests.conftest import enable_totp
+        enable_totp(owner, admin)
         CTX.update(owner=owner, app=app, admin=admin)
         try:
             run_state_machine_as_test(LedgerMachine, settings=settings(

@@ -88,21 +88,39 @@ def test_roles_cannot_touch_any_core_table(owner, role):
                                      (role, seq["name"], privilege)).fetchone()["ok"], (role, seq, privilege)
 
 
-def test_app_executes_every_api_and_admin_function(owner):
+# What only the worker may call: every function that books what a provider
+# said (money in or out of the ledger on a provider's word) or runs a sweep.
+WORKER_ONLY = {
+    "admin.confirm_pix_charge", "admin.confirm_p2p_pix_payment", "admin.settle_market_order",
+    "admin.fail_market_order", "admin.complete_withdrawal", "admin.fail_withdrawal", "admin.record_prices",
+    "admin.claim_withdrawals", "admin.expire_p2p_trades", "admin.expire_p2p_offers", "admin.market_orders_to_place",
+    "admin.provider_notifications_due", "admin.record_pix_refund", "admin.cancel_pix_charge",
+}
+
+
+def test_every_function_has_its_role_and_the_web_cannot_book_money(owner):
     functions = public_functions(owner)
     names = {f["signature"].split("(")[0] for f in functions}
     assert {"api.transfer", "api.get_wallet", "api.get_statement", "admin.adjust_balance",
             "admin.check_books", "admin.set_user_status"} <= names
+    assert WORKER_ONLY <= names
+
+    def can(role, f):
+        return owner.execute("select has_function_privilege(%s, %s, 'EXECUTE') as ok", (role, f["oid"])).fetchone()["ok"]
     for f in functions:
-        assert owner.execute("select has_function_privilege('exchange_app', %s, 'EXECUTE') as ok",
-                             (f["oid"],)).fetchone()["ok"], f["signature"]
-    for f in functions:
-        if f["signature"].startswith("admin."):
-            assert owner.execute("select has_function_privilege('exchange_admin', %s, 'EXECUTE') as ok",
-                                 (f["oid"],)).fetchone()["ok"], f["signature"]
+        name = f["signature"].split("(")[0]
+        assert can("exchange_app", f) or can("exchange_worker", f), f["signature"]
+        if name.startswith("api."):
+            assert can("exchange_app", f) and not can("exchange_worker", f), f["signature"]
+        else:
+            assert can("exchange_admin", f), f["signature"]
+        if name in WORKER_ONLY:
+            assert not can("exchange_app", f) and can("exchange_worker", f), f["signature"]
     # and really, as the role the web logs in as
     assert allowed(owner, "exchange_app", "select * from api.health()")
     assert allowed(owner, "exchange_app", "select * from admin.check_books()") == []
+    refused(owner, "exchange_app", "select * from admin.confirm_pix_charge('dep-1', 'mercadopago', '1', 'approved', 10)")
+    refused(owner, "exchange_app", "select * from admin.settle_market_order(1, 1, 1, 1, '[]', 'FILLED')")
 
 
 def test_app_cannot_call_core_helpers(owner):

@@ -8,7 +8,8 @@ import uuid
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import db, login_manager
+from .. import db
+from ..auth.guards import admin_refusal
 from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
@@ -20,10 +21,7 @@ AUDIT_PAGE_SIZE = 50
 
 @bp.before_request
 def admins_only():
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    if not current_user.is_admin or current_user.status != "active":
-        abort(403)
+    return admin_refusal()
 
 
 def _db_error(exc: DomainError):

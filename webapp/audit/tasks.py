@@ -10,7 +10,7 @@ log = logging.getLogger("bs-market.audit")
 
 def record_books_check(app):
     """Run the ledger invariants and remember the outcome, so /audit shows any alert."""
-    failures = db.call_with(app.extensions["db_app"], "admin.record_books_check", {})
+    failures = db.worker_call(app, "admin.record_books_check")
     for row in failures:
         log.error("ALERT books: %s: %s", row["check_name"], row["detail"])
     return failures
@@ -18,8 +18,7 @@ def record_books_check(app):
 
 def publish_liabilities(app):
     """Publish the proof of liabilities when due (setting liabilities_snapshot_hours; hourly check)."""
-    rows = db.call_with(app.extensions["db_app"], "admin.publish_liabilities_snapshot",
-                        {"admin_id": None, "only_if_due": True})
+    rows = db.worker_call(app, "admin.publish_liabilities_snapshot", admin_id=None, only_if_due=True)
     if rows and not rows[0]["replayed"]:
         log.info("published proof of liabilities %s: %s", rows[0]["snapshot_id"],
                  ", ".join(f"{r['currency']} {r['total']} ({r['leaf_count']} leaves)" for r in rows))

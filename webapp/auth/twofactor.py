@@ -1,33 +1,22 @@
-"""Two-factor authentication: TOTP codes (pyotp) and single-use recovery codes.
+"""Two-factor authentication: TOTP codes and single-use recovery codes.
 
-The secret lives in the database (api.begin_totp_enrolment / api.get_twofactor);
-codes are computed here and the database refuses a time step that was already
-used (api.use_totp_step), so a code works once. Recovery codes are hashed with
-werkzeug and spent once (api.use_recovery_code).
+The database checks every code (sql/security.sql: RFC 6238 with pgcrypto):
+it spends each time step once, counts wrong codes and locks 2FA after too
+many, at login as anywhere else. Python generates the secret and shows its QR
+code (pyotp, segno), hashes recovery codes (werkzeug) and matches a typed
+recovery code against the hashes.
 
-Other blueprints (withdrawals, PIX key changes…) ask for a code like this::
+Exits (transfers, withdrawals, P2P trades and releases…) take the code as an
+argument of their api.* function — `totp_code` — and the database refuses
+the exit without a good one: a form only needs a `TotpCodeField` named
+`totp_code`. Other sensitive changes (password, turning 2FA off) call
+`require_code` first::
 
-    from webapp.auth.twofactor import TotpCodeField, require_code
-
-    class WithdrawalForm(FlaskForm):
-        ...
-        totp_code = TotpCodeField()          # name it `totp_code`: errors land on it
-
-    if form.validate_on_submit():
-        try:
-            require_code(form.totp_code.data, required=True, context="withdrawal")
-            db.call_one("api.request_withdrawal", ...)
-        except DomainError as exc:
-            form_error(form, exc)
-
-`require_code` returns None when the code is good (or when 2FA is off and not
-`required`) and raises DomainError otherwise (field `totp_code`).
+    require_code(form.totp_code.data, context="password")   # DomainError on field totp_code
 """
 from __future__ import annotations
 
-import hmac
 import secrets
-import time
 
 import pyotp
 import segno
@@ -75,19 +64,6 @@ def qr_data_uri(uri: str) -> str:
     return segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
 
 
-def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
-    """The time step a 6-digit code belongs to (now, or one step either side for clock drift)."""
-    code = normalize(code)
-    if len(code) != 6 or not code.isdigit():
-        return None
-    totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
-    now = int((time.time() if at is None else at) // STEP_SECONDS)
-    for step in (now, now - 1, now + 1):
-        if hmac.compare_digest(totp.generate_otp(step), code):
-            return step
-    return None
-
-
 def new_recovery_codes() -> list[str]:
     """Ten codes like `3f9a1-c07be`, shown once."""
     return [f"{part[:5]}-{part[5:]}" for part in (secrets.token_hex(5) for _ in range(RECOVERY_CODE_COUNT))]
@@ -112,36 +88,39 @@ def _ip() -> str | None:
         return None
 
 
-def _fail(user_id: int, context: str, message: str):
-    db.call("api.record_twofactor_failure", user_id=user_id, context=context, ip=_ip())
-    raise DomainError("BSV01", message, CODE_FIELD)
+MESSAGES = {
+    "missing": N_("Informe o código de 6 dígitos do seu aplicativo autenticador."),
+    "wrong": N_("Código incorreto ou expirado. Confira o horário do celular e tente de novo."),
+    "replayed": N_("Este código já foi usado. Aguarde o próximo código do aplicativo."),
+    "locked": N_("Muitos códigos errados: a verificação em duas etapas está bloqueada por alguns minutos."),
+}
 
 
 def verify(user_id: int, code: str | None, context: str = "operation", allow_recovery: bool = True) -> str:
-    """Check a code of a user with 2FA on; returns "totp" or "recovery", raises DomainError (field totp_code)."""
-    current = state(user_id)
-    if not current["enabled"]:
-        raise DomainError("BSS01", N_("A verificação em duas etapas não está ativa."), CODE_FIELD)
+    """Check a code of a user with 2FA on; returns "totp" or "recovery", raises DomainError (field totp_code).
+
+    Every wrong code counts towards the lock (in the database), at login too."""
     typed = normalize(code)
-    if not typed:
-        raise DomainError("BSV01", N_("Informe o código de 6 dígitos do seu aplicativo autenticador."), CODE_FIELD)
-    if typed.isdigit() and len(typed) == 6:
-        step = matching_step(current["secret"], typed)
-        if step is None:
-            _fail(user_id, context, N_("Código incorreto ou expirado. Confira o horário do celular e tente de novo."))
-        if not db.call_one("api.use_totp_step", user_id=user_id, time_step=step)["use_totp_step"]:
-            _fail(user_id, context, N_("Este código já foi usado. Aguarde o próximo código do aplicativo."))
-        return "totp"
     if allow_recovery and len(typed) == 10:
+        current = state(user_id)
+        if not current["enabled"]:
+            raise DomainError("BSS01", N_("A verificação em duas etapas não está ativa."), CODE_FIELD)
+        if current["locked_until"]:
+            raise DomainError("BSV01", MESSAGES["locked"], CODE_FIELD)
         for row in db.call("api.list_recovery_codes", user_id=user_id):
             if check_password_hash(row["code_hash"], typed):
                 if db.call_one("api.use_recovery_code", user_id=user_id, code_id=row["code_id"],
                                ip=_ip())["use_recovery_code"]:
                     return "recovery"
                 break  # spent by a concurrent request a moment ago
-        _fail(user_id, context, N_("Código de recuperação inválido ou já usado."))
-    _fail(user_id, context, N_("Código incorreto. Use os 6 dígitos do aplicativo ou um código de recuperação."))
-    raise AssertionError("unreachable")
+        db.call("api.record_twofactor_failure", user_id=user_id, context=context, ip=_ip())
+        raise DomainError("BSV01", N_("Código de recuperação inválido ou já usado."), CODE_FIELD)
+    outcome = db.call_one("api.verify_totp", user_id=user_id, code=typed, context=context, ip=_ip())["verify_totp"]
+    if outcome == "ok":
+        return "totp"
+    if outcome == "off":
+        raise DomainError("BSS01", N_("A verificação em duas etapas não está ativa."), CODE_FIELD)
+    raise DomainError("BSV01", MESSAGES.get(outcome, MESSAGES["wrong"]), CODE_FIELD)
 
 
 def require_code(code: str | None, user_id: int | None = None, *, required: bool = False,

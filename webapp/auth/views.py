@@ -18,10 +18,10 @@ from . import twofactor
 from .forms import (LoginForm, PasswordChangeForm, RegisterForm, TwoFactorDisableForm, TwoFactorLoginForm,
                     TwoFactorSetupForm)
 
-# A password-verified login waits this long for its 2FA code, and allows
-# this many wrong codes before the password must be typed again.
+# A password-verified login waits this long for its 2FA code. Wrong codes
+# are counted by the database (a replayed cookie gets no extra guesses): after
+# totp_max_failures 2FA is locked for a while and the password must be typed again.
 PENDING_LOGIN_SECONDS = 300
-PENDING_LOGIN_TRIES = 5
 
 # Verified against when the e-mail is unknown, so both cases take as long.
 _DUMMY_HASH = generate_password_hash("not-a-real-password-0000")
@@ -51,6 +51,12 @@ class User:
     @property
     def is_auditor(self) -> bool:
         return self.role == "auditor"
+
+
+@bp.app_context_processor
+def twofactor_helpers():
+    # a function, so only the pages that ask for a code look it up
+    return {"twofa_on": lambda: current_user.is_authenticated and twofactor.is_enabled(current_user.id)}
 
 
 @login_manager.user_loader
@@ -98,8 +104,7 @@ def login():
                 target = url_for("wallet.index")
             if twofactor.is_enabled(result["user_id"]):
                 # Password right: now the code. Not logged in until then.
-                session["pending_2fa"] = {"user_id": result["user_id"], "next": target,
-                                          "started": time.time(), "tries": 0}
+                session["pending_2fa"] = {"user_id": result["user_id"], "next": target, "started": time.time()}
                 return redirect(url_for("auth.login_twofactor"))
             login_user(load_user(str(result["user_id"])))
             flash("Você entrou.", "success")
@@ -144,12 +149,11 @@ def login_twofactor():
         try:
             twofactor.verify(pending["user_id"], form.totp_code.data, context="login")
         except DomainError as exc:
-            pending["tries"] = pending.get("tries", 0) + 1
-            if pending["tries"] >= PENDING_LOGIN_TRIES:
+            if twofactor.state(pending["user_id"])["locked_until"]:
                 session.pop("pending_2fa", None)
-                flash("Muitos códigos errados. Entre de novo com sua senha.", "danger")
+                flash(N_("Muitos códigos errados: a verificação em duas etapas está bloqueada por alguns minutos. "
+                         "Entre de novo com sua senha depois."), "danger")
                 return redirect(url_for("auth.login"))
-            session["pending_2fa"] = pending
             form_error(form, exc)
             return render_template("auth/login_twofactor.html", form=form), exc.status
         session.pop("pending_2fa", None)
@@ -180,20 +184,16 @@ def twofactor_setup():
                          secret=twofactor.new_secret())["begin_totp_enrolment"]
     form = TwoFactorSetupForm()
     if form.validate_on_submit():
-        step = twofactor.matching_step(secret, form.totp_code.data)
-        if step is None:
-            form.totp_code.errors = [N_("Código incorreto. Confira se o aplicativo mostra bs-market e tente o código atual.")]
+        codes = twofactor.new_recovery_codes()
+        try:
+            # the database checks the first code against the pending secret
+            db.call("api.confirm_totp_enrolment", user_id=current_user.id, code=twofactor.normalize(form.totp_code.data),
+                    recovery_code_hashes=[twofactor.hash_recovery_code(c) for c in codes], ip=request.remote_addr)
+        except DomainError as exc:
+            form_error(form, exc)
         else:
-            codes = twofactor.new_recovery_codes()
-            try:
-                db.call("api.confirm_totp_enrolment", user_id=current_user.id, time_step=step,
-                        recovery_code_hashes=[twofactor.hash_recovery_code(c) for c in codes],
-                        ip=request.remote_addr)
-            except DomainError as exc:
-                form_error(form, exc)
-            else:
-                # Shown once, in this response only (never stored in the session).
-                return render_template("auth/twofactor_codes.html", codes=codes)
+            # Shown once, in this response only (never stored in the session).
+            return render_template("auth/twofactor_codes.html", codes=codes)
     uri = twofactor.provisioning_uri(secret, current_user.email)
     status = 422 if request.method == "POST" else 200
     return render_template("auth/twofactor_setup.html", form=form, secret=secret, qr=twofactor.qr_data_uri(uri),

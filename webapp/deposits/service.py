@@ -33,8 +33,9 @@ OUR_REFERENCE = re.compile(r"^(dep|p2p)-[0-9]+$")
 MP_MIN_EXPIRY = timedelta(minutes=31)
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+def _call(app, function: str, worker: bool = False, **kwargs) -> list[dict]:
+    """The web's role, or the worker's (worker=True: jobs, and the bookings only it may make)."""
+    return db.worker_call(app, function, **kwargs) if worker else db.app_call(app, function, **kwargs)
 
 
 def notification_url(app, provider: str) -> str | None:
@@ -51,25 +52,26 @@ def definite(exc: ProviderError) -> bool:
 
 
 def request_charge(app, *, charge_id: int, reference: str, amount: Decimal, expires_at: datetime,
-                   payer_email: str, payer_cpf: str | None, description: str, provider: str) -> Charge:
+                   payer_email: str, payer_cpf: str | None, description: str, provider: str,
+                   worker: bool = False) -> Charge:
     """Create the provider charge of one of our rows (or get it back: same reference, same
     idempotency key) and record it. Raises ProviderError when the provider call fails."""
     client = get_pix_provider(app, provider)
     charge = client.create_pix_charge(reference, amount, payer_email, payer_cpf,
                                       expires_at.astimezone(BRAZIL), description,
                                       notification_url=notification_url(app, provider))
-    attach(app, charge_id, provider, charge)
+    attach(app, charge_id, provider, charge, worker=worker)
     return charge
 
 
-def attach(app, charge_id: int, provider: str, charge: Charge) -> None:
-    _call(app, "admin.attach_pix_charge", charge_id=charge_id, provider=provider,
+def attach(app, charge_id: int, provider: str, charge: Charge, worker: bool = False) -> None:
+    _call(app, "admin.attach_pix_charge", worker=worker, charge_id=charge_id, provider=provider,
           provider_payment_id=charge.provider_id, qr_code=charge.qr_code, qr_code_base64=charge.qr_code_base64)
 
 
-def note_error(app, charge_id: int, exc: Exception) -> None:
+def note_error(app, charge_id: int, exc: Exception, worker: bool = False) -> None:
     try:
-        _call(app, "admin.note_pix_charge_error", charge_id=charge_id, error=str(exc))
+        _call(app, "admin.note_pix_charge_error", worker=worker, charge_id=charge_id, error=str(exc))
     except Exception:  # noqa: BLE001  (recording the error must not hide it)
         log.exception("could not record the error of charge %s", charge_id)
 
@@ -83,9 +85,10 @@ def confirm(app, provider: str, charge: Charge) -> dict:
     paid = charge.paid_amount
     if paid is None and charge.status == CHARGE_APPROVED:
         paid = charge.amount
-    rows = _call(app, "admin.confirm_pix_charge", reference=charge.reference, provider=provider,
+    rows = _call(app, "admin.confirm_pix_charge", worker=True, reference=charge.reference, provider=provider,
                  provider_payment_id=charge.provider_id, status=charge.status, paid_amount=paid,
-                 payer_cpf=charge.payer_cpf, end_to_end_id=charge.end_to_end_id)
+                 payer_cpf=charge.payer_cpf, end_to_end_id=charge.end_to_end_id,
+                 refunded_amount=getattr(charge, "refunded_amount", None))
     row = rows[0]
     log.info("pix charge %s (%s %s): %s%s", charge.reference, provider, charge.provider_id, row["outcome"],
              " (replayed)" if row["replayed"] else "")
@@ -138,12 +141,12 @@ def reconcile(app, row: dict) -> str:
     charge = _pick(found, row["provider_payment_id"])
     if charge is None:
         if row["expires_at"] < datetime.now(timezone.utc) - timedelta(minutes=2):
-            _call(app, "admin.expire_pix_charge", charge_id=row["charge_id"],
+            _call(app, "admin.expire_pix_charge", worker=True, charge_id=row["charge_id"],
                   reason="expirou: o provedor não tem cobrança com esta referência")
             return "expired"
         return "not_found"
     if not row["provider_payment_id"] and charge.status == CHARGE_PENDING:
-        attach(app, row["charge_id"], row["charge_provider"], charge)
+        attach(app, row["charge_id"], row["charge_provider"], charge, worker=True)
     if not charge.reference:
         charge = dataclasses.replace(charge, reference=row["reference"])
     return confirm(app, row["charge_provider"], charge)["outcome"]
@@ -157,18 +160,18 @@ def retry_attach(app, row: dict) -> str:
         found = client.find_charges_by_reference(row["reference"])
         if found:
             charge = _pick(found, None)
-            attach(app, row["charge_id"], row["charge_provider"], charge)
+            attach(app, row["charge_id"], row["charge_provider"], charge, worker=True)
             if charge.status != CHARGE_PENDING:
                 confirm(app, row["charge_provider"], charge)
             return "found"
         request_charge(app, charge_id=row["charge_id"], reference=row["reference"], amount=row["charge_amount"],
                        expires_at=row["expires_at"], payer_email=row["payer_email"], payer_cpf=row["payer_cpf"],
-                       description=row["description"], provider=row["charge_provider"])
+                       description=row["description"], provider=row["charge_provider"], worker=True)
         return "created"
     except ProviderError as exc:
-        note_error(app, row["charge_id"], exc)
+        note_error(app, row["charge_id"], exc, worker=True)
         if definite(exc):
-            _call(app, "admin.fail_pix_charge", charge_id=row["charge_id"], reason=customer_reason(exc))
+            _call(app, "admin.fail_pix_charge", worker=True, charge_id=row["charge_id"], reason=customer_reason(exc))
             log.warning("pix charge %s refused by %s: %s", row["reference"], row["charge_provider"], exc)
             return "failed"
         log.warning("pix charge %s: %s still unavailable: %s", row["reference"], row["charge_provider"], exc)
@@ -176,7 +179,7 @@ def retry_attach(app, row: dict) -> str:
 
 
 def create_charge_for_p2p_trade(app, trade_id: int, amount: Decimal, payer_email: str | None,
-                                payer_cpf: str | None, expires_at: datetime) -> Charge:
+                                payer_cpf: str | None, expires_at: datetime, worker: bool = False) -> Charge:
     """The PIX charge a buyer pays for a PIX-confirmed P2P trade (reference p2p-<trade_id>).
 
     Records the charge row (admin.create_p2p_pix_charge, idempotent), asks the
@@ -192,8 +195,8 @@ def create_charge_for_p2p_trade(app, trade_id: int, amount: Decimal, payer_email
     provider = pix_provider_name(app.config)
     if provider == "mercadopago":
         expires_at = max(expires_at, datetime.now(timezone.utc) + MP_MIN_EXPIRY)
-    row = _call(app, "admin.create_p2p_pix_charge", trade_id=trade_id, amount=amount, provider=provider,
-                expires_at=expires_at)[0]
+    row = _call(app, "admin.create_p2p_pix_charge", worker=worker, trade_id=trade_id, amount=amount,
+                provider=provider, expires_at=expires_at)[0]
     client = get_pix_provider(app, row["charge_provider"])
     if row["provider_payment_id"]:
         return client.get_charge(row["provider_payment_id"])
@@ -201,7 +204,7 @@ def create_charge_for_p2p_trade(app, trade_id: int, amount: Decimal, payer_email
         return request_charge(app, charge_id=row["charge_id"], reference=row["reference"], amount=row["charge_amount"],
                               expires_at=row["charge_expires_at"], payer_email=payer_email or row["payer_email"],
                               payer_cpf=payer_cpf or row["payer_cpf"], description=row["description"],
-                              provider=row["charge_provider"])
+                              provider=row["charge_provider"], worker=worker)
     except ProviderError as exc:
-        note_error(app, row["charge_id"], exc)
+        note_error(app, row["charge_id"], exc, worker=worker)
         raise

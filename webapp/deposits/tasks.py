@@ -6,6 +6,8 @@
   are looked up at the provider and confirmed or expired (a lost webhook loses no money);
 - create_pending_p2p_charges: PIX-confirmed P2P trades that still have no charge
   (when sql/p2p.sql provides admin.pending_p2p_pix_charges);
+- process_notifications: webhook deliveries the web queued are fetched from the
+  provider and booked (a deposit credited, a clawback, a payout settled);
 - register_inter_webhook: when Banco Inter is the provider, (re)registers our webhook URL.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ log = logging.getLogger("bs-market.deposits")
 
 
 def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+    return db.worker_call(app, function, **kwargs)
 
 
 def attach_pending_charges(app, max_rows: int = 20, min_age_seconds: int = 15) -> dict:
@@ -68,11 +70,34 @@ def create_pending_p2p_charges(app, max_rows: int = 20) -> int:
     for row in rows:
         try:
             service.create_charge_for_p2p_trade(app, row["trade_id"], row["brl_amount"], row["buyer_email"],
-                                                row["buyer_cpf"], row["expires_at"])
+                                                row["buyer_cpf"], row["expires_at"], worker=True)
             made += 1
         except (ProviderError, DomainError) as exc:
             log.warning("p2p trade %s: PIX charge not created yet: %r", row["trade_id"], exc)
     return made
+
+
+def process_notifications(app, max_rows: int = 50) -> dict:
+    """Book what each queued webhook delivery names, as the provider's API shows it now."""
+    from ..withdrawals import service as withdrawals
+    done: dict[str, int] = {}
+    for row in _call(app, "admin.provider_notifications_due", max_rows=max_rows):
+        try:
+            if row["topic"] == "payment":
+                outcome = service.handle_notification(app, row["provider"], row["resource_id"])
+            else:
+                outcome = withdrawals.handle_notification(app, row["provider"], row["resource_id"])
+        except (ProviderError, DomainError) as exc:
+            # kept pending: retried later (its next try was set when it was claimed)
+            log.warning("notification %s %s %s: %r", row["provider"], row["topic"], row["resource_id"], exc)
+            _call(app, "admin.finish_provider_notification", notification_id=row["notification_id"], error=str(exc))
+            outcome = "retry"
+        else:
+            _call(app, "admin.finish_provider_notification", notification_id=row["notification_id"], outcome=outcome)
+        done[outcome] = done.get(outcome, 0) + 1
+    if done:
+        log.info("provider notifications: %s", done)
+    return done
 
 
 def register_inter_webhook(app) -> bool:
@@ -89,6 +114,7 @@ def register_inter_webhook(app) -> bool:
 
 
 JOBS = [
+    (process_notifications, 1),
     (attach_pending_charges, 20),
     (reconcile_charges, 60),
     (create_pending_p2p_charges, 30),

@@ -1,9 +1,13 @@
 """Market desk orchestration, outside any transaction (DESIGN.md §1).
 
     quote   api.create_quote                      (web view)
-    confirm api.execute_quote → hold + order EXECUTING, committed
-    place   MARKET order on Binance, newClientOrderId = the order's client_order_id
+    confirm api.execute_quote → hold + order EXECUTING, committed   (web view)
+    place   the worker claims it (admin.market_orders_to_place, placed_at committed),
+            then sends a MARKET order on Binance, newClientOrderId = the order's client_order_id
     settle  admin.settle_market_order from the real fills    (or admin.fail_market_order)
+
+Placing and settling run in the worker, as exchange_worker: the web's role can
+confirm an order but cannot book its fills.
 
 What happens on each Binance answer when placing:
 
@@ -58,7 +62,7 @@ def binance_client(app) -> BinanceClient:
 
 
 def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+    return db.worker_call(app, function, **kwargs)
 
 
 def _plain(value: Decimal) -> str:
@@ -190,18 +194,18 @@ def lookup(app, order_row: dict, lost: bool) -> str:
     return record(app, order_row, found)
 
 
-def execute(app, user_id: int, quote_id: int, idempotency_key: str) -> dict:
-    """Confirm a quote (hold + order, committed), then place it on Binance once."""
-    row = db.call_with(app.extensions["db_app"], "api.execute_quote",
-                       {"user_id": user_id, "quote_id": quote_id, "idempotency_key": idempotency_key})[0]
-    # A replay (double click, second tab) never sends again: the first request
-    # or the reconciler finishes the order.
-    if not row["replayed"] and row["status"] == "EXECUTING":
+def place_confirmed(app, max_rows: int = 20) -> dict:
+    """Worker: send the orders customers confirmed (admin.market_orders_to_place marks each placed,
+    committed, before it is sent once). Returns {status: count}."""
+    counts: dict[str, int] = {}
+    for row in _call(app, "admin.market_orders_to_place", max_rows=max_rows):
         try:
-            row = {**row, "status": place_order(app, row)}
-        except Exception:  # the order is committed: the customer sees it executing, the reconciler finishes it
+            status = place_order(app, row)
+        except Exception:  # placed: the reconciler finishes it
             log.exception("market order %s: recording the outcome failed; left for the reconciler", row["order_id"])
-    return row
+            status = "EXECUTING"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def reconcile(app) -> dict:

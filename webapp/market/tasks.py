@@ -7,6 +7,7 @@
   client is backing off after a 429/418 (Retry-After), and survives errors.
 - refresh_filters (every 10 min): exchangeInfo status and filters
   (LOT_SIZE, MARKET_LOT_SIZE, PRICE_FILTER, NOTIONAL) → admin.record_market_filters.
+- place_orders (every second): orders customers confirmed are sent to Binance once and settled.
 - reconcile_orders (every 5 s): orders stuck EXECUTING are looked up and settled or failed.
 - prune_prices (hourly): price history older than price_history_days.
 """
@@ -29,7 +30,7 @@ DEFAULT_WEIGHT_LIMIT = 6000
 
 
 def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+    return db.worker_call(app, function, **kwargs)
 
 
 class PricePoller:
@@ -160,4 +161,8 @@ def prune_prices(app):
     return _call(app, "admin.prune_prices")[0]["prune_prices"]
 
 
-JOBS = [(poll_prices, 3), (refresh_filters, 600), (reconcile_orders, 5), (prune_prices, 3600)]
+def place_orders(app):
+    return service.place_confirmed(app)
+
+
+JOBS = [(poll_prices, 3), (refresh_filters, 600), (place_orders, 1), (reconcile_orders, 5), (prune_prices, 3600)]

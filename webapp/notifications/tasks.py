@@ -98,15 +98,14 @@ class Mailer:
 
 def send_notification_emails(app) -> int:
     """Send the e-mail copy of every unsent notification; returns how many were sent."""
-    pool = app.extensions["db_app"]
-    rows = db.call_with(pool, "admin.list_unsent_notifications", {"max_rows": BATCH})
+    rows = db.worker_call(app, "admin.list_unsent_notifications", max_rows=BATCH)
     if not rows:
         return 0
     sent = 0
     with Mailer(_setting(app, "SMTP_URL")) as mailer:
         for row in rows:
             mailer.send(build_message(app, row))
-            db.call_with(pool, "admin.mark_notification_emailed", {"notification_id": row["notification_id"]})
+            db.worker_call(app, "admin.mark_notification_emailed", notification_id=row["notification_id"])
             sent += 1
     log.info("sent %d notification e-mails", sent)
     return sent

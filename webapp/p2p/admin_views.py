@@ -5,10 +5,9 @@ Resolving is one admin.* call (audit-logged in SQL).
 """
 from __future__ import annotations
 
-from functools import wraps
 
-from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from .. import db
 from ..errors import DomainError
@@ -18,14 +17,7 @@ from .forms import ResolveForm
 from .views import render_trade
 
 
-def admin_required(view):
-    @wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
-    return wrapper
+from ..auth.guards import admin_required  # noqa: E402
 
 
 @bp.route("/admin/disputes")

@@ -5,6 +5,7 @@ from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMu
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget, TextInput
 
+from ..auth.twofactor import TotpCodeField
 from ..forms import AmountField as _AmountField
 from ..formatting import N_
 
@@ -53,6 +54,8 @@ class _OfferFields(FlaskForm):
     min_counterparty_trades = IntegerField("Negociações concluídas mínimas da contraparte", default=0,
                                            validators=[Optional(), NumberRange(min=0, max=100000)])
     expires_in_days = IntegerField("Publicada por (dias)", default=30, validators=[Optional()])
+    totp_code = TotpCodeField(description=N_("Pedido quando a oferta aceita saldo da plataforma ou PIX confirmado: "
+                                             "o valor sai sem você agir de novo."))
 
 
 class OfferForm(_OfferFields):
@@ -71,7 +74,12 @@ class OpenTradeForm(FlaskForm):
     payment_method = SelectField("Forma de pagamento", choices=METHODS)
     payment_details = TextAreaField("Seus dados para receber o pagamento (chave PIX ou conta para TED)",
                                     validators=[Optional(), Length(max=500)])
+    totp_code = TotpCodeField()
     idempotency_key = HiddenField(validators=[DataRequired()])
+
+
+class ReleaseForm(FlaskForm):
+    totp_code = TotpCodeField()
 
 
 class MarkPaidForm(FlaskForm):

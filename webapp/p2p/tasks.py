@@ -10,7 +10,7 @@ log = logging.getLogger("bs-market.p2p")
 
 def expire_p2p_trades(app):
     """Cancel OPEN trades past their payment deadline, returning the escrow (also enforced on every action)."""
-    count = db.call_with(app.extensions["db_app"], "admin.expire_p2p_trades", {})[0]["expire_p2p_trades"]
+    count = db.worker_call(app, "admin.expire_p2p_trades")[0]["expire_p2p_trades"]
     if count:
         log.info("p2p: cancelled %d trades past their payment deadline", count)
     return count
@@ -18,7 +18,7 @@ def expire_p2p_trades(app):
 
 def expire_p2p_offers(app):
     """Expire offers past their expiry, releasing SELL offers' holds."""
-    count = db.call_with(app.extensions["db_app"], "admin.expire_p2p_offers", {})[0]["expire_p2p_offers"]
+    count = db.worker_call(app, "admin.expire_p2p_offers")[0]["expire_p2p_offers"]
     if count:
         log.info("p2p: expired %d offers", count)
     return count

@@ -19,7 +19,7 @@ from ..forms import ActionForm, form_error
 from ..formatting import N_
 from . import bp, uploads
 from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
-                    MessageForm, OfferForm, OpenTradeForm, RateForm)
+                    MessageForm, OfferForm, OpenTradeForm, RateForm, ReleaseForm)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def _offer_args(form) -> dict:
         premium_percent=form.premium_percent.data if floating else None,
         payment_window_minutes=form.payment_window_minutes.data, terms=form.terms.data or "",
         payment_details=form.payment_details.data or None, min_counterparty_kyc=form.min_counterparty_kyc.data,
-        min_counterparty_trades=form.min_counterparty_trades.data or 0, expires_in_days=form.expires_in_days.data)
+        min_counterparty_trades=form.min_counterparty_trades.data or 0, expires_in_days=form.expires_in_days.data,
+        totp_code=form.totp_code.data)
 
 
 def _index_prices() -> dict:
@@ -183,7 +184,8 @@ def offer(offer_id: int):
         try:
             row = db.call_one("api.open_p2p_trade", user_id=current_user.id, offer_id=offer_id,
                               payment_method=form.payment_method.data, idempotency_key=form.idempotency_key.data,
-                              brl_amount=form.brl_amount.data, payment_details=form.payment_details.data or None)
+                              brl_amount=form.brl_amount.data, payment_details=form.payment_details.data or None,
+                              totp_code=form.totp_code.data)
         except DomainError as exc:
             form_error(form, exc, default_field="brl_amount")
             status = exc.status
@@ -229,7 +231,8 @@ def render_trade(trade_id: int, status: int = 200, template: str = "p2p/trade.ht
     proofs = db.call("api.list_p2p_proofs", user_id=current_user.id, trade_id=trade_id)
     context = {"paid_form": MarkPaidForm(formdata=None), "action_form": ActionForm(formdata=None),
                "message_form": MessageForm(formdata=None), "dispute_form": DisputeForm(formdata=None),
-               "rate_form": RateForm(formdata=None), "evidence_form": EvidenceForm(formdata=None)}
+               "rate_form": RateForm(formdata=None), "evidence_form": EvidenceForm(formdata=None),
+               "release_form": ReleaseForm(formdata=None)}
     context.update(forms)
     return render_template(template, trade=trade, messages=messages, proofs=proofs, **context), status
 
@@ -287,17 +290,32 @@ def mark_paid(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id))
 
 
-@bp.post("/p2p/trades/<int:trade_id>/<any(cancel, release):action>")
+@bp.post("/p2p/trades/<int:trade_id>/cancel")
 @login_required
-def trade_action(trade_id: int, action: str):
+def cancel_trade(trade_id: int):
     if not ActionForm().validate_on_submit():
         return render_trade(trade_id, 400)
-    function = {"cancel": "api.cancel_p2p_trade", "release": "api.release_p2p_trade"}[action]
     try:
-        row = db.call_one(function, user_id=current_user.id, trade_id=trade_id)
+        row = db.call_one("api.cancel_p2p_trade", user_id=current_user.id, trade_id=trade_id)
     except DomainError as exc:
         return _refused(trade_id, exc)
-    _done(row, {"cancel": "CANCELLED", "release": "COMPLETED"}[action])
+    _done(row, "CANCELLED")
+    return redirect(url_for(".trade", trade_id=trade_id))
+
+
+@bp.post("/p2p/trades/<int:trade_id>/release")
+@login_required
+def release_trade(trade_id: int):
+    form = ReleaseForm()
+    if not form.validate_on_submit():
+        return render_trade(trade_id, 400, release_form=form)
+    try:
+        row = db.call_one("api.release_p2p_trade", user_id=current_user.id, trade_id=trade_id,
+                          totp_code=form.totp_code.data)
+    except DomainError as exc:
+        form_error(form, exc)
+        return _refused(trade_id, exc, release_form=form)
+    _done(row, "COMPLETED")
     return redirect(url_for(".trade", trade_id=trade_id))
 
 

@@ -3,6 +3,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectField
 from wtforms.validators import DataRequired, InputRequired
 
+from ..auth.twofactor import TotpCodeField
 from ..forms import AmountField
 
 CURRENCIES = [("BRL", "BRL"), ("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
@@ -15,4 +16,5 @@ class TransferForm(FlaskForm):
         InputRequired("Informe um valor válido (use ponto ou vírgula para os decimais).")])
     # Generated when the form is shown: a double click or a retry sends the
     # same key, and the database moves the money once.
+    totp_code = TotpCodeField()
     idempotency_key = HiddenField(validators=[DataRequired()])

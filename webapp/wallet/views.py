@@ -30,7 +30,7 @@ def index():
         try:
             db.call_one("api.transfer", user_id=current_user.id, recipient_email=form.recipient_email.data,
                         currency=form.currency.data, amount=form.amount.data,
-                        idempotency_key=form.idempotency_key.data)
+                        idempotency_key=form.idempotency_key.data, totp_code=form.totp_code.data)
         except DomainError as exc:
             form_error(form, exc)
         else:

@@ -30,6 +30,15 @@ class WithdrawalForm(FlaskForm):
             raise ValidationError(str(exc)) from None
 
 
+class DestinationForm(FlaskForm):
+    key_type = SelectField("Tipo de chave PIX", choices=KEY_TYPES)
+    pix_key = StringField("Chave PIX", validators=[DataRequired("Informe a chave PIX."), Length(max=100)])
+    label = StringField("Apelido (opcional)", validators=[Length(max=60)])
+    totp_code = TotpCodeField()
+
+    validate_pix_key = WithdrawalForm.validate_pix_key
+
+
 class RejectForm(FlaskForm):
     reason = TextAreaField("Motivo (o cliente vai ler)", validators=[
         DataRequired("Informe o motivo."), Length(min=5, max=500, message=N_("Entre 5 e 500 caracteres."))])

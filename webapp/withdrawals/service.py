@@ -33,7 +33,7 @@ REASONS = {
 
 
 def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+    return db.worker_call(app, function, **kwargs)
 
 
 def notification_url(app, provider: str) -> str | None:

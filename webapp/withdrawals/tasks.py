@@ -20,8 +20,7 @@ log = logging.getLogger("bs-market.withdrawals")
 def process_withdrawals(app, max_rows: int = 10) -> dict:
     provider = pix_provider_name(app.config)
     done: dict[str, int] = {}
-    rows = db.call_with(app.extensions["db_app"], "admin.claim_withdrawals",
-                        {"provider": provider, "max_rows": max_rows})
+    rows = db.worker_call(app, "admin.claim_withdrawals", provider=provider, max_rows=max_rows)
     for row in rows:
         try:
             outcome = service.send(app, provider, row)
@@ -36,7 +35,7 @@ def process_withdrawals(app, max_rows: int = 10) -> dict:
 
 def recheck_withdrawals(app, max_rows: int = 20) -> dict:
     done: dict[str, int] = {}
-    for row in db.call_with(app.extensions["db_app"], "admin.withdrawals_to_recheck", {"max_rows": max_rows}):
+    for row in db.worker_call(app, "admin.withdrawals_to_recheck", max_rows=max_rows):
         try:
             outcome = service.recheck(app, row)
         except DomainError as exc:

@@ -3,7 +3,6 @@ back office's /admin/withdrawals (admins only)."""
 from __future__ import annotations
 
 import uuid
-from functools import wraps
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -12,10 +11,10 @@ from .. import db, limiter
 from ..auth import twofactor
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
-from ..formatting import N_
+from ..formatting import N_, datetimeformat
 from ..providers import pix_provider_name
 from . import bp
-from .forms import RejectForm, WithdrawalForm
+from .forms import DestinationForm, RejectForm, WithdrawalForm
 
 PAGE_SIZE = 15
 STATUS = {
@@ -38,15 +37,7 @@ def withdrawal_helpers():
             "pix_key_label": lambda k: KEY_LABELS.get(k, k)}
 
 
-def admin_required(view):
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return current_app.login_manager.unauthorized()
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
-    return wrapped
+from ..auth.guards import admin_required  # noqa: E402
 
 
 @bp.route("/withdrawals", methods=["GET", "POST"])
@@ -60,11 +51,10 @@ def index():
             if form.key_type.data in UNSUPPORTED_KEY_TYPES.get(provider, ()):
                 raise DomainError("BSV01", N_("Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
                                               "e-mail ou telefone."), "pix_key")
-            # Customers who turned two-factor authentication on confirm with a code.
-            twofactor.require_code(form.totp_code.data, context="withdrawal")
+            # With 2FA on, the database wants a fresh code (step-up) before money leaves.
             row = db.call_one("api.create_withdrawal", user_id=current_user.id, amount=form.amount.data,
                               key_type=form.key_type.data, pix_key=form.pix_key.data,
-                              idempotency_key=form.idempotency_key.data)
+                              idempotency_key=form.idempotency_key.data, totp_code=form.totp_code.data)
         except DomainError as exc:
             form_error(form, exc)
         else:
@@ -76,16 +66,59 @@ def index():
             return redirect(url_for("withdrawals.index"))
     if request.method == "GET" or not form.idempotency_key.data:
         form.idempotency_key.data = str(uuid.uuid4())
+    return _render(form, DestinationForm(formdata=None), 422 if request.method == "POST" else 200)
+
+
+def _render(form, destination_form, status: int):
+    provider = pix_provider_name(current_app.config)
     page = max(request.args.get("page", 1, type=int), 1)
     rows = db.call("api.list_withdrawals", user_id=current_user.id, page=page, page_size=PAGE_SIZE)
     total = rows[0]["total_rows"] if rows else 0
     balance = db.call_one("api.get_withdrawable", user_id=current_user.id)
     limits = db.call_one("api.get_limits", user_id=current_user.id)
-    status = 422 if request.method == "POST" else 200
+    destinations = db.call("api.list_withdrawal_destinations", user_id=current_user.id)
     return render_template("withdrawals/index.html", form=form, rows=rows, page=page,
                            pages=max(1, -(-total // PAGE_SIZE)), balance=balance, limits=limits,
                            twofa=twofactor.is_enabled(current_user.id), cancel_form=ActionForm(),
+                           destinations=destinations, destination_form=destination_form,
                            evp_ok="EVP" not in UNSUPPORTED_KEY_TYPES.get(provider, ())), status
+
+
+@bp.post("/withdrawals/destinations")
+@login_required
+@limiter.limit("10 per minute")
+def add_destination():
+    form = DestinationForm()
+    if form.validate_on_submit():
+        try:
+            row = db.call_one("api.add_withdrawal_destination", user_id=current_user.id, key_type=form.key_type.data,
+                              pix_key=form.pix_key.data, label=form.label.data or "", totp_code=form.totp_code.data)
+        except DomainError as exc:
+            form_error(form, exc)
+        else:
+            if row["created"]:
+                flash(f"Chave cadastrada. Por segurança, ela pode receber saques a partir de "
+                      f"{datetimeformat(row['usable_from'])}.", "success")
+            else:
+                flash(N_("Esta chave já está na sua lista."), "info")
+            return redirect(url_for("withdrawals.index"))
+    withdrawal_form = WithdrawalForm(formdata=None)
+    withdrawal_form.idempotency_key.data = str(uuid.uuid4())
+    return _render(withdrawal_form, form, 422)
+
+
+@bp.post("/withdrawals/destinations/<int:destination_id>/remove")
+@login_required
+def remove_destination(destination_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        db.call("api.remove_withdrawal_destination", user_id=current_user.id, destination_id=destination_id)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(N_("Chave removida da sua lista."), "success")
+    return redirect(url_for("withdrawals.index"))
 
 
 @bp.post("/withdrawals/<int:withdrawal_id>/cancel")
