@@ -13,9 +13,12 @@ import pytest
 import requests
 
 from webapp.pix import parse_brcode
-from webapp.providers.base import NotFound, PixProvider, ProviderError
+from webapp.providers.base import (
+    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_REFUNDED, REFUND_COMPLETED,
+    REFUND_FAILED, REFUND_PENDING, NotCancellable, NotFound, PixProvider, ProviderError, Refund,
+)
 from webapp.providers.inter import (
-    InterClient, idempotency_uuid, parse_pix_webhook, resolve_cert, txid_for,
+    InterClient, devolucao_id, idempotency_uuid, parse_pix_webhook, resolve_cert, txid_for,
 )
 from webapp.sandbox import certs
 from webapp.sandbox.inter import start_in_thread
@@ -81,6 +84,7 @@ def receiver():
 def payout_mode(sandbox):
     sandbox.state.payout_mode = "approve"
     sandbox.state.webhook_shape = "object"
+    sandbox.state.devolucao_mode = "settle"
 
 
 @pytest.fixture
@@ -284,3 +288,127 @@ def test_payout_invalid_key_refused_before_sending(inter, sandbox):
     with pytest.raises(ProviderError, match="Telefone inválido"):
         inter.send_pix_payout("wd-inter-0004", Decimal("10.00"), "PHONE", "123")
     assert len(sandbox.state.payouts) == before
+
+
+# --------------------------------------------------------------------------- cancel, devolução, MED
+
+def sandbox_post(sandbox, cert_paths, path, **body):
+    r = requests.post(sandbox.url + path, json=body, timeout=5, cert=cert_paths.client_cert,
+                      verify=str(cert_paths.ca_crt))
+    return r
+
+
+def paid_cob(inter, reference, amount="100.00"):
+    charge = inter.create_pix_charge(reference, Decimal(amount), "a@example.com", None, soon(), "x")
+    inter.simulate_payment(charge.provider_id)
+    return charge
+
+
+def test_cancel_charge_semantics(inter, sandbox):
+    charge = inter.create_pix_charge("dep-inter-c1", Decimal("5.00"), "a@example.com", None, soon(), "x")
+    assert inter.cancel_charge(charge.provider_id).status == CHARGE_CANCELLED
+    assert inter.cancel_charge(charge.provider_id).status == CHARGE_CANCELLED    # again: still removed
+    late = inter.create_pix_charge("dep-inter-c2", Decimal("5.00"), "a@example.com", None, soon(), "x")
+    with sandbox.state.lock:
+        sandbox.state.cobs[late.provider_id]["_expires"] = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert inter.cancel_charge(late.provider_id).status == CHARGE_EXPIRED
+    paid = paid_cob(inter, "dep-inter-c3", "5.00")
+    with pytest.raises(NotCancellable) as err:
+        inter.cancel_charge(paid.provider_id)
+    assert err.value.charge.status == CHARGE_APPROVED and not (err.value.retryable or err.value.outcome_unknown)
+    with pytest.raises(NotFound):
+        inter.cancel_charge("bsm" + "1" * 30)
+
+
+def test_devolucao_partial_full_and_idempotent(inter, sandbox):
+    charge = paid_cob(inter, "dep-inter-r1")
+    part = inter.refund_charge(charge.provider_id, Decimal("40.00"), "refund-dep-inter-r1-1")
+    assert isinstance(part, Refund) and part.id == devolucao_id("refund-dep-inter-r1-1")   # dashes: hashed
+    assert part.id.startswith("bsm") and len(part.id) == 35
+    assert part.status == REFUND_PENDING and part.status_detail == "EM_PROCESSAMENTO"   # as the PUT answers
+    assert part.amount == Decimal("40.00") and part.charge_id == charge.provider_id
+    assert inter.get_refund(charge.provider_id, part.id).status == REFUND_COMPLETED      # then DEVOLVIDO
+    now = inter.get_charge(charge.provider_id)
+    assert now.status == CHARGE_APPROVED and now.refunded_amount == Decimal("40.00")
+
+    again = inter.refund_charge(charge.provider_id, Decimal("40.00"), "refund-dep-inter-r1-1")
+    assert again.id == part.id and len(inter.list_refunds(charge.provider_id)) == 1
+    with pytest.raises(ProviderError) as clash:       # same id, other amount
+        inter.refund_charge(charge.provider_id, Decimal("41.00"), "refund-dep-inter-r1-1")
+    assert clash.value.status == 409
+    with pytest.raises(ProviderError) as too_much:
+        inter.refund_charge(charge.provider_id, Decimal("60.01"), "refund-dep-inter-r1-2")
+    assert too_much.value.status == 400 and not (too_much.value.retryable or too_much.value.outcome_unknown)
+
+    rest = inter.refund_charge(charge.provider_id, Decimal("60.00"), "refund-dep-inter-r1-3")
+    done = inter.get_charge(charge.provider_id)
+    assert done.status == CHARGE_REFUNDED and done.refunded_amount == Decimal("100.00")
+    assert done.raw["status"] == "CONCLUIDA"           # the cob itself stays CONCLUIDA
+    assert [r.id for r in inter.list_refunds(charge.provider_id)] == [part.id, rest.id]
+    rtr = done.raw["pix"][0]["devolucoes"][0]["rtrId"]
+    assert len(rtr) == 32 and rtr.startswith("D")
+    with pytest.raises(NotFound):
+        inter.get_refund(charge.provider_id, "nope")
+
+    unpaid = inter.create_pix_charge("dep-inter-r2", Decimal("5.00"), "a@example.com", None, soon(), "x")
+    with pytest.raises(ProviderError) as nothing:
+        inter.refund_charge(unpaid.provider_id, Decimal("1.00"), "k-unpaid")
+    assert nothing.value.code == "not_paid"
+    assert len(devolucao_id("x" * 80)) == 35 and devolucao_id("abc") == "abc"
+
+
+def test_devolucao_hanging_and_failed(inter, sandbox, cert_paths):
+    charge = paid_cob(inter, "dep-inter-r3", "10.00")
+    assert sandbox_post(sandbox, cert_paths, "/_sandbox/devolucoes/mode", mode="hang").status_code == 200
+    hanging = inter.refund_charge(charge.provider_id, Decimal("3.00"), "k-hang")
+    assert inter.get_refund(charge.provider_id, hanging.id).status == REFUND_PENDING
+    assert inter.get_charge(charge.provider_id).refunded_amount == Decimal("3.00")   # leaving: counted
+    sandbox_post(sandbox, cert_paths, "/_sandbox/devolucoes/mode", mode="fail")
+    failed = inter.refund_charge(charge.provider_id, Decimal("7.00"), "k-fail")
+    assert inter.get_refund(charge.provider_id, failed.id).status == REFUND_FAILED
+    assert inter.get_charge(charge.provider_id).refunded_amount == Decimal("3.00")   # refused: not counted
+
+
+def test_med_devolucao_marks_the_charge_charged_back_and_notifies(inter, sandbox, receiver, cert_paths):
+    inter.register_webhook(receiver.url + "/inter/med")
+    charge = paid_cob(inter, "dep-inter-med", "80.00")
+    e2e = inter.get_charge(charge.provider_id).end_to_end_id
+    r = sandbox_post(sandbox, cert_paths, f"/_sandbox/pix/{e2e}/med", valor="30.00")
+    assert r.status_code == 200 and r.json()["devolucoes"][0]["natureza"] == "MED_FRAUDE"
+    gone = inter.get_charge(charge.provider_id)
+    assert gone.status == CHARGE_CHARGED_BACK and gone.refunded_amount == Decimal("30.00")
+    assert gone.paid_amount == Decimal("80.00")
+    [med] = inter.list_refunds(charge.provider_id)
+    assert med.status == REFUND_COMPLETED and med.raw["natureza"] == "MED_FRAUDE"
+    deadline = time.monotonic() + 5
+    while len(receiver.wait_for("/inter/med")) < 2 and time.monotonic() < deadline:   # paid, then MED
+        time.sleep(0.05)
+    hits = receiver.wait_for("/inter/med")
+    assert len(hits) == 2
+    [item] = parse_pix_webhook(hits[1]["raw"])
+    assert item.txid == charge.provider_id and item.raw["devolucoes"][0]["status"] == "DEVOLVIDO"
+    assert sandbox_post(sandbox, cert_paths, f"/_sandbox/pix/{e2e}/med", valor="60.00").status_code == 400
+    assert sandbox_post(sandbox, cert_paths, "/_sandbox/pix/E0/med").status_code == 404
+
+
+def test_inter_ids_never_repeat_after_a_restart(cert_paths, tmp_path):
+    seen = set()
+    for state_dir in (tmp_path, tmp_path, None):
+        server = start_in_thread({"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "PIX_KEY": PIX_KEY,
+                                  "STATE_DIR": state_dir}, cert_paths)
+        try:
+            client = InterClient(CLIENT_ID, CLIENT_SECRET, str(cert_paths.client_pem), PIX_KEY,
+                                 base_url=server.url, verify=str(cert_paths.ca_crt))
+            for n in range(3):
+                charge = paid_cob(client, f"dep-inter-restart-{len(seen)}-{n}", "10.00")
+                got = client.get_charge(charge.provider_id)
+                refund = client.refund_charge(charge.provider_id, Decimal("1.00"), "k1")
+                rtr = client.get_refund(charge.provider_id, refund.id).raw["rtrId"]
+                loc = got.raw["loc"]["id"]
+                for value in (got.end_to_end_id, rtr, f"loc{loc}"):
+                    assert value not in seen
+                    seen.add(value)
+                assert len(got.end_to_end_id) == 32
+        finally:
+            server.shutdown()
+    assert (tmp_path / "inter-ids.json").exists()

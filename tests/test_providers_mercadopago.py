@@ -16,7 +16,10 @@ import requests
 from mercadopago.webhook import InvalidWebhookSignatureError, WebhookSignatureValidator
 
 from webapp.pix import parse_brcode
-from webapp.providers.base import NotFound, PixProvider, ProviderError
+from webapp.providers.base import (
+    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_IN_MEDIATION,
+    CHARGE_REFUNDED, REFUND_COMPLETED, NotCancellable, NotFound, PixProvider, ProviderError, Refund,
+)
 from webapp.providers.mercadopago import (
     MercadoPagoClient, WebhookSignatureError, check_webhook_signature, idempotency_key,
     sign_webhook, verify_webhook_signature,
@@ -180,20 +183,32 @@ def test_idempotency_key_is_derived_and_bounded():
     assert len(long) <= 64 and long == idempotency_key("x" * 100)
 
 
-def test_cancel(mp):
+def test_cancel(mp, sandbox):
     charge = mp.create_pix_charge("dep-0003", Decimal("5.00"), "a@example.com", None, expires(), "x")
-    cancelled = mp.cancel_payment(charge.provider_id)
-    assert cancelled.status == "cancelled" and cancelled.status_detail == "by_collector"
-    with pytest.raises(ProviderError) as err:
-        mp.cancel_payment(charge.provider_id)
-    assert err.value.status == 400 and err.value.code == "2018"
+    cancelled = mp.cancel_charge(charge.provider_id)
+    assert cancelled.status == CHARGE_CANCELLED and cancelled.status_detail == "by_collector"
+    # The emulator answers 400 code 2018 to a second PUT (real rule, A.7); the client
+    # looks the payment up and returns it: cancelling is what the caller wanted.
+    r = requests.put(f"{mp.base_url}/v1/payments/{charge.provider_id}", json={"status": "cancelled"},
+                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert r.status_code == 400 and r.json()["cause"][0]["code"] == 2018
+    again = mp.cancel_charge(charge.provider_id)
+    assert again.status == CHARGE_CANCELLED
+    # an expired one is as good as cancelled
+    other = mp.create_pix_charge("dep-0003b", Decimal("5.00"), "a@example.com", None, expires(), "x")
+    control(sandbox, f"/_sandbox/payments/{other.provider_id}/expire")
+    assert mp.cancel_charge(other.provider_id).status == CHARGE_EXPIRED
 
 
 def test_cannot_cancel_a_paid_charge(mp, sandbox):
     charge = mp.create_pix_charge("dep-0004", Decimal("5.00"), "a@example.com", None, expires(), "x")
     control(sandbox, f"/_sandbox/payments/{charge.provider_id}/pay")
-    with pytest.raises(ProviderError, match="2018"):
-        mp.cancel_payment(charge.provider_id)
+    with pytest.raises(NotCancellable) as err:
+        mp.cancel_charge(charge.provider_id)
+    assert isinstance(err.value, ProviderError) and err.value.not_cancellable
+    assert err.value.status == 400 and err.value.code == "2018"
+    assert not (err.value.retryable or err.value.outcome_unknown)
+    assert err.value.charge.status == CHARGE_APPROVED and err.value.charge.paid_amount == Decimal("5.00")
 
 
 def test_unknown_payment_is_a_clear_404(mp):
@@ -471,3 +486,167 @@ def test_sdk_validator_agrees_on_a_mismatch():
     with pytest.raises(InvalidWebhookSignatureError):
         WebhookSignatureValidator.validate(VECTOR["x_signature"][:-1] + "5", VECTOR["x_request_id"],
                                            VECTOR["data_id"], SECRET, now=lambda: 1704908015 * 1000)
+
+
+# --------------------------------------------------------------------------- refunds, MED (clawback)
+
+def paid_charge(mp, sandbox, reference, amount="100.00"):
+    charge = mp.create_pix_charge(reference, Decimal(amount), "a@example.com", None, expires(), "x")
+    control(sandbox, f"/_sandbox/payments/{charge.provider_id}/pay")
+    return charge
+
+
+def test_partial_then_full_refund_through_the_sdk(mp, sandbox, receiver):
+    sandbox.state.config["WEBHOOK_URL"] = receiver.url + "/hook"
+    try:
+        charge = paid_charge(mp, sandbox, "dep-r1")
+        part = mp.refund_charge(charge.provider_id, Decimal("30.10"), "refund-dep-r1-1")
+        assert isinstance(part, Refund) and part.amount == Decimal("30.10") and part.status == REFUND_COMPLETED
+        assert part.charge_id == charge.provider_id and part.id.isdigit()
+        now = mp.get_charge(charge.provider_id)
+        assert now.status == CHARGE_APPROVED and now.status_detail == "partially_refunded"
+        assert now.refunded_amount == Decimal("30.10") and now.paid_amount == Decimal("100.00")
+
+        # The same key replays the same refund: nothing more leaves.
+        replay = mp.refund_charge(charge.provider_id, Decimal("30.10"), "refund-dep-r1-1")
+        assert replay.id == part.id
+        assert mp.get_charge(charge.provider_id).refunded_amount == Decimal("30.10")
+
+        # More than what is left: a definite refusal.
+        with pytest.raises(ProviderError) as err:
+            mp.refund_charge(charge.provider_id, Decimal("69.91"), "refund-dep-r1-2")
+        assert err.value.status == 400 and not (err.value.retryable or err.value.outcome_unknown)
+        assert "more than what is left" in err.value.message
+
+        rest = mp.refund_charge(charge.provider_id, Decimal("69.90"), "refund-dep-r1-3")
+        done = mp.get_charge(charge.provider_id)
+        assert done.status == CHARGE_REFUNDED and done.status_detail == "refunded"
+        assert done.refunded_amount == Decimal("100.00")
+        assert [r.id for r in mp.list_refunds(charge.provider_id)] == [part.id, rest.id]
+        assert mp.get_refund(charge.provider_id, rest.id) == rest
+        with pytest.raises(NotFound):
+            mp.get_refund(charge.provider_id, "1")
+        # a refunded charge cannot be refunded again, nor cancelled
+        with pytest.raises(ProviderError) as err:
+            mp.refund_charge(charge.provider_id, Decimal("1.00"), "refund-dep-r1-4")
+        assert err.value.status == 400
+        with pytest.raises(NotCancellable) as nc:
+            mp.cancel_charge(charge.provider_id)
+        assert nc.value.charge.status == CHARGE_REFUNDED
+        # each refund notified the payment (signed)
+        hits = receiver.wait_for(lambda h: h["query"].get("data.id") == charge.provider_id
+                                 and h["body"]["action"] == "payment.updated")
+        assert hits
+        for hit in hits:
+            verify(hit)
+    finally:
+        sandbox.state.config["WEBHOOK_URL"] = None
+
+
+def test_refund_wire_format(mp, sandbox):
+    """X-Idempotency-Key goes on the wire as given; the amount is a JSON number; a pending
+    charge cannot be refunded; a different body under the same key is a 409."""
+    charge = paid_charge(mp, sandbox, "dep-r2", "10.00")
+    url = f"{sandbox.url}/v1/payments/{charge.provider_id}/refunds"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = requests.post(url, json={"amount": 1.5}, headers={**auth, "X-Idempotency-Key": "k-r2"}, timeout=5)
+    assert first.status_code == 201 and first.json()["amount"] == 1.5
+    clash = requests.post(url, json={"amount": 2}, headers={**auth, "X-Idempotency-Key": "k-r2"}, timeout=5)
+    assert clash.status_code == 409
+    no_key = requests.post(url, json={"amount": 2}, headers=auth, timeout=5)
+    assert no_key.status_code == 400
+    full = requests.post(url, headers={**auth, "X-Idempotency-Key": "k-r2-full"}, timeout=5)   # no body: the rest
+    assert full.status_code == 201 and full.json()["amount"] == 8.5
+    pending = mp.create_pix_charge("dep-r2b", Decimal("10.00"), "a@example.com", None, expires(), "x")
+    with pytest.raises(ProviderError) as err:
+        mp.refund_charge(pending.provider_id, Decimal("1.00"), "k-r2b")
+    assert err.value.status == 400
+    with pytest.raises(TypeError):
+        mp.refund_charge(charge.provider_id, 1.0, "k-float")
+    with pytest.raises(ValueError):
+        mp.refund_charge(charge.provider_id, Decimal("1.00"), "x" * 65)
+
+
+def test_med_mediation_then_chargeback_with_signed_webhooks(mp, sandbox, receiver):
+    sandbox.state.config["WEBHOOK_URL"] = receiver.url + "/hook"
+    try:
+        charge = paid_charge(mp, sandbox, "dep-med", "80.00")
+        control(sandbox, f"/_sandbox/payments/{charge.provider_id}/chargeback", status="in_mediation")
+        blocked = mp.get_charge(charge.provider_id)
+        assert blocked.status == CHARGE_IN_MEDIATION and blocked.paid_amount == Decimal("80.00")
+        with pytest.raises(ProviderError):       # no refund while disputed
+            mp.refund_charge(charge.provider_id, Decimal("1.00"), "k-med")
+        control(sandbox, f"/_sandbox/payments/{charge.provider_id}/chargeback", status="charged_back", amount="50.00")
+        gone = mp.get_charge(charge.provider_id)
+        assert gone.status == CHARGE_CHARGED_BACK and gone.refunded_amount == Decimal("50.00")
+        hits = receiver.wait_for(lambda h: h["query"].get("data.id") == charge.provider_id
+                                 and h["body"]["action"] == "payment.updated", timeout=5)
+        deadline = time.monotonic() + 5
+        while len(hits) < 3 and time.monotonic() < deadline:    # pay, mediation, chargeback
+            time.sleep(0.05)
+            hits = [h for h in receiver.hits if h["query"].get("data.id") == charge.provider_id
+                    and h["body"]["action"] == "payment.updated"]
+        assert len(hits) >= 3
+        for hit in hits:
+            verify(hit)
+        # a dispute the payer lost goes back to approved
+        other = paid_charge(mp, sandbox, "dep-med2", "20.00")
+        control(sandbox, f"/_sandbox/payments/{other.provider_id}/chargeback", status="in_mediation")
+        control(sandbox, f"/_sandbox/payments/{other.provider_id}/chargeback", status="approved")
+        assert mp.get_charge(other.provider_id).status == CHARGE_APPROVED
+        # a pending charge has nothing to take back
+        pending = mp.create_pix_charge("dep-med3", Decimal("20.00"), "a@example.com", None, expires(), "x")
+        r = requests.post(f"{sandbox.url}/_sandbox/payments/{pending.provider_id}/chargeback", json={}, timeout=5)
+        assert r.status_code == 409
+    finally:
+        sandbox.state.config["WEBHOOK_URL"] = None
+
+
+def test_cancelled_or_expired_charge_cannot_be_paid(mp, sandbox):
+    cancelled = mp.create_pix_charge("dep-c1", Decimal("10.00"), "a@example.com", None, expires(), "x")
+    mp.cancel_charge(cancelled.provider_id)
+    expired = mp.create_pix_charge("dep-c2", Decimal("10.00"), "a@example.com", None, expires(), "x")
+    control(sandbox, f"/_sandbox/payments/{expired.provider_id}/expire")
+    for charge in (cancelled, expired):
+        by_id = requests.post(f"{sandbox.url}/_sandbox/payments/{charge.provider_id}/pay", json={}, timeout=5)
+        assert by_id.status_code == 409 and "not pending" in by_id.json()["message"]
+        by_code = requests.post(f"{sandbox.url}/_sandbox/pix/pay", json={"qr_code": charge.qr_code}, timeout=5)
+        assert by_code.status_code == 409
+        # the payer, on the control page's form, gets a page that says so
+        page = requests.post(f"{sandbox.url}/_sandbox/payments/{charge.provider_id}/pay",
+                             data={"payer_cpf": "19119119100"}, timeout=5, allow_redirects=False)
+        assert page.status_code == 409 and page.headers["Content-Type"].startswith("text/html")
+        assert "não é possível" in page.text.lower() or "Não foi possível" in page.text
+        assert mp.get_charge(charge.provider_id).paid_amount is None
+    # a pending charge past its expiry (not swept yet) cannot be paid either
+    late = mp.create_pix_charge("dep-c3", Decimal("10.00"), "a@example.com", None, expires(), "x")
+    with sandbox.state.lock:
+        sandbox.state.payments[int(late.provider_id)]["_expires"] = datetime.now(timezone.utc)
+    r = requests.post(f"{sandbox.url}/_sandbox/payments/{late.provider_id}/pay", json={}, timeout=5)
+    assert r.status_code == 400 and "expired" in r.json()["message"]
+
+
+def test_ids_never_repeat_after_a_restart(tmp_path):
+    """Issue 20: a second emulator (a restart) never hands out an id the first one did,
+    with its state directory and without it (the clock)."""
+    seen = {"payment": set(), "e2e": set(), "refund": set(), "notification": set()}
+    for state_dir in (tmp_path, tmp_path, None):
+        server = start_in_thread({"ACCESS_TOKEN": TOKEN, "STATE_DIR": state_dir})
+        try:
+            client = MercadoPagoClient(TOKEN, base_url=server.url, timeout=5)
+            for n in range(3):
+                charge = paid_charge(client, server, f"dep-restart-{n}", "10.00")
+                refund = client.refund_charge(charge.provider_id, Decimal("1.00"), f"k-{n}")
+                paid = client.get_charge(charge.provider_id)
+                for kind, value in (("payment", charge.provider_id), ("e2e", paid.end_to_end_id),
+                                    ("refund", refund.id)):
+                    assert value not in seen[kind], (kind, value)
+                    seen[kind].add(value)
+                assert len(paid.end_to_end_id) == 32
+            with server.state.lock:
+                for d in server.state.deliveries:
+                    assert d.body["id"] not in seen["notification"]
+                    seen["notification"].add(d.body["id"])
+        finally:
+            server.shutdown()
+    assert (tmp_path / "mercadopago-ids.json").exists()

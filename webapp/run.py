@@ -4,6 +4,17 @@ Starts the private PostgreSQL cluster (unless DATABASE_URL is set), applies
 migrations and sql/, seeds the demo data, starts the sandbox emulators when
 no provider credentials are set, then gunicorn and the worker. Prints the URL
 and the demo logins. Ctrl-C stops everything this command started.
+
+A second `make run` must work like the first (issue 20):
+- every child runs in its own process group; Ctrl-C (or SIGTERM) sends SIGTERM
+  to each group, waits, then SIGKILLs what is left of the group (a gunicorn
+  worker whose master died too) and waits again: nothing outlives this command
+  and the ports are free when it returns;
+- runtime files live under `.local/` (BSM_LOCAL_DIR overrides it): the gunicorn
+  control socket in `.local/run/`, the emulators' id high-water marks in
+  `.local/sandbox/` (their ids never repeat after a restart, webapp/sandbox/ids.py);
+- ports: PORT (8000), MP_SANDBOX_PORT (8001), BINANCE_SANDBOX_PORT (8002),
+  INTER_SANDBOX_PORT (8003).
 """
 from __future__ import annotations
 
@@ -14,66 +25,121 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .devcluster import PROJECT, Cluster
 
-LOCAL = PROJECT / ".local"
+LOCAL = Path(os.environ.get("BSM_LOCAL_DIR") or PROJECT / ".local")
+STOP_GRACE_SECONDS = 10
 
 
 def secret_key() -> str:
     """A SECRET_KEY kept in .local so sessions survive a restart."""
     path = LOCAL / "secret_key"
     if not path.exists():
-        LOCAL.mkdir(exist_ok=True)
+        LOCAL.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def stop_children(children: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM every child's process group, wait up to `grace` seconds, SIGKILL the groups
+    (leaders and whatever they left behind), and reap them all."""
+    def signal_group(child, sig):
+        try:
+            os.killpg(child.pid, sig)      # the child leads its own group (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    for child in children:
+        if child.poll() is None:
+            signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for child in children:
+        signal_group(child, signal.SIGKILL)   # the leader if still there, and any orphan of its group
+    for child in children:
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            print(f"process {child.pid} did not die", flush=True)
 
 
 def main() -> int:
     env = os.environ.copy()
     python = sys.executable
     cluster = None
-    if not env.get("DATABASE_URL"):
-        cluster = Cluster()
-        print(f"starting PostgreSQL in {cluster.datadir} (port {cluster.port})", flush=True)
-        cluster.start()
-        cluster.ensure_database()
-        env["DATABASE_URL"] = cluster.url()
-    env.setdefault("SECRET_KEY", secret_key())
-    port = env.setdefault("PORT", "8000")
-    env.setdefault("APP_URL", f"http://127.0.0.1:{port}")
-
-    flask = [python, "-m", "flask", "--app", "wsgi"]
-    subprocess.run(flask + ["db", "upgrade"], env=env, check=True, cwd=PROJECT)
-    subprocess.run(flask + ["seed-demo"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
-
     children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    run_dir = LOCAL / "run"
+    state_dir = LOCAL / "sandbox"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = env.setdefault("PORT", "8000")
+    mp_port = env.get("MP_SANDBOX_PORT", "8001")
+    binance_port = env.get("BINANCE_SANDBOX_PORT", "8002")
+    inter_port = env.get("INTER_SANDBOX_PORT", "8003")
+    env.setdefault("APP_URL", f"http://127.0.0.1:{port}")
 
     def start(name, cmd):
         print(f"starting {name}", flush=True)
-        children.append(subprocess.Popen(cmd, env=env, cwd=PROJECT))
+        # Its own process group: a terminal's Ctrl-C reaches only us, and we stop the
+        # whole group (gunicorn's workers with their master).
+        children.append(subprocess.Popen(cmd, env=env, cwd=PROJECT, start_new_session=True))
 
-    if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("webapp.sandbox.mercadopago"):
-        start("Mercado Pago sandbox on :8001", [python, "-m", "webapp.sandbox.mercadopago", "--port", "8001",
-                                                 "--webhook-secret", "sandbox-webhook-secret"])
-    if (env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID")
-            and importlib.util.find_spec("webapp.sandbox.inter")):
-        # Banco Inter sandbox (mTLS): certificates made once in .local/inter-certs,
-        # where webapp/config.py points the client when INTER_CLIENT_ID is unset.
-        from .sandbox import certs
-        certs.generate(LOCAL / "inter-certs")
-        start("Banco Inter sandbox on :8003", [python, "-m", "webapp.sandbox.inter", "--port", "8003",
-                                               "--certs-dir", str(LOCAL / "inter-certs"),
-                                               "--retry-intervals", "2,5,15,60"])
-    if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("webapp.sandbox.binance"):
-        start("Binance sandbox on :8002", [python, "-m", "webapp.sandbox.binance", "--port", "8002",
-                                           "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
-    start("web", [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
-                  "--access-logfile", "-", "wsgi:app"])
-    start("worker", flask + ["worker"])
+    try:
+        if not env.get("DATABASE_URL"):
+            cluster = Cluster()
+            print(f"starting PostgreSQL in {cluster.datadir} (port {cluster.port})", flush=True)
+            cluster.start()
+            cluster.ensure_database()
+            env["DATABASE_URL"] = cluster.url()
+        env.setdefault("SECRET_KEY", secret_key())
 
-    print(f"""
+        flask = [python, "-m", "flask", "--app", "wsgi"]
+        subprocess.run(flask + ["db", "upgrade"], env=env, check=True, cwd=PROJECT)
+        subprocess.run(flask + ["seed-demo"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+        if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("webapp.sandbox.mercadopago"):
+            env.setdefault("MERCADO_PAGO_BASE_URL", f"http://127.0.0.1:{mp_port}")
+            start(f"Mercado Pago sandbox on :{mp_port}",
+                  [python, "-m", "webapp.sandbox.mercadopago", "--port", mp_port,
+                   "--webhook-secret", "sandbox-webhook-secret", "--state-dir", str(state_dir)])
+        if (env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID")
+                and importlib.util.find_spec("webapp.sandbox.inter")):
+            # Banco Inter sandbox (mTLS): certificates made once in .local/inter-certs,
+            # where webapp/config.py points the client when INTER_CLIENT_ID is unset.
+            from .sandbox import certs
+            certs.generate(PROJECT / ".local" / "inter-certs")
+            env.setdefault("INTER_BASE_URL", f"https://127.0.0.1:{inter_port}")
+            start(f"Banco Inter sandbox on :{inter_port}",
+                  [python, "-m", "webapp.sandbox.inter", "--port", inter_port,
+                   "--certs-dir", str(PROJECT / ".local" / "inter-certs"),
+                   "--retry-intervals", "2,5,15,60", "--state-dir", str(state_dir)])
+        if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("webapp.sandbox.binance"):
+            env.setdefault("BINANCE_BASE_URL", f"http://127.0.0.1:{binance_port}")
+            start(f"Binance sandbox on :{binance_port}",
+                  [python, "-m", "webapp.sandbox.binance", "--port", binance_port,
+                   "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
+        start("web", [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                      "--graceful-timeout", "5", "--control-socket", str(run_dir / "gunicorn.ctl"),
+                      "--access-logfile", "-", "wsgi:app"])
+        start("worker", flask + ["worker"])
+
+        print(f"""
   bs-market is running at http://127.0.0.1:{port}
   demo logins (password demo-pass-2026):
     alice@example.com   customer (KYC approved, funded)
@@ -84,31 +150,16 @@ def main() -> int:
   Ctrl-C stops everything.
 """, flush=True)
 
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
         while not stopping:
             for child in children:
                 if child.poll() is not None:
                     print(f"a process exited ({child.args[2] if len(child.args) > 2 else child.args}); stopping",
                           flush=True)
                     stopping = True
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not cut the cleanup short
+        stop_children(children)
         if cluster is not None:
             print("stopping PostgreSQL", flush=True)
             cluster.stop()

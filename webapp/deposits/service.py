@@ -23,7 +23,10 @@ from zoneinfo import ZoneInfo
 from .. import db
 from ..errors import DomainError
 from ..providers import get_pix_provider, pix_provider_name
-from ..providers.base import CHARGE_APPROVED, CHARGE_PENDING, Charge, NotFound, ProviderError
+from ..providers.base import (
+    CHARGE_APPROVED, CHARGE_PENDING, CHARGE_REFUNDED, Charge, NotFound,
+    ProviderError,
+)
 
 log = logging.getLogger("bs-market.deposits")
 
@@ -85,10 +88,13 @@ def confirm(app, provider: str, charge: Charge) -> dict:
     paid = charge.paid_amount
     if paid is None and charge.status == CHARGE_APPROVED:
         paid = charge.amount
+    status = charge.status
+    if status == CHARGE_APPROVED and charge.refunded_amount:
+        status = CHARGE_REFUNDED   # part of it went back to the payer: that part is clawed back
     rows = _call(app, "admin.confirm_pix_charge", worker=True, reference=charge.reference, provider=provider,
-                 provider_payment_id=charge.provider_id, status=charge.status, paid_amount=paid,
+                 provider_payment_id=charge.provider_id, status=status, paid_amount=paid,
                  payer_cpf=charge.payer_cpf, end_to_end_id=charge.end_to_end_id,
-                 refunded_amount=getattr(charge, "refunded_amount", None))
+                 refunded_amount=charge.refunded_amount)
     row = rows[0]
     log.info("pix charge %s (%s %s): %s%s", charge.reference, provider, charge.provider_id, row["outcome"],
              " (replayed)" if row["replayed"] else "")

@@ -12,6 +12,14 @@ Error contract (`ProviderError`):
 - `retryable=True`: it is safe to try the same call again later (the idempotency
   key makes a resend harmless on providers that honour it).
 - otherwise a definite rejection; `message` says why in words a person can use.
+  `NotCancellable` (a subclass) is the definite "this charge can no longer be
+  cancelled" of `cancel_charge`; its `charge` says what it is instead (paid…).
+
+Clawback vocabulary (a charge whose money goes back, or may):
+- CHARGE_REFUNDED: we refunded all of it (`refund_charge`); a partial refund
+  leaves the charge CHARGE_APPROVED with `refunded_amount` set;
+- CHARGE_CHARGED_BACK: the payer's bank took it back (PIX MED devolução);
+- CHARGE_IN_MEDIATION: disputed (MED), the money is blocked, outcome pending.
 """
 from __future__ import annotations
 
@@ -28,10 +36,18 @@ CHARGE_PENDING = "pending"
 CHARGE_APPROVED = "approved"
 CHARGE_CANCELLED = "cancelled"
 CHARGE_EXPIRED = "expired"
-CHARGE_REFUNDED = "refunded"
+CHARGE_REFUNDED = "refunded"           # all of it sent back by us
+CHARGE_CHARGED_BACK = "charged_back"   # taken back by the payer's bank (MED)
+CHARGE_IN_MEDIATION = "in_mediation"   # disputed (MED): blocked, not final
 CHARGE_REJECTED = "rejected"
 CHARGE_STATUSES = (CHARGE_PENDING, CHARGE_APPROVED, CHARGE_CANCELLED,
-                   CHARGE_EXPIRED, CHARGE_REFUNDED, CHARGE_REJECTED)
+                   CHARGE_EXPIRED, CHARGE_REFUNDED, CHARGE_CHARGED_BACK,
+                   CHARGE_IN_MEDIATION, CHARGE_REJECTED)
+
+REFUND_PENDING = "pending"         # asked for, not settled yet
+REFUND_COMPLETED = "completed"     # the money left
+REFUND_FAILED = "failed"           # it did not, and will not
+REFUND_STATUSES = (REFUND_PENDING, REFUND_COMPLETED, REFUND_FAILED)
 
 PAYOUT_PENDING = "pending"
 PAYOUT_COMPLETED = "completed"
@@ -59,6 +75,17 @@ class ProviderError(Exception):
 
 class NotFound(ProviderError):
     """The provider does not know this id (a definite answer, not a failure to ask)."""
+
+
+class NotCancellable(ProviderError):
+    """`cancel_charge` refused for good: the charge is paid, refunded, disputed…
+    `charge` is the charge as the provider shows it now (None if that look-up failed)."""
+
+    not_cancellable = True
+
+    def __init__(self, message: str, *, charge: "Charge | None" = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.charge = charge
 
 
 def connection_never_made(exc: BaseException) -> bool:
@@ -92,6 +119,19 @@ class Charge:
     paid_amount: Decimal | None = None   # what arrived, when the provider says so
     paid_at: datetime | None = None
     end_to_end_id: str | None = None
+    refunded_amount: Decimal | None = None   # sent back so far (refunds, MED), when known
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Money sent back to the payer of a charge (a MP refund, a PIX devolução)."""
+    id: str                         # the provider's refund id (Inter: our devolução id)
+    charge_id: str                  # the charge's provider_id
+    amount: Decimal
+    status: str                     # one of REFUND_STATUSES
+    status_detail: str | None = None     # the provider's own status word
+    created_at: datetime | None = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +159,22 @@ class PixProvider(Protocol):
     def get_charge(self, provider_id: str) -> Charge: ...
 
     def find_charges_by_reference(self, reference: str) -> list[Charge]: ...
+
+    def cancel_charge(self, provider_id: str) -> Charge:
+        """Make an unpaid charge unpayable. Returns it CHARGE_CANCELLED (or CHARGE_EXPIRED
+        when it had already expired: as good). Raises NotCancellable when it was paid
+        (or is otherwise past cancelling); the error's `charge` says what it is."""
+        ...
+
+    def refund_charge(self, provider_id: str, amount: Decimal, idempotency_key: str) -> Refund:
+        """Send `amount` (all or part of what was paid) back to the payer. The same
+        `idempotency_key` returns the same refund, never a second one. More than what
+        is left to refund is a definite ProviderError."""
+        ...
+
+    def get_refund(self, provider_id: str, refund_id: str) -> Refund: ...
+
+    def list_refunds(self, provider_id: str) -> list[Refund]: ...
 
     def send_pix_payout(self, reference: str, amount: Decimal, key_type: str, key_value: str,
                         notification_url: str | None = None) -> Payout: ...

@@ -19,7 +19,17 @@ Idempotency and look-up:
 - a payout carries `x-id-idempotente: uuid5(reference)`; after an unknown outcome
   `recover_payout` resends the same request with the same key (Inter has no
   search by our reference; `codigoSolicitacao` is the id to keep).
+- a refund is a BACEN devolução of the PIX that paid the cob,
+  `PUT /pix/v2/pix/{e2eId}/devolucao/{id}` with *our* id (`devolucao_id`, from the
+  caller's idempotency key): the same key is the same devolução, never a second one.
+
+Clawback as the cob shows it: the cob stays CONCLUIDA; its `pix[].devolucoes`
+say what went back. A devolução of natureza MED_OPERACIONAL/MED_FRAUDE (the
+payer's bank, through BACEN's MED) makes the charge CHARGE_CHARGED_BACK;
+ours (ORIGINAL) covering everything makes it CHARGE_REFUNDED.
 Notes: UNVERIFIED against Inter's official reference (not public); see providers.md E.
+The devolução shape follows the BACEN API Pix (community SDKs: id, rtrId, valor,
+horario{solicitacao,liquidacao}, status EM_PROCESSAMENTO|DEVOLVIDO|NAO_REALIZADO, natureza).
 """
 from __future__ import annotations
 
@@ -41,9 +51,9 @@ import segno
 
 from webapp.pix import is_cpf, normalize_pix_key, parse_decimal
 from webapp.providers.base import (
-    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_EXPIRED, CHARGE_PENDING,
-    PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING,
-    Charge, NotFound, Payout, ProviderError, connection_never_made,
+    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_PENDING, CHARGE_REFUNDED,
+    PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING, REFUND_COMPLETED, REFUND_FAILED, REFUND_PENDING,
+    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made,
 )
 
 INTER_API = "https://cdpj.partners.bancointer.com.br"
@@ -56,6 +66,10 @@ DEFAULT_SCOPES = ("cob.read", "cob.write", "pix.read", "pix.write", "webhook.rea
 # Fixed namespace so uuid5(reference) is the same key on every machine and restart.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6b9f3c1e-2d4a-5e7f-8a9b-0c1d2e3f4a5b")
 _TXID_RE = re.compile(r"^[a-zA-Z0-9]{26,35}$")
+_DEVOLUCAO_ID_RE = re.compile(r"^[a-zA-Z0-9]{1,35}$")
+_DEVOLUCAO_STATUS = {"EM_PROCESSAMENTO": REFUND_PENDING, "DEVOLVIDO": REFUND_COMPLETED,
+                     "NAO_REALIZADO": REFUND_FAILED}
+MED_NATUREZAS = ("MED_OPERACIONAL", "MED_FRAUDE")
 
 _COB_STATUS = {
     "ATIVA": CHARGE_PENDING,
@@ -83,6 +97,16 @@ def txid_for(reference: str) -> str:
     if compact.isascii() and compact.isalnum() and 26 <= len("bsm" + compact) <= 35:
         return "bsm" + compact
     return "bsm" + hashlib.sha256(reference.encode()).hexdigest()[:32]
+
+
+def devolucao_id(idempotency_key: str) -> str:
+    """Our devolução id (^[a-zA-Z0-9]{1,35}$) from the caller's idempotency key:
+    the key itself when it fits, else `bsm` + 32 hex of its SHA-256."""
+    if _DEVOLUCAO_ID_RE.match(idempotency_key or ""):
+        return idempotency_key
+    if not idempotency_key:
+        raise ValueError("idempotency_key is required")
+    return "bsm" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
 
 
 def idempotency_uuid(reference: str) -> str:
@@ -359,9 +383,75 @@ class InterClient:
             return []
 
     def cancel_charge(self, txid: str) -> Charge:
-        data = self._request("PATCH", f"/pix/v2/cob/{txid}", f"cancel cob {txid}",
-                             body={"status": "REMOVIDA_PELO_USUARIO_RECEBEDOR"})
+        """`PATCH /pix/v2/cob/{txid}` `{"status":"REMOVIDA_PELO_USUARIO_RECEBEDOR"}`.
+
+        A refusal (4xx other than 401/404/429: the body is always the same, so it is the
+        cob's state) is followed by a look-up: removed or expired already is returned;
+        paid raises NotCancellable with the charge. UNVERIFIED: Inter's exact status code."""
+        try:
+            data = self._request("PATCH", f"/pix/v2/cob/{txid}", f"cancel cob {txid}",
+                                 body={"status": "REMOVIDA_PELO_USUARIO_RECEBEDOR"})
+        except NotFound:
+            raise
+        except ProviderError as exc:
+            if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 429):
+                raise
+            now = self.get_charge(txid)
+            if now.status in (CHARGE_CANCELLED, CHARGE_EXPIRED):
+                return now
+            raise NotCancellable(f"Banco Inter cob {txid} cannot be removed: it is {now.status} "
+                                 f"({now.status_detail})", charge=now, status=exc.status,
+                                 code=exc.code, raw=exc.raw) from exc
         return self._charge(data)
+
+    # ---- refunds (BACEN devolução)
+    def _received(self, txid: str) -> tuple[dict, list[dict]]:
+        cob = self._request("GET", f"/pix/v2/cob/{txid}", f"get cob {txid}")
+        pix = [p for p in ((cob or {}).get("pix") or []) if isinstance(p, dict) and p.get("endToEndId")]
+        return cob, pix
+
+    def refund_charge(self, txid: str, amount: Decimal, idempotency_key: str) -> Refund:
+        """Devolução of the PIX that paid this cob: `PUT /pix/v2/pix/{e2eId}/devolucao/{id}`
+        `{"valor": "…"}` (scope pix.write), `id` = devolucao_id(idempotency_key)."""
+        if isinstance(amount, float) or not isinstance(amount, (Decimal, int)):
+            raise TypeError("amount must be a Decimal")
+        value = Decimal(amount).quantize(Decimal("0.01"))
+        if value <= 0 or value != amount:
+            raise ValueError(f"amount must be positive with at most 2 decimal places, got {amount}")
+        dev_id = devolucao_id(idempotency_key)
+        _, pix = self._received(txid)
+        if not pix:
+            raise ProviderError(f"Banco Inter cob {txid}: no PIX received, nothing to give back",
+                                code="not_paid")
+        # The PIX that already holds this devolução (a replay), else the first one.
+        target = next((p for p in pix for d in (p.get("devolucoes") or []) if d.get("id") == dev_id), pix[0])
+        e2e = target["endToEndId"]
+        data = self._request("PUT", f"/pix/v2/pix/{e2e}/devolucao/{dev_id}", f"refund pix {e2e}",
+                             body={"valor": f"{value:.2f}"}, create=True)
+        return self._refund(data, txid)
+
+    def get_refund(self, txid: str, refund_id: str) -> Refund:
+        _, pix = self._received(txid)
+        for p in pix:
+            for d in p.get("devolucoes") or []:
+                if d.get("id") == refund_id:
+                    data = self._request("GET", f"/pix/v2/pix/{p['endToEndId']}/devolucao/{refund_id}",
+                                         f"get devolucao {refund_id}")
+                    return self._refund(data, txid)
+        raise NotFound(f"Banco Inter cob {txid}: no devolução {refund_id}", status=404)
+
+    def list_refunds(self, txid: str) -> list[Refund]:
+        _, pix = self._received(txid)
+        return [self._refund(d, txid) for p in pix for d in (p.get("devolucoes") or []) if isinstance(d, dict)]
+
+    @staticmethod
+    def _refund(d: dict, txid: str) -> Refund:
+        if not isinstance(d, dict) or not d.get("id"):
+            raise ProviderError(f"Banco Inter: unexpected devolução body {d!r}"[:300])
+        status = d.get("status") or ""
+        return Refund(id=d["id"], charge_id=txid, amount=_money(d.get("valor", "0")),
+                      status=_DEVOLUCAO_STATUS.get(status, REFUND_PENDING), status_detail=status or None,
+                      created_at=_dt((d.get("horario") or {}).get("solicitacao")), raw=d)
 
     def simulate_payment(self, txid: str, amount: Decimal | None = None,
                          payer_cpf: str | None = None, payer_name: str | None = None) -> dict:
@@ -398,6 +488,15 @@ class InterClient:
                     reference = info.get("valor")
         pix = [p for p in (c.get("pix") or []) if isinstance(p, dict)]
         paid = sum((_money(p["valor"]) for p in pix if p.get("valor") is not None), Decimal("0.00")) if pix else None
+        # What went back: devoluções not refused (in process counts: the money is leaving).
+        devolucoes = [d for p in pix for d in (p.get("devolucoes") or [])
+                      if isinstance(d, dict) and d.get("status") != "NAO_REALIZADO"]
+        refunded = sum((_money(d.get("valor", "0")) for d in devolucoes), Decimal("0.00")) if devolucoes else None
+        if status == CHARGE_APPROVED and devolucoes:
+            if any(d.get("natureza") in MED_NATUREZAS for d in devolucoes):
+                status = CHARGE_CHARGED_BACK
+            elif paid is not None and refunded >= paid:
+                status = CHARGE_REFUNDED
         first = pix[0] if pix else {}
         payer = first.get("pagador") or {}
         payer_cpf = payer.get("cpf") if is_cpf(str(payer.get("cpf") or "")) else None
@@ -408,6 +507,7 @@ class InterClient:
             status=status, qr_code=qr, qr_code_base64=_png(qr) if qr and status == CHARGE_PENDING else None,
             expires_at=expires, payer_cpf=payer_cpf, raw=c, status_detail=c.get("status"),
             paid_amount=paid, paid_at=_dt(first.get("horario")), end_to_end_id=first.get("endToEndId"),
+            refunded_amount=refunded,
         )
 
     # ---- payouts (Banking API)

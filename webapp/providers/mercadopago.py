@@ -35,9 +35,10 @@ from mercadopago.http import HttpClient
 
 from webapp.pix import normalize_pix_key, parse_decimal
 from webapp.providers.base import (
-    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_EXPIRED, CHARGE_PENDING, CHARGE_REFUNDED,
-    CHARGE_REJECTED, PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING,
-    Charge, NotFound, Payout, ProviderError, connection_never_made,
+    CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_IN_MEDIATION,
+    CHARGE_PENDING, CHARGE_REFUNDED, CHARGE_REJECTED, PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING,
+    REFUND_COMPLETED, REFUND_FAILED, REFUND_PENDING,
+    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made,
 )
 
 MP_API = "https://api.mercadopago.com"
@@ -50,12 +51,18 @@ PAYOUT_CHAVE_TYPES = {"CPF": "CPF", "CNPJ": "CNPJ", "EMAIL": "EMAIL", "PHONE": "
 
 _CHARGE_STATUS = {
     "pending": CHARGE_PENDING, "in_process": CHARGE_PENDING, "authorized": CHARGE_PENDING,
-    "in_mediation": CHARGE_PENDING,   # disputed: nothing to do until it settles
+    "in_mediation": CHARGE_IN_MEDIATION,   # disputed (MED): blocked until it settles
     "approved": CHARGE_APPROVED,
     "cancelled": CHARGE_CANCELLED,
-    "refunded": CHARGE_REFUNDED, "charged_back": CHARGE_REFUNDED,
+    "refunded": CHARGE_REFUNDED, "charged_back": CHARGE_CHARGED_BACK,
     "rejected": CHARGE_REJECTED,
 }
+# Statuses in which money arrived (total_paid_amount is what the payer sent).
+_PAID = ("approved", "refunded", "charged_back", "in_mediation")
+# Refund statuses (sdk-nodejs RefundResponse; UNVERIFIED beyond approved/in_process/rejected).
+_REFUND_STATUS = {"approved": REFUND_COMPLETED, "in_process": REFUND_PENDING, "pending": REFUND_PENDING,
+                  "authorized": REFUND_PENDING, "rejected": REFUND_FAILED, "cancelled": REFUND_FAILED}
+NOT_CANCELLABLE_CODE = "2018"   # A.7: "action not valid for the current state"
 _PAYOUT_STATUS = {
     "pending": PAYOUT_PENDING, "in_process": PAYOUT_PENDING, "created": PAYOUT_PENDING,
     "approved": PAYOUT_COMPLETED,
@@ -152,7 +159,7 @@ class MercadoPagoClient:
         return ro
 
     # ---- transport with the error contract of base.ProviderError
-    def _sdk_call(self, what: str, fn, *, create: bool) -> tuple[int, dict]:
+    def _sdk_call(self, what: str, fn, *, create: bool, want: type = dict) -> tuple[int, dict]:
         try:
             res = fn()
         except requests.RequestException as exc:
@@ -164,12 +171,12 @@ class MercadoPagoClient:
             # The SDK raises only for a non-JSON body; treat it like a 5xx.
             raise ProviderError(f"Mercado Pago sent an unreadable answer ({what}): {exc}",
                                 retryable=not create, outcome_unknown=create) from exc
-        return self._check(what, res["status"], res["response"], create=create)
+        return self._check(what, res["status"], res["response"], create=create, want=want)
 
-    def _check(self, what: str, status: int, body, *, create: bool) -> tuple[int, dict]:
+    def _check(self, what: str, status: int, body, *, create: bool, want: type = dict) -> tuple[int, dict]:
         if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise ProviderError(f"Mercado Pago answered {status} without a JSON object ({what})",
+            if not isinstance(body, want):
+                raise ProviderError(f"Mercado Pago answered {status} without a JSON {want.__name__} ({what})",
                                     retryable=not create, outcome_unknown=create, status=status)
             return status, body
         message, code = _error_reason(body)
@@ -240,12 +247,63 @@ class MercadoPagoClient:
 
     find_charges_by_reference = find_payments_by_reference
 
-    def cancel_payment(self, payment_id) -> Charge:
-        """Cancel a pending charge (A.7). A paid or expired one is a definite 400 (code 2018)."""
-        _, data = self._sdk_call(
-            f"cancel payment {payment_id}",
-            lambda: self.sdk.payment().update(payment_id, {"status": "cancelled"}), create=False)
+    def cancel_charge(self, payment_id) -> Charge:
+        """Cancel an unpaid charge: `PUT /v1/payments/{id}` `{"status":"cancelled"}` (A.7).
+
+        Mercado Pago allows it only from pending/in_process/authorized and answers
+        400 code 2018 otherwise. Then we look the payment up: already cancelled or
+        expired is returned as is (the charge can no longer be paid, which is what
+        the caller wants); anything else (paid, refunded…) raises NotCancellable
+        with that charge."""
+        try:
+            _, data = self._sdk_call(
+                f"cancel payment {payment_id}",
+                lambda: self.sdk.payment().update(payment_id, {"status": "cancelled"}), create=False)
+        except ProviderError as exc:
+            if exc.status != 400 or exc.code != NOT_CANCELLABLE_CODE:
+                raise
+            now = self.get_payment(payment_id)   # may raise: then the caller asks again later
+            if now.status in (CHARGE_CANCELLED, CHARGE_EXPIRED):
+                return now
+            raise NotCancellable(f"Mercado Pago payment {payment_id} cannot be cancelled: it is "
+                                 f"{now.status} ({now.raw.get('status')}/{now.status_detail})",
+                                 charge=now, status=exc.status, code=exc.code, raw=exc.raw) from exc
         return self._charge(data)
+
+    cancel_payment = cancel_charge
+
+    # ---- refunds (A.8)
+    def refund_charge(self, payment_id, amount: Decimal, idempotency_key: str) -> Refund:
+        """`POST /v1/payments/{id}/refunds` `{"amount": …}` with `X-Idempotency-Key`.
+
+        `amount` is always sent, even for everything (an explicit amount cannot be
+        replayed as "the rest"). The same key returns the refund made the first
+        time. A timeout or a 5xx is outcome_unknown: look with `list_refunds`, or
+        call again with the same key."""
+        if not idempotency_key or len(idempotency_key) > 64:
+            raise ValueError("idempotency_key must have 1 to 64 characters")
+        body = {"amount": _json_amount(amount)}
+        options = self._options(idempotency_key)
+        _, data = self._sdk_call(f"refund payment {payment_id}",
+                                 lambda: self.sdk.refund().create(payment_id, body, options), create=True)
+        return self._refund(data, payment_id)
+
+    def get_refund(self, payment_id, refund_id) -> Refund:
+        _, data = self._sdk_call(f"get refund {refund_id} of payment {payment_id}",
+                                 lambda: self.sdk.refund().get(payment_id, refund_id), create=False)
+        return self._refund(data, payment_id)
+
+    def list_refunds(self, payment_id) -> list[Refund]:
+        _, data = self._sdk_call(f"list refunds of payment {payment_id}",
+                                 lambda: self.sdk.refund().list_all(payment_id), create=False, want=list)
+        return [self._refund(r, payment_id) for r in data if isinstance(r, dict)]
+
+    @staticmethod
+    def _refund(r: dict, payment_id) -> Refund:
+        status = r.get("status") or ""
+        return Refund(id=str(r.get("id")), charge_id=str(r.get("payment_id") or payment_id),
+                      amount=money(r.get("amount")), status=_REFUND_STATUS.get(status, REFUND_PENDING),
+                      status_detail=status or None, created_at=_parse_dt(r.get("date_created")), raw=r)
 
     @staticmethod
     def _charge(p: dict) -> Charge:
@@ -258,8 +316,13 @@ class MercadoPagoClient:
         ident = ((p.get("payer") or {}).get("identification") or {})
         details = p.get("transaction_details") or {}
         paid = None
-        if status == "approved" and details.get("total_paid_amount") is not None:
+        if status in _PAID and details.get("total_paid_amount") is not None:
             paid = money(details["total_paid_amount"])
+        refunded = None
+        if p.get("transaction_amount_refunded"):
+            refunded = money(p["transaction_amount_refunded"])
+        if not refunded and status == "refunded":
+            refunded = paid if paid is not None else money(p.get("transaction_amount"))
         return Charge(
             provider_id=str(p.get("id")),
             reference=p.get("external_reference"),
@@ -274,6 +337,7 @@ class MercadoPagoClient:
             paid_amount=paid,
             paid_at=_parse_dt(p.get("date_approved")),
             end_to_end_id=tx.get("e2e_id"),
+            refunded_amount=refunded,
         )
 
     # ---- payouts (transaction intents; not in the SDK)

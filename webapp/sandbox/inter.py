@@ -8,6 +8,10 @@ Endpoints (all need a Bearer token with the right scope, except the token call):
   GET    /pix/v2/cob/{txid}                    query (cob.read)
   PATCH  /pix/v2/cob/{txid}                    {"status":"REMOVIDA_PELO_USUARIO_RECEBEDOR"} (cob.write)
   POST   /pix/v2/cob/pagar/{txid}              sandbox payment {"valor": "…", "pagador"?: {cpf, nome}} (pix.write)
+  PUT    /pix/v2/pix/{e2eId}/devolucao/{id}    devolução {"valor": "…", "natureza"?, "descricao"?} (pix.write);
+                                               the same id with the same valor answers the same devolução
+  GET    /pix/v2/pix/{e2eId}/devolucao/{id}    query (pix.read)
+  GET    /pix/v2/pix/{e2eId}                   a received PIX, with its devoluções (pix.read)
   PUT|GET|DELETE /pix/v2/webhook/{chave}       {"webhookUrl": …} (webhook.write / webhook.read)
   GET    /pix/v2/webhook/callbacks             delivery attempts (webhook.read)
   POST   /banking/v2/pix                       send PIX, header x-id-idempotente (pagamento-pix.write)
@@ -17,7 +21,15 @@ Sandbox controls (no token; not part of Inter):
   POST /_sandbox/webhooks/shape {"shape": "object"|"array"}   `{"pix":[…]}` or a bare array
   POST /_sandbox/payouts/mode   {"mode": "approve"|"reject"|"hang"}
   POST /_sandbox/payouts/{codigoSolicitacao}/settle {"outcome": "approve"|"reject"}
+  POST /_sandbox/pix/{e2eId}/med   {"valor"?, "natureza"?: MED_FRAUDE|MED_OPERACIONAL, "motivo"?}
+                                   the payer's bank took it back (MED): a DEVOLVIDO devolução, webhook sent
+  POST /_sandbox/devolucoes/mode   {"mode": "settle"|"hang"|"fail"} what becomes of our devoluções
+                                   (settle: DEVOLVIDO after REFUND_SETTLE_SECONDS; hang: EM_PROCESSAMENTO;
+                                   fail: NAO_REALIZADO)
   GET  /_sandbox/state
+
+Ids the emulator makes (e2e, rtrId, loc) never repeat, across restarts too
+(webapp/sandbox/ids.py, `--state-dir`); the txid is the client's.
 
 Run: `python -m webapp.sandbox.inter --port 8003 --certs-dir .local/inter-certs
 --client-id ID --client-secret SECRET --pix-key KEY` (certificates are created
@@ -43,9 +55,14 @@ from werkzeug.serving import make_server
 
 from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, normalize_phone, parse_decimal
 from webapp.sandbox import certs as certs_module
+from webapp.sandbox.ids import IdSource, base36
 
 BR_TZ = timezone(timedelta(hours=-3))
 TXID_RE = re.compile(r"^[a-zA-Z0-9]{26,35}$")
+DEVOLUCAO_ID_RE = re.compile(r"^[a-zA-Z0-9]{1,35}$")
+VALOR_RE = re.compile(r"^\d{1,10}\.\d{2}$")
+DEVOLUCAO_MODES = ("settle", "hang", "fail")
+MED_NATUREZAS = ("MED_FRAUDE", "MED_OPERACIONAL")
 PAYOUT_MODES = ("approve", "reject", "hang")
 
 DEFAULTS = {
@@ -62,6 +79,8 @@ DEFAULTS = {
     "WEBHOOK_REQUIRE_HTTPS": False,    # real Inter requires https://; local apps run http
     "PAYOUT_MODE": "approve",
     "LOCATION_HOST": "qrcodes-sandbox.inter.local",
+    "REFUND_SETTLE_SECONDS": 0,        # our devoluções: EM_PROCESSAMENTO, then DEVOLVIDO after this
+    "STATE_DIR": None,                 # id high-water marks survive a restart here (None: clock only)
 }
 
 
@@ -119,6 +138,16 @@ class State:
         self.callbacks: list[dict] = []
         self.webhook_shape = config["WEBHOOK_SHAPE"]
         self.payout_mode = config["PAYOUT_MODE"]
+        self.devolucao_mode = "settle"
+        self.received: dict[str, tuple[dict, dict]] = {}      # e2eId -> (cob, pix item)
+        self.ids = IdSource("inter", config.get("STATE_DIR"))
+
+    def new_e2e(self, prefix: str, at: datetime) -> str:
+        """E (a PIX) or D (a devolução's rtrId) + ISPB + yyyyMMddHHmm + 11 characters: 32."""
+        return f"{prefix}00416968{at:%Y%m%d%H%M}{base36(self.ids.next('e2e'), 11)}"
+
+    def pix_payload(self, item: dict):
+        return {"pix": [pix_view(item)]} if self.webhook_shape == "object" else [pix_view(item)]
 
     def deliver(self, kind: str, url: str, payload):
         record = {"id": len(self.callbacks) + 1, "tipo": kind, "webhookUrl": url, "payload": payload,
@@ -150,9 +179,27 @@ class State:
 
 def cob_view(c: dict) -> dict:
     out = {k: v for k, v in c.items() if not k.startswith("_")}
+    if "pix" in out:
+        out["pix"] = [pix_view(item) for item in c["pix"]]
     if out["status"] == "ATIVA" and c["_expires"] <= datetime.now(timezone.utc):
         out["status"] = "REMOVIDA_PELO_PSP"   # expired: the PSP removes it
         c["status"] = "REMOVIDA_PELO_PSP"
+    return out
+
+
+def devolucao_view(d: dict) -> dict:
+    if d["status"] == "EM_PROCESSAMENTO" and d.get("_settle_at") and d["_settle_at"] <= datetime.now(timezone.utc):
+        d["status"] = d.pop("_outcome", "DEVOLVIDO")
+        d["horario"]["liquidacao"] = iso(datetime.now(timezone.utc))
+        if d["status"] == "NAO_REALIZADO":
+            d["motivo"] = "Devolução não realizada (sandbox)"
+            del d["horario"]["liquidacao"]
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def pix_view(item: dict) -> dict:
+    out = dict(item)
+    out["devolucoes"] = [devolucao_view(d) for d in item.get("devolucoes", [])]
     return out
 
 
@@ -256,7 +303,7 @@ def create_app(config: dict | None = None) -> Flask:
         with state.lock:
             if txid in state.cobs:
                 raise InterError(409, "Cobrança já existe", f"o txid {txid} já foi utilizado")
-            loc_id = len(state.cobs) + 1000
+            loc_id = state.ids.next("loc", 1000)
             location = f"{cfg['LOCATION_HOST']}/pj/v2/cob/{uuid.uuid4().hex}"
             c = {
                 "calendario": {"criacao": iso(now), "expiracao": expiracao},
@@ -316,17 +363,83 @@ def create_app(config: dict | None = None) -> Flask:
             if "cpf" in pagador and not is_cpf(str(pagador["cpf"])):
                 raise violation("pagador.cpf", "CPF inválido", pagador["cpf"])
             now = datetime.now(timezone.utc)
-            item = {"endToEndId": f"E00416968{now:%Y%m%d%H%M}{secrets.token_hex(6)}",
+            item = {"endToEndId": state.new_e2e("E", now),
                     "txid": txid, "valor": f"{valor:.2f}", "chave": c["chave"],
                     "horario": iso(now), "infoPagador": data.get("infoPagador") or "pagamento sandbox",
-                    "pagador": pagador}
+                    "pagador": pagador, "devolucoes": []}
             c["status"] = "CONCLUIDA"
             c.setdefault("pix", []).append(item)
+            state.received[item["endToEndId"]] = (c, item)
             url = state.pix_webhooks.get(c["chave"])
-            shape = state.webhook_shape
+            payload = state.pix_payload(item)
         if url:
-            state.deliver("pix", url, {"pix": [item]} if shape == "object" else [item])
-        return json_response({"status": "CONCLUIDA", "txid": txid, "pix": item})
+            state.deliver("pix", url, payload)
+        return json_response({"status": "CONCLUIDA", "txid": txid, "pix": pix_view(item)})
+
+    # ---------------------------------------------------------------- pix recebidos, devoluções
+    def _received(e2e: str) -> tuple[dict, dict]:
+        found = state.received.get(e2e)
+        if found is None:
+            raise InterError(404, "Pix não encontrado", f"nenhum PIX recebido com endToEndId {e2e}")
+        return found
+
+    def _left(item: dict) -> Decimal:
+        back = sum((Decimal(devolucao_view(d)["valor"]) for d in item["devolucoes"]
+                    if d["status"] != "NAO_REALIZADO"), Decimal("0.00"))
+        return Decimal(item["valor"]) - back
+
+    @app.get("/pix/v2/pix/<e2e>")
+    def pix_get(e2e):
+        need("pix.read")
+        with state.lock:
+            return json_response(pix_view(_received(e2e)[1]))
+
+    @app.put("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
+    def devolucao_put(e2e, dev_id):
+        need("pix.write")
+        if not DEVOLUCAO_ID_RE.match(dev_id):
+            raise violation("id", "deve ter de 1 a 35 letras ou dígitos", dev_id)
+        data = body()
+        valor = data.get("valor")
+        if not isinstance(valor, str) or not VALOR_RE.match(valor) or Decimal(valor) <= 0:
+            raise violation("valor", "deve ser um texto com duas casas decimais, ex. 10.00", valor)
+        natureza = data.get("natureza", "ORIGINAL")
+        if natureza not in ("ORIGINAL", "RETIRADA"):
+            raise violation("natureza", "use ORIGINAL ou RETIRADA", natureza)
+        if len(str(data.get("descricao") or "")) > 140:
+            raise violation("descricao", "no máximo 140 caracteres")
+        with state.lock:
+            c, item = _received(e2e)
+            for d in item["devolucoes"]:
+                if d["id"] == dev_id:      # the same id: the same devolução, or a conflict
+                    if d["valor"] != valor:
+                        raise InterError(409, "Devolução já existe",
+                                         f"o id {dev_id} já foi usado com o valor {d['valor']}")
+                    return json_response(devolucao_view(d), 201)
+            if Decimal(valor) > _left(item):
+                raise violation("valor", f"maior que o disponível para devolução ({_left(item):.2f})", valor)
+            now = datetime.now(timezone.utc)
+            d = {"id": dev_id, "rtrId": state.new_e2e("D", now), "valor": valor, "natureza": natureza,
+                 "horario": {"solicitacao": iso(now)}, "status": "EM_PROCESSAMENTO"}
+            if data.get("descricao"):
+                d["descricao"] = data["descricao"]
+            if state.devolucao_mode != "hang":
+                d["_settle_at"] = now + timedelta(seconds=float(cfg["REFUND_SETTLE_SECONDS"]))
+                d["_outcome"] = "DEVOLVIDO" if state.devolucao_mode == "settle" else "NAO_REALIZADO"
+            answer = {k: v for k, v in d.items() if not k.startswith("_")}   # as asked: in process
+            answer["horario"] = dict(d["horario"])
+            item["devolucoes"].append(d)
+            return json_response(answer, 201)
+
+    @app.get("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
+    def devolucao_get(e2e, dev_id):
+        need("pix.read")
+        with state.lock:
+            _, item = _received(e2e)
+            for d in item["devolucoes"]:
+                if d["id"] == dev_id:
+                    return json_response(devolucao_view(d))
+        raise InterError(404, "Devolução não encontrada", f"nenhuma devolução {dev_id} do PIX {e2e}")
 
     # ---------------------------------------------------------------- webhooks
     def _webhook_url(data: dict) -> str:
@@ -370,7 +483,7 @@ def create_app(config: dict | None = None) -> Flask:
         now = datetime.now(timezone.utc)
         if outcome == "approve":
             p["status"] = "PAGO"
-            p["endToEnd"] = f"E00416968{now:%Y%m%d%H%M}{secrets.token_hex(6)}"
+            p["endToEnd"] = state.new_e2e("E", now)
         else:
             p["status"] = "REPROVADO"
             p["erros"] = [{"codigoErro": "CHAVE_NAO_ENCONTRADA", "descricaoErro": "Chave PIX não encontrada"}]
@@ -474,6 +587,43 @@ def create_app(config: dict | None = None) -> Flask:
             settle(p, outcome)
             return json_response(payout_view(p))
 
+    @app.post("/_sandbox/pix/<e2e>/med")
+    def sandbox_med(e2e):
+        """The payer's bank took the money back through BACEN's MED."""
+        params = request.get_json(silent=True) or {}
+        natureza = params.get("natureza", "MED_FRAUDE")
+        if natureza not in MED_NATUREZAS:
+            raise violation("natureza", "use " + " ou ".join(MED_NATUREZAS), natureza)
+        with state.lock:
+            c, item = _received(e2e)
+            left = _left(item)
+            try:
+                valor = parse_decimal(params.get("valor", f"{left:.2f}")).quantize(Decimal("0.01"))
+            except ValueError:
+                raise violation("valor", "valor inválido", params.get("valor")) from None
+            if valor <= 0 or valor > left:
+                raise violation("valor", f"deve ser positivo e até {left:.2f}", valor)
+            now = datetime.now(timezone.utc)
+            d = {"id": f"MED{base36(state.ids.next('med'), 12)}", "rtrId": state.new_e2e("D", now),
+                 "valor": f"{valor:.2f}", "natureza": natureza,
+                 "horario": {"solicitacao": iso(now), "liquidacao": iso(now)}, "status": "DEVOLVIDO",
+                 "motivo": params.get("motivo") or "Devolução por MED (sandbox)"}
+            item["devolucoes"].append(d)
+            url = state.pix_webhooks.get(c["chave"])
+            payload = state.pix_payload(item)
+            view = pix_view(item)
+        if url:
+            state.deliver("pix", url, payload)
+        return json_response(view)
+
+    @app.post("/_sandbox/devolucoes/mode")
+    def sandbox_devolucao_mode():
+        mode = (request.get_json(silent=True) or {}).get("mode")
+        if mode not in DEVOLUCAO_MODES:
+            raise violation("mode", "use " + ", ".join(DEVOLUCAO_MODES), mode)
+        state.devolucao_mode = mode
+        return json_response({"mode": mode})
+
     @app.get("/_sandbox/state")
     def sandbox_state():
         with state.lock:
@@ -541,12 +691,15 @@ def main(argv=None):
     parser.add_argument("--payout-mode", choices=PAYOUT_MODES, default="approve")
     parser.add_argument("--retry-intervals", default="5,15,60",
                         help="seconds between webhook retries, comma-separated")
+    parser.add_argument("--state-dir", default=None,
+                        help="keep the id high-water marks here, so ids never repeat after a restart")
     args = parser.parse_args(argv)
     cert_paths = certs_module.generate(args.certs_dir)
     app = create_app({
         "CLIENT_ID": args.client_id, "CLIENT_SECRET": args.client_secret, "PIX_KEY": args.pix_key,
         "ACCOUNT": args.account, "WEBHOOK_SHAPE": args.webhook_shape, "PAYOUT_MODE": args.payout_mode,
         "WEBHOOK_RETRY_INTERVALS": [float(x) for x in args.retry_intervals.split(",") if x.strip()],
+        "STATE_DIR": args.state_dir,
     })
     server = make_server(args.host, args.port, app, threaded=True, ssl_context=server_ssl_context(cert_paths))
     print(f"Banco Inter sandbox on https://{args.host}:{args.port} (mTLS; client cert "

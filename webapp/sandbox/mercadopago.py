@@ -4,7 +4,10 @@ It follows the documented API (providers.md A, B, D) closely enough that the
 official SDK and our client cannot tell the difference:
 
 - `POST /v1/payments` (PIX only), `GET /v1/payments/{id}`, `GET /v1/payments/search`,
-  `PUT /v1/payments/{id}` (cancel), with `X-Idempotency-Key` replay / 409 conflict;
+  `PUT /v1/payments/{id}` (cancel: only pending/in_process/authorized, else 400 code 2018),
+  with `X-Idempotency-Key` replay / 409 conflict on creates;
+- refunds (A.8): `POST /v1/payments/{id}/refunds` (`{"amount"?}`, X-Idempotency-Key required and
+  replayed), `GET /v1/payments/{id}/refunds`, `GET /v1/payments/{id}/refunds/{refund_id}`;
 - `POST /v1/transaction-intents/process`, `GET /v1/transaction-intents/{id}` (payouts);
 - signed webhooks (B.5/B.6) delivered from a background thread, with retries.
 
@@ -13,6 +16,9 @@ Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
   POST /_sandbox/payments/<id>/pay             {amount?, payer_cpf?, payer_email?, payer_name?}
   POST /_sandbox/pix/pay                       {qr_code, amount?, payer_cpf?, ...} pay by "copia e cola"
   POST /_sandbox/payments/<id>/expire          expire one pending charge now
+  POST /_sandbox/payments/<id>/chargeback      {status?: charged_back|in_mediation|approved, amount?,
+                                               status_detail?} MED / chargeback (approved only from
+                                               in_mediation: the dispute lost by the payer); signed webhook
   POST /_sandbox/expire-due                    expire every pending charge past date_of_expiration
   POST /_sandbox/payments/<id>/notify          re-send the last notification (replay)
   POST /_sandbox/payouts/mode                  {mode: approve|reject|hang|error500|timeout, status_detail?}
@@ -25,6 +31,10 @@ Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
   POST /_sandbox/reset                         forget everything
 Emulator convenience, NOT in the real API (clients must not depend on it):
   GET  /v1/transaction-intents/search?external_reference=
+
+Ids (payments, refunds, notifications, payouts, e2e) never repeat, across restarts too
+(webapp/sandbox/ids.py; `--state-dir` keeps the high-water marks). The charges themselves
+live in memory: a restarted emulator no longer knows the old ones (404).
 
 Run: `python -m webapp.sandbox.mercadopago --port 8001 --webhook-secret s3cret`
 (see `--help`); in tests use `start_in_thread(config)`.
@@ -53,9 +63,12 @@ from werkzeug.serving import make_server
 
 from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, parse_brcode, parse_decimal
 from webapp.providers.mercadopago import sign_webhook
+from webapp.sandbox.ids import IdSource, base36
 
 MP_TZ = timezone(timedelta(hours=-4))     # Mercado Pago answers in -04:00
 CANCELLABLE = ("pending", "in_process", "authorized")
+REFUNDABLE = ("approved",)           # incl. approved/partially_refunded
+MAX_REFUNDS = 20                     # A.8: at most 20 partial refunds per payment
 PAYOUT_MODES = ("approve", "reject", "hang", "error500", "timeout")
 PAYOUT_CHAVE_TYPES = ("EMAIL", "PHONE", "CPF", "CNPJ", "PIX_CODE")
 SORT_FIELDS = ("date_approved", "date_created", "date_last_updated", "money_release_date")
@@ -74,7 +87,8 @@ DEFAULTS = {
     "MERCHANT_NAME": "BS MARKET LTDA",
     "MERCHANT_CITY": "SAO PAULO",
     "COLLECTOR_ID": 987654321,
-    "FIRST_PAYMENT_ID": 1312345678,
+    "FIRST_PAYMENT_ID": 1312345678,   # a floor: ids come from the clock (webapp/sandbox/ids.py)
+    "STATE_DIR": None,                # where id high-water marks survive a restart (None: clock only)
 }
 
 
@@ -165,6 +179,7 @@ class State:
     def __init__(self, config: dict):
         self.config = config
         self.lock = threading.RLock()
+        self.ids = IdSource("mercadopago", config.get("STATE_DIR"))
         self.reset()
 
     def reset(self):
@@ -175,9 +190,6 @@ class State:
             self.idempotency: dict[tuple, tuple] = {}   # (scope, token, key) -> (body hash, resource id)
             self.deliveries: list[Delivery] = []
             self.last_notification: dict[tuple, dict] = {}  # (resource, id) -> body
-            if not hasattr(self, "next_payment_id"):
-                self.next_payment_id = int(self.config["FIRST_PAYMENT_ID"])
-                self.next_notification_id = 20_000_000_000
             self.payout_mode = self.config["PAYOUT_MODE"]
             self.payout_reject_detail = "by_bank"
             self.drop_webhooks = False
@@ -187,8 +199,7 @@ class State:
                redelivery: bool = False) -> Delivery:
         with self.lock:
             if not redelivery:
-                body = dict(body, id=self.next_notification_id)
-                self.next_notification_id += 1
+                body = dict(body, id=self.ids.next("notification", 20_000_000_000))
             self.last_notification[(resource, resource_id)] = body
             d = Delivery(len(self.deliveries) + 1, resource, resource_id, url, body, attempts=[])
             self.deliveries.append(d)
@@ -242,6 +253,13 @@ class State:
         url = p.get("notification_url") or self.config.get("WEBHOOK_URL")
         return self.notify("payment", str(p["id"]), url, body)
 
+    def new_payment_id(self) -> int:
+        return self.ids.next("payment", int(self.config["FIRST_PAYMENT_ID"]))
+
+    def new_e2e_id(self, at: datetime) -> str:
+        """A BACEN end-to-end id: E + ISPB (8) + yyyyMMddHHmm + 11 characters, 32 in all."""
+        return f"E18236120{at:%Y%m%d%H%M}{base36(self.ids.next('e2e'), 11)}"
+
     def expire(self, p: dict) -> bool:
         """pending -> cancelled/expired. Returns whether it changed."""
         if p["status"] != "pending":
@@ -263,7 +281,7 @@ class State:
 # --------------------------------------------------------------------------- views of records
 
 def payment_view(p: dict) -> dict:
-    paid = p["status"] in ("approved", "refunded", "charged_back")
+    paid = p["status"] in ("approved", "refunded", "charged_back", "in_mediation")
     payer = {"id": p["_payer_id"], "email": None, "identification": {"type": None, "number": None},
              "first_name": None, "last_name": None, "entity_type": None, "type": None}
     if paid:   # payer data is echoed only once paid (providers.md A.2)
@@ -299,12 +317,12 @@ def payment_view(p: dict) -> dict:
         "additional_info": p.get("additional_info") or {},
         "external_reference": p.get("external_reference"),
         "transaction_amount": p["transaction_amount"],
-        "transaction_amount_refunded": 0,
+        "transaction_amount_refunded": p.get("_refunded") or 0,
         "installments": 1,
         "captured": True,
         "binary_mode": False,
         "notification_url": p.get("notification_url"),
-        "refunds": [],
+        "refunds": [refund_view(r) for r in p.get("_refunds", [])],
         "fee_details": [],
         "transaction_details": {
             "net_received_amount": total_paid if paid else 0, "total_paid_amount": total_paid,
@@ -325,6 +343,15 @@ def payment_view(p: dict) -> dict:
             },
         },
     }
+
+
+def refund_view(r: dict) -> dict:
+    return {"id": r["id"], "payment_id": r["payment_id"], "amount": r["amount"], "metadata": {},
+            "source": {"id": "987654321", "name": "BS MARKET LTDA", "type": "collector"},
+            "date_created": mp_time(r["_created"]), "unique_sequence_number": None,
+            "refund_mode": "standard", "adjustment_amount": 0, "status": r["status"],
+            "reason": None, "labels": [], "amount_refunded_to_payer": r["amount"],
+            "e2e_id": r.get("_e2e")}
 
 
 def intent_view(t: dict) -> dict:
@@ -404,8 +431,14 @@ def _body() -> dict:
     return body
 
 
-def _new_intent_id(collector_id: int) -> str:
-    return f"{collector_id}-" + "".join(secrets.choice(_CROCKFORD) for _ in range(26))
+def _new_intent_id(collector_id: int, serial: int) -> str:
+    """`<collector>-` + 26 Crockford characters: a never-repeating serial, then random."""
+    head = ""
+    while serial:
+        serial, r = divmod(serial, 32)
+        head = _CROCKFORD[r] + head
+    head = head.rjust(10, "0")[-10:]
+    return f"{collector_id}-{head}" + "".join(secrets.choice(_CROCKFORD) for _ in range(16))
 
 
 # --------------------------------------------------------------------------- app
@@ -436,6 +469,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
+        if request.path.startswith("/_sandbox/") and request.form and not request.is_json:
+            # A person on the control page (the payer): say it in a page, not in JSON.
+            message = json.loads(e.response.get_data()).get("message")
+            return Response(render_template_string(ERROR_HTML, status=e.response.status_code, message=message),
+                            status=e.response.status_code, mimetype="text/html")
         return e.response
 
     @app.errorhandler(HTTPException)
@@ -489,8 +527,7 @@ def create_app(config: dict | None = None) -> Flask:
             if ref is not None and (not isinstance(ref, str) or len(ref) > 256):
                 raise bad_request("external_reference must be a string of at most 256 characters", 4000)
 
-            pid = state.next_payment_id
-            state.next_payment_id += 1
+            pid = state.new_payment_id()
             qr = brcode(cfg["PIX_KEY"], amount, cfg["MERCHANT_NAME"], cfg["MERCHANT_CITY"],
                         txid=f"mpqrinter{pid}")
             p = {
@@ -585,6 +622,75 @@ def create_app(config: dict | None = None) -> Flask:
         state.notify_payment(p, "payment.updated")
         return json_response(view)
 
+    # ---------------------------------------------------------------- refunds (A.8)
+    def _refund_body() -> dict:
+        raw = request.get_data()
+        if not raw.strip() or raw.strip() == b"null":
+            return {}      # the SDK's full refund sends no body
+        return _body()
+
+    def _remaining(p: dict) -> Decimal:
+        return (p.get("_paid_amount") or p["transaction_amount"]) - (p.get("_refunded") or Decimal("0"))
+
+    @app.post("/v1/payments/<pid>/refunds")
+    def create_refund(pid):
+        tok = token()
+        key = idem_key()
+        body = _refund_body()
+        digest = _canonical({"payment": str(pid), "body": body})
+        with state.lock:
+            seen = state.idempotency.get(("refund", tok, key))
+            if seen:
+                if seen[0] != digest:
+                    return mp_error(409, "idempotency key already used with a different request body",
+                                    "conflict", "idempotency_key_conflict")
+                p = _payment(seen[1][0])
+                r = next(r for r in p["_refunds"] if r["id"] == seen[1][1])
+                return json_response(refund_view(r), 201, {"X-Idempotency-Replayed": "true"})
+            p = _payment(pid)
+            if p["status"] not in REFUNDABLE:
+                raise bad_request(f"Payment in status {p['status']}/{p['status_detail']} cannot be refunded",
+                                  "invalid_payment_status")
+            refunds = p.setdefault("_refunds", [])
+            if len(refunds) >= MAX_REFUNDS:
+                raise bad_request(f"A payment accepts at most {MAX_REFUNDS} refunds", "max_refunds_reached")
+            remaining = _remaining(p)
+            amount = remaining
+            if body.get("amount") is not None:
+                amount = _amount(body["amount"], "amount", Decimal("10000000"))
+            if amount > remaining:
+                raise bad_request(f"The amount to refund ({amount}) is more than what is left to refund "
+                                  f"({remaining})", "amount_exceeds_refundable")
+            now = now_utc()
+            r = {"id": state.ids.next("refund", 1_000_000_000), "payment_id": p["id"], "amount": amount,
+                 "status": "approved", "_created": now, "_e2e": state.new_e2e_id(now).replace("E", "D", 1)}
+            refunds.append(r)
+            p["_refunded"] = (p.get("_refunded") or Decimal("0")) + amount
+            if _remaining(p) <= 0:
+                p.update(status="refunded", status_detail="refunded")
+            else:
+                p.update(status="approved", status_detail="partially_refunded")
+            p["_updated"] = now
+            state.idempotency[("refund", tok, key)] = (digest, (p["id"], r["id"]))
+            view = refund_view(r)
+        state.notify_payment(p, "payment.updated")
+        return json_response(view, 201)
+
+    @app.get("/v1/payments/<pid>/refunds")
+    def list_refunds(pid):
+        token()
+        with state.lock:
+            return json_response([refund_view(r) for r in _payment(pid).get("_refunds", [])])
+
+    @app.get("/v1/payments/<pid>/refunds/<rid>")
+    def get_refund(pid, rid):
+        token()
+        with state.lock:
+            for r in _payment(pid).get("_refunds", []):
+                if str(r["id"]) == rid:
+                    return json_response(refund_view(r))
+        raise ApiError(mp_error(404, "Refund not found", "not_found", 2000))
+
     # ---------------------------------------------------------------- payouts
     def _validate_intent(body: dict) -> dict:
         def err(code, message):
@@ -677,7 +783,7 @@ def create_app(config: dict | None = None) -> Flask:
                                      {"X-Idempotency-Replayed": "true"})
             v = _validate_intent(body)
             created = now_utc()
-            t = {"id": _new_intent_id(cfg["COLLECTOR_ID"]), "external_reference": v["ref"],
+            t = {"id": _new_intent_id(cfg["COLLECTOR_ID"], state.ids.next("intent")), "external_reference": v["ref"],
                  "status": "in_process", "status_detail": "pending_bank", "_amount": v["amount"],
                  "_to": v["to"], "_notification_url": v["url"], "_created": created, "_updated": created,
                  "_collector_id": cfg["COLLECTOR_ID"], "_origin_id": uuid.uuid4().hex,
@@ -757,7 +863,7 @@ def create_app(config: dict | None = None) -> Flask:
         first, _, last = name.partition(" ")
         now = now_utc()
         p.update(status="approved", status_detail="accredited", _approved=now, _updated=now,
-                 _paid_amount=amount, _e2e=f"E18236120{now:%Y%m%d%H%M}{secrets.token_hex(6)}",
+                 _paid_amount=amount, _e2e=state.new_e2e_id(now),
                  _paid_by={"cpf": "".join(c for c in cpf if c.isdigit()),
                            "email": params.get("payer_email") or req_payer.get("email"),
                            "name": name, "first_name": first, "last_name": last or None})
@@ -794,6 +900,43 @@ def create_app(config: dict | None = None) -> Flask:
             p = _payment(pid)
             if not state.expire(p):
                 raise ApiError(mp_error(409, f"payment is {p['status']}, not pending", "conflict", "not_pending"))
+            view = payment_view(p)
+        state.notify_payment(p, "payment.updated")
+        return _done(view)
+
+    @app.post("/_sandbox/payments/<pid>/chargeback")
+    def sandbox_chargeback(pid):
+        """MED / chargeback: the payer's bank disputes (in_mediation) or takes back
+        (charged_back) the money; `approved` ends a dispute the payer lost."""
+        params = _control_body()
+        target = params.get("status") or "charged_back"
+        allowed_from = {"charged_back": ("approved", "in_mediation"), "in_mediation": ("approved",),
+                        "approved": ("in_mediation",)}
+        if target not in allowed_from:
+            raise bad_request("status must be charged_back, in_mediation or approved", 4000)
+        with state.lock:
+            p = _payment(pid)
+            if p["status"] not in allowed_from[target]:
+                raise ApiError(mp_error(409, f"payment is {p['status']}/{p['status_detail']}; "
+                                             f"{target} needs {' or '.join(allowed_from[target])}",
+                                        "conflict", "invalid_status"))
+            remaining = _remaining(p)
+            amount = remaining
+            if params.get("amount") not in (None, ""):
+                amount = _amount(params["amount"], "amount", Decimal("10000000"))
+            if target == "charged_back":
+                if amount > remaining:
+                    raise bad_request(f"amount ({amount}) is more than what is left ({remaining})",
+                                      "amount_exceeds_refundable")
+                # Emulator choice (UNVERIFIED): what the bank took back shows in
+                # transaction_amount_refunded, so a client can read the amount.
+                p["_refunded"] = (p.get("_refunded") or Decimal("0")) + amount
+                detail = params.get("status_detail") or "settled"
+            elif target == "in_mediation":
+                detail = params.get("status_detail") or "in_mediation"
+            else:
+                detail = "partially_refunded" if p.get("_refunded") else "accredited"
+            p.update(status=target, status_detail=detail, _updated=now_utc())
             view = payment_view(p)
         state.notify_payment(p, "payment.updated")
         return _done(view)
@@ -934,6 +1077,10 @@ code{font-size:.7rem;word-break:break-all;display:block;max-width:28rem}form{dis
 <input name="amount" placeholder="valor (opcional)" size="9">
 <button>Pagar</button></form>
 <form method="post" action="{{ url_for('sandbox_expire', pid=p.id) }}"><button>Expirar</button></form>
+{% endif %}{% if p.status in ('approved', 'in_mediation') %}
+<form method="post" action="{{ url_for('sandbox_chargeback', pid=p.id) }}"><input type="hidden" name="status" value="charged_back"><button>MED: devolver</button></form>
+{% endif %}{% if p.status == 'approved' %}
+<form method="post" action="{{ url_for('sandbox_chargeback', pid=p.id) }}"><input type="hidden" name="status" value="in_mediation"><button>MED: bloquear</button></form>
 {% endif %}
 <form method="post" action="{{ url_for('sandbox_renotify', pid=p.id) }}"><button>Reenviar webhook</button></form></td>
 </tr>{% else %}<tr><td colspan="7">Nenhuma cobrança ainda.</td></tr>{% endfor %}</table>
@@ -956,6 +1103,10 @@ code{font-size:.7rem;word-break:break-all;display:block;max-width:28rem}form{dis
 {% for d in deliveries %}<tr><td>{{ d.delivery_id }}</td><td>{{ d.resource }} {{ d.resource_id }}</td><td>{{ d.action }}</td>
 <td>{{ d.state }}</td><td>{% for a in d.attempts %}{{ a.status_code or a.error }}<br>{% endfor %}</td><td><small>{{ d.url }}</small></td></tr>
 {% endfor %}</table></body></html>"""
+
+ERROR_HTML = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8"><title>Erro {{ status }}</title></head>
+<body style="font-family:system-ui,sans-serif;margin:2rem"><h1>Não foi possível</h1>
+<p role="alert">{{ message }}</p><p><a href="/_sandbox/">Voltar</a></p></body></html>"""
 
 TICKET_HTML = """<!doctype html><html lang="pt-BR"><head><meta charset="utf-8"><title>PIX {{ p.id }}</title></head>
 <body style="font-family:system-ui,sans-serif;margin:2rem"><h1>Pague com PIX</h1>
@@ -1015,12 +1166,15 @@ def main(argv=None):
                         help="payout 'timeout' mode: seconds to wait before answering")
     parser.add_argument("--expire-every", type=float, default=5.0,
                         help="seconds between expiry sweeps of due charges (0 = off)")
+    parser.add_argument("--state-dir", default=env.get("MERCADO_PAGO_SANDBOX_STATE_DIR"),
+                        help="keep the id high-water marks here, so ids never repeat after a restart")
     args = parser.parse_args(argv)
     config = {
         "ACCESS_TOKEN": args.access_token, "WEBHOOK_SECRET": args.webhook_secret,
         "WEBHOOK_URL": args.webhook_url, "PAYOUT_MODE": args.payout_mode,
         "WEBHOOK_RETRY_INTERVALS": [float(x) for x in args.retry_intervals.split(",") if x.strip()],
         "PAYOUT_TIMEOUT_SLEEP": args.timeout_sleep, "EXPIRE_SWEEP_SECONDS": args.expire_every,
+        "STATE_DIR": args.state_dir,
     }
     app = create_app(config)
     server = make_server(args.host, args.port, app, threaded=True)
