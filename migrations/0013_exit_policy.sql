@@ -83,6 +83,12 @@ alter table core.user_totp
   add column failed_attempts int not null default 0 check (failed_attempts >= 0),
   add column locked_until timestamptz;
 
+alter table core.security_events drop constraint security_events_kind_check;
+alter table core.security_events add constraint security_events_kind_check check (kind in (
+  'twofactor_enabled', 'twofactor_disabled', 'twofactor_failed', 'recovery_code_used',
+  'password_changed', 'kyc_data_confirmed', 'kyc_documents_submitted', 'kyc_approved', 'kyc_rejected',
+  'withdrawal_destination_added'));
+
 -- PIX keys a customer withdraws to: their own CPF at once, any other key
 -- after a cooling-off period from when it was added.
 create table core.withdrawal_destinations (
@@ -105,6 +111,8 @@ insert into core.settings (name, value, description) values
    'Hours before a newly saved withdrawal PIX key (other than the customer''s own CPF) can be used.'),
   ('totp_max_failures', '5', 'Wrong 2FA codes in a row before 2FA is locked for totp_lock_minutes.'),
   ('totp_lock_minutes', '15', 'Minutes 2FA stays locked after too many wrong codes.'),
+  ('exposed_trade_price_band_percent', '2',
+   'A platform-balance P2P trade of a customer whose PIX credits are still maturing must be priced within this many percent of the Binance index (so it cannot hand value to the counterparty).'),
   ('p2p_fixed_price_max_deviation_percent', '50',
    'A fixed P2P price may differ from the Binance index by at most this many percent.'),
   ('environment', 'production',

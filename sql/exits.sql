@@ -138,6 +138,31 @@ $$;
 comment on function core.assert_exit_covered(bigint, text, numeric) is
   'Last step of every exit, after the money moved: BSL01 when what the customer still holds (core.exit_assets, at the bid) is worth less than their reversible exposure; the message says how much could leave now (value_leaving: BRL value of what this exit moves out) and when the rest matures.';
 
+create or replace function core.assert_fair_trade_while_exposed(user_id bigint, crypto text, price numeric)
+returns void
+language plpgsql stable as $$
+declare
+  v_band numeric := core.setting('exposed_trade_price_band_percent')::numeric;
+  v_index numeric;
+begin
+  -- A platform-balance trade swaps value with another customer. For a
+  -- customer with reversible exposure it is allowed only at (about) the
+  -- market price, so the exposure stays covered by what they get back.
+  if (select e.exposure from core.reversible_exposure(assert_fair_trade_while_exposed.user_id) e) = 0 then
+    return;
+  end if;
+  v_index := (select p.price from core.latest_price(crypto) p where not p.stale);
+  if v_index is null or price < v_index * (1 - v_band / 100) or price > v_index * (1 + v_band / 100) then
+    raise exception 'Com PIX recebidos ainda em maturação, negociações pagas com o saldo da plataforma precisam de preço a até % por cento da cotação (%).',
+      trim_scale(v_band), coalesce(core.format_brl(v_index), 'sem cotação agora')
+      using errcode = 'BSL01', column = 'brl_amount',
+            hint = 'PIX recebidos podem ser devolvidos pelo MED nas primeiras horas; por isso saídas esperam.';
+  end if;
+end
+$$;
+comment on function core.assert_fair_trade_while_exposed(bigint, text, numeric) is
+  'BSL01 when a customer with reversible exposure would trade with another customer at a price more than exposed_trade_price_band_percent away from the fresh index (value handed over instead of exchanged).';
+
 create or replace function core.exit_capacity(user_id bigint)
 returns table (exposure numeric, assets numeric, can_leave numeric, next_maturity_at timestamptz,
                covered_at timestamptz, exits_blocked boolean)

@@ -963,13 +963,13 @@ begin
            v_offer.crypto, core.format_brl(v_brl)));
 
   if open_p2p_trade.payment_method = 'BALANCE' then
-    -- Settles at once: BRL and crypto move together, or nothing does; each
-    -- side must still cover its PIX exposure afterwards (at an off-market
-    -- price one side gives value away).
+    -- Settles at once: BRL and crypto move together, or nothing does. A
+    -- trade, not an exit, as long as it is priced like the market: a side
+    -- whose PIX credits are still maturing may not trade off-market (that
+    -- would hand value to the other side).
+    perform core.assert_fair_trade_while_exposed(v_buyer, v_offer.crypto, v_price);
+    perform core.assert_fair_trade_while_exposed(v_seller, v_offer.crypto, v_price);
     perform core.p2p_complete(v_id, 'buyer');
-    perform core.assert_exit_covered(v_seller, 'vender',
-      (v_crypto + v_seller_fee) * core.bid_price(v_offer.crypto) - v_brl);
-    perform core.assert_exit_covered(v_buyer, 'pagar', v_brl - (v_crypto - v_buyer_fee) * core.bid_price(v_offer.crypto));
     perform core.p2p_message(v_id, 'Pago com o saldo em reais da plataforma e cripto liberada ao comprador: negociação concluída.');
     perform core.p2p_notify(v_trade, v_offer.user_id, 'p2p.completed', 'negociação liquidada com saldo da plataforma.');
   else

@@ -122,12 +122,12 @@ def test_fresh_pix_cannot_leave_in_any_currency_but_can_be_traded(owner, web, wo
 def test_an_off_market_platform_trade_cannot_hand_value_to_an_accomplice(owner, web, worker, demo, priced):
     carla = customer(owner, "carla@example.com", cpf="11144477735")
     mule = customer(owner, "mule@example.com", cpf="52998224725")
-    adjust(owner, demo["admin@example.com"], mule, "USDT", "10")
+    adjust(owner, demo["admin@example.com"], mule, "USDT", "20")
     pix_deposit(web, worker, carla, "1000.00")
     # the accomplice sells 10 USDT (worth R$ 50) for R$ 7,49 a unit, the most the price band allows
     offer = one(web, "select * from api.create_p2p_offer(%s, 'SELL', 'USDT', 'fixed', 10, 10, 2000, array['BALANCE'], %s, 7.49)",
                 (mule, str(uuid.uuid4())))["offer_id"]
-    # paying 74,90 for 50 worth leaves 975 < 1000 of exposure: refused, nothing moved
+    # paying 74,90 for 50 worth hands value to the accomplice: refused, nothing moved
     assert sqlstate(web, "select * from api.open_p2p_trade(%s, %s, 'BALANCE', %s, 74.90)",
                     (carla, offer, str(uuid.uuid4()))) == "BSL01"
     assert balance(owner, carla) == Decimal("1000.00")
@@ -214,9 +214,9 @@ def test_exposure_matures_and_then_everything_can_leave(owner, web, worker, demo
 # PIX-confirmed trades
 # ---------------------------------------------------------------------------
 
-def pix_confirmed_trade(owner, web, worker, seller, buyer, brl="100.00"):
-    offer = one(web, "select * from api.create_p2p_offer(%s, 'SELL', 'USDT', 'fixed', 100, 10, 2000, array['PIX_CONFIRMED'], %s, 5.00)",
-                (seller, str(uuid.uuid4())))["offer_id"]
+def pix_confirmed_trade(owner, web, worker, seller, buyer, brl="100.00", amount=100):
+    offer = one(web, "select * from api.create_p2p_offer(%s, 'SELL', 'USDT', 'fixed', %s, 10, 2000, array['PIX_CONFIRMED'], %s, 5.00)",
+                (seller, amount, str(uuid.uuid4())))["offer_id"]
     trade = one(web, "select * from api.open_p2p_trade(%s, %s, 'PIX_CONFIRMED', %s, %s)",
                 (buyer, offer, str(uuid.uuid4()), brl))["trade_id"]
     charge = one(web, "select * from admin.create_p2p_pix_charge(%s, %s, 'mercadopago', now() + interval '1 hour')",
@@ -245,18 +245,18 @@ def test_a_cancelled_pix_trade_paid_anyway_is_refunded_not_credited(owner, web, 
 
 
 def test_the_sellers_brl_from_a_pix_confirmed_trade_matures_before_it_leaves(owner, web, worker, demo, priced):
-    alice, bob = demo["alice@example.com"], demo["bob@example.com"]
-    before = balance(owner, bob)
-    trade, charge = pix_confirmed_trade(owner, web, worker, bob, alice)
+    alice = demo["alice@example.com"]
+    dana = customer(owner, "dana@example.com", cpf="11144477735")
+    adjust(owner, demo["admin@example.com"], dana, "USDT", "21")       # 20 to sell, the rest for the maker fee
+    trade, charge = pix_confirmed_trade(owner, web, worker, dana, alice, amount=20)
     paid = one(worker, "select * from admin.confirm_pix_charge(%s, 'mercadopago', %s, 'approved', 100.00, '52601815906')",
                (charge["reference"], f"p2p-pay-{trade}"))
     assert paid["outcome"] == "p2p_completed"
-    assert balance(owner, bob) == before + Decimal("100.00")
-    assert one(owner, "select exposure from core.reversible_exposure(%s)", (bob,))["exposure"] == Decimal("100.00")
-    # bob can move his own older money, not the fresh R$ 100 on top of it: everything but that R$ 100 is free
-    everything = balance(owner, bob) + 0
-    assert sqlstate(web, "select * from api.create_withdrawal(%s, %s, 'CPF', '08301661305', %s)",
-                    (bob, everything, str(uuid.uuid4()))) == "BSL01"
+    assert balance(owner, dana) == Decimal("100.00")
+    assert one(owner, "select exposure from core.reversible_exposure(%s)", (dana,))["exposure"] == Decimal("100.00")
+    # the buyer's bank can still claw that PIX back: dana cannot withdraw it yet
+    assert sqlstate(web, "select * from api.create_withdrawal(%s, 100.00, 'CPF', '11144477735', %s)",
+                    (dana, str(uuid.uuid4()))) == "BSL01"
     books(owner)
 
 

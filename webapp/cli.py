@@ -21,10 +21,17 @@ def db_upgrade():
 
 
 @click.command("seed-demo")
-def seed_demo():
-    """Create the demo users and fund them through ledger entries (idempotent)."""
+@click.option("--mark-development", is_flag=True,
+              help="Mark this database as a development one first (the seed refuses any other).")
+def seed_demo(mark_development):
+    """Create the demo users and fund them through ledger entries (idempotent; development databases only)."""
     with psycopg.connect(current_app.config["DATABASE_URL"]) as conn:
-        rows = conn.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD),)).fetchall()
+        if mark_development:
+            conn.execute("update core.settings set value = 'development' where name = 'environment'")
+        try:
+            rows = conn.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD),)).fetchall()
+        except psycopg.Error as exc:
+            raise click.ClickException(exc.diag.message_primary or str(exc)) from exc
     for email, role in rows:
         click.echo(f"  {email:24} {role:9} password: {DEMO_PASSWORD}")
 

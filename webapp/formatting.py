@@ -5,7 +5,7 @@ in the customer's language (pt-BR by default).
 """
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from babel.numbers import format_currency, format_decimal
 from flask_babel import format_datetime, get_locale, gettext
@@ -26,7 +26,14 @@ def _locale() -> str:
 def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
     if amount is None:
         return "—"
-    amount = Decimal(amount)
+    # Wide enough for any numeric the database can hold (the default 28 digits
+    # fail on a huge stored value, and a page must never answer 500 for one).
+    with localcontext() as ctx:
+        ctx.prec = 200
+        return _money(Decimal(amount), currency, locale)
+
+
+def _money(amount: Decimal, currency: str, locale: str | None) -> str:
     locale = locale or _locale()
     if currency == "BRL":
         return format_currency(amount, "BRL", locale=locale).replace("\xa0", " ")
@@ -42,7 +49,9 @@ def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
 def plain(amount, currency: str) -> str:
     """The amount in its currency's scale with a dot, for form fields."""
     scale = SCALES.get(currency, 8)
-    return str(Decimal(amount).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN))
+    with localcontext() as ctx:
+        ctx.prec = 200
+        return str(Decimal(amount).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN))
 
 
 def datetimeformat(value, format: str = "short") -> str:

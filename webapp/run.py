@@ -98,7 +98,8 @@ def main() -> int:
         children.append(subprocess.Popen(cmd, env=env, cwd=PROJECT, start_new_session=True))
 
     try:
-        if not env.get("DATABASE_URL"):
+        private = not env.get("DATABASE_URL")
+        if private:
             cluster = Cluster()
             print(f"starting PostgreSQL in {cluster.datadir} (port {cluster.port})", flush=True)
             cluster.start()
@@ -108,7 +109,13 @@ def main() -> int:
 
         flask = [python, "-m", "flask", "--app", "wsgi"]
         subprocess.run(flask + ["db", "upgrade"], env=env, check=True, cwd=PROJECT)
-        subprocess.run(flask + ["seed-demo"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
+        # The private cluster is a development database: the demo seed may run
+        # there. On a DATABASE_URL of yours it runs only if you marked it so.
+        seed = subprocess.run(flask + ["seed-demo"] + (["--mark-development"] if private else []), env=env,
+                              cwd=PROJECT, stdout=subprocess.DEVNULL)
+        if seed.returncode != 0:
+            print("demo data not seeded: this database is not marked as a development one "
+                  "(`flask --app wsgi seed-demo --mark-development` does it)", flush=True)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)

@@ -8,6 +8,10 @@
   (when sql/p2p.sql provides admin.pending_p2p_pix_charges);
 - process_notifications: webhook deliveries the web queued are fetched from the
   provider and booked (a deposit credited, a clawback, a payout settled);
+- cancel_ended_trade_charges: the PIX charge of a P2P trade that ended is cancelled
+  at the provider (a charge already paid is confirmed instead, which refunds it);
+- make_refunds: PIX payments nobody may be credited with go back to their payer
+  (refund with the idempotency key pix-refund-<id>);
 - register_inter_webhook: when Banco Inter is the provider, (re)registers our webhook URL.
 """
 from __future__ import annotations
@@ -19,7 +23,7 @@ import psycopg
 from .. import db
 from ..errors import DomainError
 from ..providers import get_pix_provider, pix_provider_name
-from ..providers.base import ProviderError
+from ..providers.base import NotCancellable, ProviderError
 from . import service
 
 log = logging.getLogger("bs-market.deposits")
@@ -100,6 +104,48 @@ def process_notifications(app, max_rows: int = 50) -> dict:
     return done
 
 
+def cancel_ended_trade_charges(app, max_rows: int = 20) -> dict:
+    done: dict[str, int] = {}
+    for row in _call(app, "admin.pix_charges_to_cancel", max_rows=max_rows):
+        outcome = "cancelled"
+        try:
+            if row["provider_payment_id"]:
+                get_pix_provider(app, row["charge_provider"]).cancel_charge(row["provider_payment_id"])
+            _call(app, "admin.cancel_pix_charge", charge_id=row["charge_id"],
+                  reason="cancelada: a negociação terminou")
+        except NotCancellable as exc:
+            # paid meanwhile: book it (a trade no longer OPEN sends it to a refund)
+            outcome = service.confirm(app, row["charge_provider"], exc.charge)["outcome"] if exc.charge else "paid"
+        except (ProviderError, DomainError) as exc:
+            log.warning("charge %s not cancelled yet: %r", row["reference"], exc)
+            outcome = "retry"
+        done[outcome] = done.get(outcome, 0) + 1
+    if done:
+        log.info("ended trades' PIX charges: %s", done)
+    return done
+
+
+def make_refunds(app, max_rows: int = 20) -> dict:
+    done: dict[str, int] = {}
+    for row in _call(app, "admin.pix_refunds_due", max_rows=max_rows):
+        client = get_pix_provider(app, row["provider"])
+        try:
+            refund = client.refund_charge(row["provider_payment_id"], row["amount"], f"pix-refund-{row['refund_id']}")
+        except ProviderError as exc:
+            status = _call(app, "admin.record_pix_refund", refund_id=row["refund_id"], error=str(exc),
+                           definite=service.definite(exc))[0]["record_pix_refund"]
+            if status == "FAILED":
+                log.error("ALERT pix refund %s of %s refused by %s: %s", row["refund_id"], row["provider_payment_id"],
+                          row["provider"], exc)
+        else:
+            status = _call(app, "admin.record_pix_refund", refund_id=row["refund_id"],
+                           provider_refund_id=str(refund.id))[0]["record_pix_refund"]
+        done[status] = done.get(status, 0) + 1
+    if done:
+        log.info("pix refunds: %s", done)
+    return done
+
+
 def register_inter_webhook(app) -> bool:
     if pix_provider_name(app.config) != "inter" or not app.config.get("APP_URL"):
         return False
@@ -115,6 +161,8 @@ def register_inter_webhook(app) -> bool:
 
 JOBS = [
     (process_notifications, 1),
+    (cancel_ended_trade_charges, 10),
+    (make_refunds, 30),
     (attach_pending_charges, 20),
     (reconcile_charges, 60),
     (create_pending_p2p_charges, 30),
