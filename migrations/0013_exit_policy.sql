@@ -25,7 +25,7 @@ create table core.reversible_credits (
   id bigint generated always as identity primary key,
   user_id bigint not null references core.users (id) on delete restrict,
   source text not null check (source in ('deposit', 'p2p_pix_sale')),
-  pix_charge_id bigint not null references core.pix_charges (id) on delete restrict,
+  pix_charge_id bigint references core.pix_charges (id) on delete restrict,
   amount numeric not null check (amount > 0),
   reversed numeric not null default 0 check (reversed >= 0 and reversed <= amount),
   entry_id bigint not null references core.entries (id) on delete restrict,

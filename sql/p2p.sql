@@ -1199,6 +1199,14 @@ begin
   else
     perform core.release_hold(v_trade.hold_id, core.p2p_ref(v_trade.id));
     v_status := 'REFUNDED';
+    if v_trade.status = 'REVIEW' and v_trade.pix_paid_payment_id is not null then
+      -- the PIX that arrived goes back to whoever paid it
+      insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
+      values (coalesce(v_trade.pix_provider, 'mercadopago'), v_trade.pix_paid_payment_id,
+              (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id,
+              v_trade.pix_paid_amount, 'Pagamento PIX em análise devolvido (' || core.p2p_ref(v_trade.id) || ')')
+      on conflict (provider, provider_payment_id) do nothing;
+    end if;
   end if;
   update core.p2p_trades t
      set status = v_status, resolution = case when resolve_p2p_dispute.outcome = 'release' then 'released' else 'refunded' end,
@@ -1797,12 +1805,13 @@ comment on view reporting.p2p_trades is
   'Every P2P trade (no chat, no bank details). Healthy: no OPEN trade far past its payment_deadline (the sweeper cancels them), fees = seller_fee + buyer_fee as journaled to fee revenue.';
 
 create view reporting.p2p_pix_refunds_due as
-select p.provider_payment_id, p.trade_id, p.amount, p.payer_cpf, p.outcome, p.created_at
-from core.p2p_pix_payments p
-left join core.p2p_trades t on t.id = p.trade_id
-where p.outcome = 'rejected' or (t.status = 'REFUNDED' and t.pix_paid_payment_id = p.provider_payment_id);
+select r.provider_payment_id, r.trade_id, r.amount, p.payer_cpf, r.status, r.reason, r.attempts, r.last_error,
+       r.created_at
+from core.pix_refunds r
+left join core.p2p_pix_payments p on p.provider_payment_id = r.provider_payment_id
+where r.trade_id is not null and r.status <> 'DONE';
 comment on view reporting.p2p_pix_refunds_due is
-  'PIX payments received for P2P trades that were not booked to anyone (payer was not the buyer and the trade was over, or a review ended refunded): the money is at the provider and must be returned to the payer. Healthy: each row has a matching refund at the provider.';
+  'PIX payments received for P2P trades that no one may be credited with (paid after the trade ended, or a review ended refunded) and that the worker has not yet returned to the payer (PENDING, or FAILED for an operator). Healthy: empty or only a few minutes old.';
 
 grant select on reporting.p2p_escrow_mismatches, reporting.p2p_trades, reporting.p2p_pix_refunds_due
   to exchange_auditor, exchange_admin;

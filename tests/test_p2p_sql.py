@@ -1,6 +1,7 @@
 """P2P marketplace at the SQL level: the trade state machine of DESIGN.md §4, escrow, fees, races.
 
-Everything runs as `exchange_app` (the web/worker role) through the api.*/admin.* functions; the owner
+Everything runs as `exchange_app` (the web's role) and `exchange_worker` (what the worker books) through the
+api.*/admin.* functions; the owner
 connection only reads the books, plants prices and moves clocks (deadlines) the way time would.
 """
 from __future__ import annotations
@@ -54,6 +55,13 @@ class P2P:
         self.db_url = db_url
         self.owner = owner
         self.app = psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row)
+        # what the worker books (sweeps, PIX payments) only it may call
+        self.worker = psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row)
+        # an index, so that fixed prices can be checked against the market
+        # (an hour old: stale for trading, enough to bound a fixed price)
+        owner.execute("insert into core.prices (symbol, price, fetched_at) values ('BTCBRL', %s, now() - interval '1 hour'), "
+                      "('ETHBRL', 15000, now() - interval '1 hour'), ('USDTBRL', 5.00, now() - interval '1 hour')",
+                      (BTC_PRICE,))
         self.alice = demo["alice@example.com"]
         self.bob = demo["bob@example.com"]
         self.admin = demo["admin@example.com"]
@@ -130,6 +138,7 @@ class P2P:
 
     def close(self):
         self.app.close()
+        self.worker.close()
 
 
 @pytest.fixture
@@ -274,11 +283,11 @@ def test_offer_expiry_sweeper_releases_the_hold(p2p):
     p2p.owner.execute("update core.p2p_offers set expires_at = now() - interval '1 second' where id = %s", (offer_id,))
     assert refused(p2p.app, "api.open_p2p_trade", user_id=p2p.alice, offer_id=offer_id, payment_method="PIX",
                    idempotency_key=key(), brl_amount=D("600")) == "BSS01"
-    assert one(p2p.app, "admin.expire_p2p_offers")["expire_p2p_offers"] == 1
+    assert one(p2p.worker, "admin.expire_p2p_offers")["expire_p2p_offers"] == 1
     assert p2p.get_offer(offer_id)["status"] == "expired"
     assert p2p.balance(p2p.bob) == before
     assert "p2p.offer_expired" in notifications(p2p, p2p.bob)
-    assert one(p2p.app, "admin.expire_p2p_offers")["expire_p2p_offers"] == 0
+    assert one(p2p.worker, "admin.expire_p2p_offers")["expire_p2p_offers"] == 0
     p2p.check()
 
 
@@ -430,9 +439,9 @@ def test_deadline_enforced_at_the_moment_of_any_action_and_by_the_sweeper(p2p):
     one(p2p.app, "api.mark_p2p_trade_paid", user_id=p2p.alice, trade_id=paid)
     p2p.expire(swept)
     p2p.expire(paid)
-    assert one(p2p.app, "admin.expire_p2p_trades")["expire_p2p_trades"] == 1
+    assert one(p2p.worker, "admin.expire_p2p_trades")["expire_p2p_trades"] == 1
     assert p2p.get_trade(swept)["status"] == "CANCELLED" and p2p.get_trade(paid)["status"] == "PAID"
-    assert one(p2p.app, "admin.expire_p2p_trades")["expire_p2p_trades"] == 0
+    assert one(p2p.worker, "admin.expire_p2p_trades")["expire_p2p_trades"] == 0
     assert one(p2p.app, "api.release_p2p_trade", user_id=p2p.bob, trade_id=paid)["status"] == "COMPLETED"
     p2p.check()
 
@@ -542,18 +551,18 @@ def test_pix_confirmed_paid_by_the_buyer_releases(p2p):
     formatted = f"{cpf[:3]}.{cpf[3:6]}.{cpf[6:9]}-{cpf[9:]}"
     offer_id = p2p.offer(p2p.bob)
     trade_id = p2p.trade(p2p.alice, offer_id, method="PIX_CONFIRMED")
-    pending = call(p2p.app, "admin.pending_p2p_pix_charges")
+    pending = call(p2p.worker, "admin.pending_p2p_pix_charges")
     assert [(c["trade_id"], c["external_reference"], c["brl_amount"]) for c in pending] == [(trade_id, f"p2p-{trade_id}", D("600.00"))]
     assert one(p2p.app, "admin.attach_p2p_pix_charge", trade_id=trade_id, provider="mercadopago",
                provider_payment_id="mp-1", qr_code="000201...", qr_code_base64="iVBOR", expires_at=None)["attach_p2p_pix_charge"]
     assert refused(p2p.app, "api.mark_p2p_trade_paid", user_id=p2p.alice, trade_id=trade_id) == "BSS01"
     bob_brl, alice_btc = p2p.balance(p2p.bob, "BRL"), p2p.balance(p2p.alice)
-    result = one(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
+    result = one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
                  payer_cpf=formatted, provider_payment_id="mp-1")
     assert (result["outcome"], result["status"], result["replayed"]) == ("completed", "COMPLETED", False)
     assert p2p.balance(p2p.bob, "BRL")[0] == bob_brl[0] + D("600.00")
     assert p2p.balance(p2p.alice)[0] == alice_btc[0] + D("0.001996")
-    again = one(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
+    again = one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
                 payer_cpf=cpf, provider_payment_id="mp-1")
     assert again["replayed"] and p2p.balance(p2p.bob, "BRL")[0] == bob_brl[0] + D("600.00")
     p2p.check()
@@ -566,7 +575,7 @@ def test_pix_confirmed_paid_by_someone_else_goes_to_review(p2p):
     call(p2p.app, "admin.attach_p2p_pix_charge", trade_id=trade_id, provider="mercadopago",
          provider_payment_id="mp-2", qr_code="000201...", qr_code_base64=None, expires_at=None)
     snapshot = p2p.owner.execute("select id, balance from core.accounts order by id").fetchall()
-    result = one(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
+    result = one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=trade_id, paid_amount=D("600.00"),
                  payer_cpf="111.444.777-35", provider_payment_id="mp-2")
     assert (result["outcome"], result["status"]) == ("review", "REVIEW")
     assert p2p.owner.execute("select id, balance from core.accounts order by id").fetchall() == snapshot
@@ -588,7 +597,7 @@ def test_pix_confirmed_paid_by_someone_else_goes_to_review(p2p):
 def test_pix_confirmed_review_refund_and_late_payments(p2p):
     offer_id = p2p.offer(p2p.bob)
     wrong_amount = p2p.trade(p2p.alice, offer_id, method="PIX_CONFIRMED")
-    result = one(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=wrong_amount, paid_amount=D("599.99"),
+    result = one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=wrong_amount, paid_amount=D("599.99"),
                  payer_cpf="11144477735", provider_payment_id="mp-3")
     assert result["status"] == "REVIEW"
     one(p2p.app, "admin.resolve_p2p_dispute", admin_id=p2p.admin, trade_id=wrong_amount, outcome="refund",
@@ -598,13 +607,16 @@ def test_pix_confirmed_review_refund_and_late_payments(p2p):
     # a payment for a trade already cancelled by its deadline, by a stranger: not booked
     late = p2p.trade(p2p.alice, offer_id, method="PIX_CONFIRMED")
     p2p.expire(late)
-    one(p2p.app, "admin.expire_p2p_trades")
+    one(p2p.worker, "admin.expire_p2p_trades")
     snapshot = p2p.owner.execute("select id, balance from core.accounts order by id").fetchall()
-    assert one(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=late, paid_amount=D("600.00"),
-               payer_cpf="11144477735", provider_payment_id="mp-4")["outcome"] == "rejected"
+    assert one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=late, paid_amount=D("600.00"),
+               payer_cpf="11144477735", provider_payment_id="mp-4")["outcome"] == "refund"
     assert p2p.owner.execute("select id, balance from core.accounts order by id").fetchall() == snapshot
+    # ... it goes back to the payer: both wait for the worker's refund at the provider
+    assert [r["provider_payment_id"] for r in p2p.owner.execute(
+        "select * from reporting.p2p_pix_refunds_due order by created_at")] == ["mp-3", "mp-4"]
     # the same provider payment for another trade: refused
-    assert refused(p2p.app, "admin.confirm_p2p_pix_payment", trade_id=wrong_amount, paid_amount=D("600.00"),
+    assert refused(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=wrong_amount, paid_amount=D("600.00"),
                    payer_cpf="11144477735", provider_payment_id="mp-4") == "BSI01"
     # charges: one per trade
     other = p2p.trade(p2p.alice, offer_id, method="PIX_CONFIRMED")
