@@ -28,6 +28,16 @@ def app_conn(db_url):
         yield conn
 
 
+@pytest.fixture
+def worker_conn(db_url):
+    """What the worker books (a PIX paid, a payout made) only its role may call."""
+    with psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+OWN_CPF = {"alice@example.com": "52601815906", "bob@example.com": "08301661305"}
+
+
 def code_of(conn, sql, params=()):
     with pytest.raises(psycopg.Error) as err:
         conn.execute(sql, params)
@@ -48,9 +58,11 @@ def credit(conn, reference, amount, payment_id):
                (reference, payment_id, Decimal(amount)))
 
 
-def withdraw(conn, user_id, amount, key_type="CPF", key="52998224725", idem=None):
+def withdraw(conn, user_id, amount, key_type="CPF", key=None, idem=None):
+    """A withdrawal to the customer's own CPF (alice's, unless another key is given)."""
     return one(conn, "select * from api.create_withdrawal(%s, %s, %s, %s, %s)",
-               (user_id, Decimal(amount), key_type, key, idem or f"w-{amount}-{datetime.now().timestamp()}"))
+               (user_id, Decimal(amount), key_type, key or OWN_CPF["alice@example.com"],
+                idem or f"w-{amount}-{datetime.now().timestamp()}"))
 
 
 # --------------------------------------------------------------------------- hygiene
@@ -60,7 +72,8 @@ def test_functions_are_definer_pinned_commented_and_not_public(owner):
         select n.nspname || '.' || p.proname as name, p.prosecdef, p.proconfig,
                obj_description(p.oid, 'pg_proc') as comment,
                has_function_privilege('public', p.oid, 'execute') as public_exec,
-               has_function_privilege('exchange_app', p.oid, 'execute') as app_exec,
+               has_function_privilege('exchange_app', p.oid, 'execute')
+                 or has_function_privilege('exchange_worker', p.oid, 'execute') as app_exec,
                has_function_privilege('exchange_admin', p.oid, 'execute') as admin_exec
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname || '.' || p.proname = any(%s)""", (RAILS_FUNCTIONS,)).fetchall()
@@ -137,25 +150,25 @@ def test_deposit_error_codes(app_conn, owner, demo):
     assert code_of(app_conn, "select * from api.create_deposit(%s, 10, 'mercadopago', 'c')", (alice,)) == "BSL01"
 
 
-def test_confirm_state_machine(app_conn, owner, demo):
+def test_confirm_state_machine(app_conn, owner, demo, worker_conn):
     alice = demo["alice@example.com"]
     before = one(owner, "select balance from core.accounts where id = core.user_account(%s, 'BRL')", (alice,))["balance"]
     d = deposit(app_conn, alice, "42.00")
-    assert code_of(app_conn, "select * from admin.confirm_pix_charge('dep-999999', 'mercadopago', 'x', 'approved', 1)") == "BSN01"
-    assert code_of(app_conn, "select * from admin.confirm_pix_charge(%s, 'inter', 'x', 'approved', 42)",
+    assert code_of(worker_conn, "select * from admin.confirm_pix_charge('dep-999999', 'mercadopago', 'x', 'approved', 1)") == "BSN01"
+    assert code_of(worker_conn, "select * from admin.confirm_pix_charge(%s, 'inter', 'x', 'approved', 42)",
                    (d["reference"],)) == "BSV01"
-    assert code_of(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'x', 'weird', 42)",
+    assert code_of(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'x', 'weird', 42)",
                    (d["reference"],)) == "BSV01"
-    pending = one(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-1', 'pending')",
+    pending = one(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-1', 'pending')",
                   (d["reference"],))
     assert pending["outcome"] == "pending"
-    other = one(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-2', 'approved', 42)",
+    other = one(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-2', 'approved', 42)",
                 (d["reference"],))
     assert other["outcome"] == "other_payment"                    # a second payment is never booked by itself
-    assert credit(app_conn, d["reference"], "42.00", "pay-1")["outcome"] == "credited"
-    again = credit(app_conn, d["reference"], "42.00", "pay-1")
+    assert credit(worker_conn, d["reference"], "42.00", "pay-1")["outcome"] == "credited"
+    again = credit(worker_conn, d["reference"], "42.00", "pay-1")
     assert again["outcome"] == "credited" and again["replayed"] is True
-    late_expiry = one(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-1', 'expired')",
+    late_expiry = one(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'pay-1', 'expired')",
                       (d["reference"],))
     assert late_expiry["charge_status"] == "PAID" and late_expiry["replayed"]
     after = one(owner, "select balance from core.accounts where id = core.user_account(%s, 'BRL')", (alice,))["balance"]
@@ -168,84 +181,85 @@ def test_confirm_state_machine(app_conn, owner, demo):
     books(owner)
 
 
-def test_resolve_review_needs_admin_and_review(app_conn, owner, demo):
+def test_resolve_review_needs_admin_and_review(app_conn, owner, demo, worker_conn):
     alice, admin = demo["alice@example.com"], demo["admin@example.com"]
     d = deposit(app_conn, alice, "50.00")
     assert code_of(app_conn, "select admin.resolve_deposit_review(%s, %s, true, 'ok ok')", (admin, d["deposit_id"])) == "BSS01"
-    assert credit(app_conn, d["reference"], "49.00", "pay-r")["outcome"] == "review"
+    assert credit(worker_conn, d["reference"], "49.00", "pay-r")["outcome"] == "review"
     assert code_of(app_conn, "select admin.resolve_deposit_review(%s, %s, true, 'ok ok')", (alice, d["deposit_id"])) == "BSA01"
     assert one(app_conn, "select admin.resolve_deposit_review(%s, %s, false, 'valor errado, devolver') as r",
                (admin, d["deposit_id"]))["r"] == "REJECTED"
     books(owner)
 
 
-def test_reconcile_and_attach_queues(app_conn, owner, demo):
+def test_reconcile_and_attach_queues(app_conn, owner, demo, worker_conn):
     alice = demo["alice@example.com"]
     d = deposit(app_conn, alice, "20.00")
-    assert app_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall() == []   # too young
+    assert worker_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall() == []   # too young
     owner.execute("update core.pix_charges set created_at = now() - interval '1 minute' where id = %s", (d["deposit_id"],))
-    assert app_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall()[0]["charge_id"] == d["deposit_id"]
-    assert app_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall() == []   # stamped
+    assert worker_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall()[0]["charge_id"] == d["deposit_id"]
+    assert worker_conn.execute("select * from admin.pix_charges_to_attach(10, 30)").fetchall() == []   # stamped
     owner.execute("update core.settings set value = '0' where name = 'deposit_reconcile_after_minutes'")
-    assert len(app_conn.execute("select * from admin.pix_charges_to_reconcile(10)").fetchall()) == 1
+    assert len(worker_conn.execute("select * from admin.pix_charges_to_reconcile(10)").fetchall()) == 1
     # not expired yet: expire_pix_charge refuses; once past expiry it expires it
-    assert one(app_conn, "select admin.expire_pix_charge(%s) as r", (d["deposit_id"],))["r"] is False
+    assert one(worker_conn, "select admin.expire_pix_charge(%s) as r", (d["deposit_id"],))["r"] is False
     owner.execute("update core.pix_charges set expires_at = now() - interval '1 hour' where id = %s", (d["deposit_id"],))
-    assert one(app_conn, "select admin.expire_pix_charge(%s) as r", (d["deposit_id"],))["r"] is True
+    assert one(worker_conn, "select admin.expire_pix_charge(%s) as r", (d["deposit_id"],))["r"] is True
     assert one(app_conn, "select admin.fail_pix_charge(%s, 'x') as r", (d["deposit_id"],))["r"] is False
     books(owner)
 
 
 # --------------------------------------------------------------------------- withdrawals
 
-def test_withdrawal_error_codes_and_transitions(app_conn, owner, demo):
+def test_withdrawal_error_codes_and_transitions(app_conn, owner, demo, worker_conn):
     alice, bob, admin = demo["alice@example.com"], demo["bob@example.com"], demo["admin@example.com"]
     assert code_of(app_conn, "select * from api.create_withdrawal(%s, 20, 'CPF', '12345678900', 'x')", (alice,)) == "BSV01"
-    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 5, 'CPF', '52998224725', 'x')", (alice,)) == "BSV01"
-    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 99999, 'CPF', '52998224725', 'x')", (alice,)) == "BSF01"
+    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 5, 'CPF', '52601815906', 'x')", (alice,)) == "BSV01"
+    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 20, 'CPF', '52998224725', 'x')", (alice,)) == "BSV01"  # not hers
+    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 99999, 'CPF', '52601815906', 'x')", (alice,)) == "BSF01"
     w = withdraw(app_conn, alice, "100.00", idem="w1")
     assert withdraw(app_conn, alice, "100.00", idem="w1")["replayed"] is True
-    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 101, 'CPF', '52998224725', 'w1')", (alice,)) == "BSI01"
+    assert code_of(app_conn, "select * from api.create_withdrawal(%s, 101, 'CPF', '52601815906', 'w1')", (alice,)) == "BSI01"
     wid = w["withdrawal_id"]
     assert code_of(app_conn, "select api.cancel_withdrawal(%s, %s)", (bob, wid)) == "BSN01"
-    assert code_of(app_conn, "select admin.complete_withdrawal(%s)", (wid,)) == "BSS01"        # not processing
+    assert code_of(worker_conn, "select admin.complete_withdrawal(%s)", (wid,)) == "BSS01"        # not processing
     assert code_of(app_conn, "select admin.approve_withdrawal(%s, %s)", (admin, wid)) == "BSS01"  # not awaiting
     assert code_of(app_conn, "select admin.approve_withdrawal(%s, %s)", (alice, wid)) == "BSA01"
-    assert code_of(app_conn, "select * from admin.claim_withdrawals('paypal')") == "BSV01"
-    claimed = app_conn.execute("select * from admin.claim_withdrawals('mercadopago', 5)").fetchall()
+    assert code_of(worker_conn, "select * from admin.claim_withdrawals('paypal')") == "BSV01"
+    claimed = worker_conn.execute("select * from admin.claim_withdrawals('mercadopago', 5)").fetchall()
     assert [c["withdrawal_id"] for c in claimed] == [wid] and claimed[0]["attempts"] == 1
     assert code_of(app_conn, "select api.cancel_withdrawal(%s, %s)", (alice, wid)) == "BSS01"
     assert code_of(app_conn, "select admin.reject_withdrawal(%s, %s, 'motivo qualquer')", (admin, wid)) == "BSS01"
-    assert one(app_conn, "select admin.fail_withdrawal(%s, 'recusado pelo banco') as r", (wid,))["r"] is True
-    assert one(app_conn, "select admin.fail_withdrawal(%s, 'de novo') as r", (wid,))["r"] is False
-    assert code_of(app_conn, "select admin.complete_withdrawal(%s)", (wid,)) == "BSS01"
+    assert one(worker_conn, "select admin.fail_withdrawal(%s, 'recusado pelo banco') as r", (wid,))["r"] is True
+    assert one(worker_conn, "select admin.fail_withdrawal(%s, 'de novo') as r", (wid,))["r"] is False
+    assert code_of(worker_conn, "select admin.complete_withdrawal(%s)", (wid,)) == "BSS01"
     assert code_of(app_conn, "select api.cancel_withdrawal(%s, 999999)", (alice,)) == "BSN01"
     books(owner)
 
 
-def test_claim_skips_rows_locked_elsewhere(db_url, app_conn, owner, demo):
+def test_claim_skips_rows_locked_elsewhere(db_url, app_conn, owner, demo, worker_conn):
     alice = demo["alice@example.com"]
     first = withdraw(app_conn, alice, "10.00")["withdrawal_id"]
     second = withdraw(app_conn, alice, "11.00")["withdrawal_id"]
     with psycopg.connect(db_url) as other:            # e.g. the customer cancelling right now
         other.execute("select 1 from core.withdrawals where id = %s for update", (first,))
-        claimed = app_conn.execute("select * from admin.claim_withdrawals('mercadopago', 10)").fetchall()
+        claimed = worker_conn.execute("select * from admin.claim_withdrawals('mercadopago', 10)").fetchall()
         assert [c["withdrawal_id"] for c in claimed] == [second]
-    assert [c["withdrawal_id"] for c in app_conn.execute(
+    assert [c["withdrawal_id"] for c in worker_conn.execute(
         "select * from admin.claim_withdrawals('mercadopago', 10)").fetchall()] == [first]
     # frozen customers' withdrawals wait
     third = withdraw(app_conn, alice, "12.00")["withdrawal_id"]
     owner.execute("update core.users set status = 'frozen' where id = %s", (alice,))
-    assert app_conn.execute("select * from admin.claim_withdrawals('mercadopago', 10)").fetchall() == []
+    assert worker_conn.execute("select * from admin.claim_withdrawals('mercadopago', 10)").fetchall() == []
     assert one(owner, "select status from core.withdrawals where id = %s", (third,))["status"] == "PENDING"
     books(owner)
 
 
-def test_maturation_in_sql(app_conn, owner, demo):
+def test_maturation_in_sql(app_conn, owner, demo, worker_conn):
     alice = demo["alice@example.com"]
     owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
     d = deposit(app_conn, alice, "500.00")
-    credit(app_conn, d["reference"], "500.00", "m-1")
+    credit(worker_conn, d["reference"], "500.00", "m-1")
     w = one(app_conn, "select * from api.get_withdrawable(%s)", (alice,))
     assert w["available"] == Decimal("10500.00") and w["maturing"] == 500 and w["withdrawable"] == 10000
     with pytest.raises(psycopg.Error) as err:
@@ -257,31 +271,31 @@ def test_maturation_in_sql(app_conn, owner, demo):
     books(owner)
 
 
-def test_maturing_deposits_cannot_leave_through_a_transfer(app_conn, owner, demo):
+def test_maturing_deposits_cannot_leave_through_a_transfer(app_conn, owner, demo, worker_conn):
     """Sending immature BRL to another customer (who could withdraw it at once) is refused too."""
     alice = demo["alice@example.com"]
     owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
     d = deposit(app_conn, alice, "500.00")
-    credit(app_conn, d["reference"], "500.00", "m-2")
+    credit(worker_conn, d["reference"], "500.00", "m-2")
     with pytest.raises(psycopg.Error) as err:
         one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-1')", (alice,))
-    assert err.value.sqlstate == "BSL01" and "em maturação" in err.value.diag.message_primary
+    assert err.value.sqlstate == "BSL01" and "MED" in err.value.diag.message_primary
     assert one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10000.00, 't-2')",
                (alice,))["replayed"] is False
     books(owner)
 
 
-def test_the_customers_maturing_until_follows_deposits_and_the_window(app_conn, owner, demo):
-    """users.brl_maturing_until (what api.transfer reads instead of probing the deposits) is never early."""
+def test_the_customers_maturing_until_follows_deposits_and_the_window(app_conn, owner, demo, worker_conn):
+    """users.exposure_until (what api.transfer reads instead of looking at the credits) is never early."""
     alice = demo["alice@example.com"]
 
     def until():
-        return one(owner, "select brl_maturing_until as t from core.users where id = %s", (alice,))["t"]
+        return one(owner, "select exposure_until as t from core.users where id = %s", (alice,))["t"]
 
     owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
     d = deposit(app_conn, alice, "500.00")
     assert until() is None                                              # a charge not yet paid
-    credit(app_conn, d["reference"], "500.00", "m-3")
+    credit(worker_conn, d["reference"], "500.00", "m-3")
     paid = one(owner, "select resolved_at as t from core.pix_charges where id = %s", (d["deposit_id"],))["t"]
     assert until() == paid + timedelta(hours=24)
     owner.execute("update core.settings set value = '48' where name = 'deposit_maturation_hours'")
@@ -292,22 +306,23 @@ def test_the_customers_maturing_until_follows_deposits_and_the_window(app_conn, 
         one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-3')", (alice,))
     assert err.value.sqlstate == "BSL01"
     # a day later the deposit has matured: the transfer goes through (the exact check decides)
-    owner.execute("update core.pix_charges set resolved_at = resolved_at - interval '25 hours' where id = %s",
-                  (d["deposit_id"],))
+    owner.execute("update core.reversible_credits set credited_at = credited_at - interval '25 hours', "
+                  "matures_at = matures_at - interval '25 hours' where pix_charge_id = %s", (d["deposit_id"],))
     assert one(app_conn, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10100.00, 't-4')",
                (alice,))["replayed"] is False
     owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
-    assert until() == paid - timedelta(hours=1)                         # recomputed from the deposits
+    assert until() == paid - timedelta(hours=1)                         # recomputed from the credits
     books(owner)
 
 
 # --------------------------------------------------------------------------- P2P glue
 
-def test_p2p_charge_is_attached_to_the_trade_and_settled_by_p2p(app_conn, owner, demo):
+def test_p2p_charge_is_attached_to_the_trade_and_settled_by_p2p(app_conn, owner, demo, worker_conn):
     if owner.execute("select to_regprocedure('admin.confirm_p2p_pix_payment(bigint,numeric,text,text)') as f"
                      ).fetchone()["f"] is None:
         pytest.skip("sql/p2p.sql not installed")
     alice, bob = demo["alice@example.com"], demo["bob@example.com"]
+    owner.execute("insert into core.prices (symbol, price) values ('BTCBRL', 300000)")   # fixed prices are checked
     if owner.execute("select to_regclass('core.kyc_profiles') as t").fetchone()["t"]:
         owner.execute("insert into core.kyc_profiles (user_id, full_name, cpf, birth_date, address) values "
                       "(%s, 'Alice Souza', '52998224725', '1990-01-01', 'Rua A, 1') on conflict do nothing", (alice,))
@@ -328,11 +343,11 @@ def test_p2p_charge_is_attached_to_the_trade_and_settled_by_p2p(app_conn, owner,
     assert t["pix_provider_payment_id"] == "mp-p2p-1" and t["pix_qr_code"] == "qr-text"
 
     assert row["payer_cpf"] == one(owner, "select core.rails_payer_cpf(%s) as c", (alice,))["c"]
-    done = one(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'mp-p2p-1', 'approved', 300, %s)",
+    done = one(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'mp-p2p-1', 'approved', 300, %s)",
                (row["reference"], row["payer_cpf"] or "52998224725"))
     expected = "p2p_completed" if owner.execute("select to_regclass('core.kyc_profiles') as t").fetchone()["t"] else "p2p_review"
     assert done["outcome"] == expected and done["charge_status"] == "PAID"
-    again = one(app_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'mp-p2p-1', 'approved', 300)",
+    again = one(worker_conn, "select * from admin.confirm_pix_charge(%s, 'mercadopago', 'mp-p2p-1', 'approved', 300)",
                 (row["reference"],))
     assert again["replayed"] is True and again["outcome"] == expected
     assert one(owner, "select status from core.p2p_trades where id = %s", (tid,))["status"] == \
