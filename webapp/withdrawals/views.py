@@ -88,7 +88,7 @@ def index():
                            evp_ok="EVP" not in UNSUPPORTED_KEY_TYPES.get(provider, ())), status
 
 
-@bp.post("/withdrawals/<int:withdrawal_id>/cancel")
+@bp.post("/withdrawals/<id:withdrawal_id>/cancel")
 @login_required
 @limiter.limit("20 per minute")
 def cancel(withdrawal_id: int):
@@ -116,7 +116,7 @@ def admin_list():
                            action_form=ActionForm(), reject_form=RejectForm())
 
 
-@bp.post("/admin/withdrawals/<int:withdrawal_id>/approve")
+@bp.post("/admin/withdrawals/<id:withdrawal_id>/approve")
 @admin_required
 def admin_approve(withdrawal_id: int):
     if not ActionForm().validate_on_submit():
@@ -130,7 +130,7 @@ def admin_approve(withdrawal_id: int):
     return redirect(url_for("withdrawals.admin_list"))
 
 
-@bp.post("/admin/withdrawals/<int:withdrawal_id>/reject")
+@bp.post("/admin/withdrawals/<id:withdrawal_id>/reject")
 @admin_required
 def admin_reject(withdrawal_id: int):
     form = RejectForm()
