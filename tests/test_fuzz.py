@@ -28,7 +28,7 @@ EXAMPLES_PER_ROUTE = 40
 
 # Values no field may accept.
 TEXT_HOSTILE = ["\x00", "a\x00b", "bob@example.com\x00", "x" * 5000, "\x00" * 40]
-NUMBER_HOSTILE = ["1" + "0" * 32, "9" * 400, str(2 ** 63), "-" + str(2 ** 63), "1e32", "NaN", "Infinity",
+NUMBER_HOSTILE = ["1" + "0" * 32, str(2 ** 31), "-" + str(2 ** 31 + 1), "9" * 400, str(2 ** 63), "-" + str(2 ** 63), "1e32", "NaN", "Infinity",
                   "1" + "0" * 32 + ",5", "0," + "1" * 300]
 FILE = "<file>"           # a file sent in a text field (multipart)
 JSON_VALUES = [5, 10 ** 40, 1.5e300, [1, 2], ["a", "b"], {"a": 1}, None, True]
@@ -434,3 +434,115 @@ def test_inter_webhook_on_an_app_without_inter_answers_404(fuzz_app):
         except Exception as exc:
             pytest.fail(f"/webhooks/inter raised {exc!r}")
         assert response.status_code == 404, (body, response.status_code)
+
+
+# --------------------------------------------------------------------------- the machinery, one piece at a time
+
+
+def test_every_id_in_a_url_is_bounded(app):
+    """An `…_id` in a URL goes through the `id` converter (1 to 2^63 - 1), never a bare <int:…>."""
+    from webapp import IdConverter
+    loose = [(rule.rule, name) for rule in app.url_map.iter_rules()
+             for name, converter in rule._converters.items()
+             if name.endswith("_id") and not isinstance(converter, IdConverter)]
+    assert loose == []
+    with app.test_request_context():
+        from flask import url_for
+        assert url_for("p2p.trade", trade_id=2 ** 63 - 1).endswith(str(2 ** 63 - 1))
+
+
+def test_every_form_derives_from_the_base_form(app):
+    """A form that skipped webapp.forms.Form would let NUL, files and JSON reach its fields."""
+    import importlib
+    import pkgutil
+
+    import webapp
+    from flask_wtf import FlaskForm
+    from webapp.forms import Form
+    for module in pkgutil.walk_packages(webapp.__path__, "webapp."):
+        if module.name.endswith("forms"):
+            importlib.import_module(module.name)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+    ours = {cls for cls in subclasses(FlaskForm) if cls.__module__.startswith("webapp.")}
+    assert len(ours) >= 25, ours
+    assert sorted(c.__qualname__ for c in ours if not issubclass(c, Form)) == []
+
+
+def test_values_the_database_cannot_read_are_input_errors_not_500(app, demo):
+    import psycopg
+
+    from webapp import db
+    from webapp.errors import DomainError, InputError
+    alice = demo["alice@example.com"]
+    with app.test_request_context():
+        for kwargs in ({"offer_id": 2 ** 63}, {"offer_id": 10 ** 30}):  # beyond bigint
+            with pytest.raises(InputError) as caught:
+                db.call("api.get_p2p_offer", user_id=alice, **kwargs)
+            assert (caught.value.code, caught.value.status) == ("22003", 422)
+            assert caught.value.message == "Número fora do intervalo aceito."
+        with pytest.raises(InputError) as caught:  # NUL: psycopg refuses it before sending
+            db.call("api.get_login", email="alice@example.com\x00")
+        assert caught.value.status == 422 and "caracteres inválidos" in caught.value.message
+        with pytest.raises(InputError) as caught:  # an int4 parameter given 2^40
+            db.call("api.get_statement", user_id=alice, currency="BRL", page=2 ** 40, page_size=20)
+        assert caught.value.status == 422
+        # a bigint in range still works as before (nothing found: BSN01, a 404)
+        with pytest.raises(DomainError) as caught:
+            db.call("api.get_p2p_offer", user_id=alice, offer_id=2 ** 63 - 1)
+        assert caught.value.status == 404
+        # a genuine bug is still a bug (a 500), not the customer's fault
+        with pytest.raises(psycopg.Error):
+            db.call("api.get_p2p_offer", user_id=alice, no_such_argument=1)
+
+
+def test_malformed_submissions_get_a_message_and_a_4xx(client, forms, login, demo, owner):
+    login("alice@example.com")
+    token = forms.token("/wallet")
+    valid = {"csrf_token": token, "recipient_email": "bob@example.com", "currency": "BRL", "amount": "1,00",
+             "idempotency_key": key()}
+
+    def page(response):
+        return response.get_data(as_text=True)
+
+    # NUL in the idempotency key (a hidden field: the message comes as an alert)
+    response = client.post("/wallet", data=dict(valid, idempotency_key="k\x00"))
+    assert response.status_code == 422 and "O texto contém caracteres inválidos." in page(response)
+    # a file where the e-mail goes
+    response = client.post("/wallet", data=dict(valid, recipient_email=(io.BytesIO(b"x"), "a.txt")))
+    assert response.status_code == 422 and "Este campo recebe texto, não um arquivo." in page(response)
+    # 5,000 characters
+    response = client.post("/wallet", data=dict(valid, recipient_email="a" * 5000 + "@example.com"))
+    assert response.status_code == 422 and "Texto longo demais" in page(response)
+    # a number of 400 digits
+    response = client.post("/wallet", data=dict(valid, amount="9" * 400))
+    assert response.status_code == 422 and "Valor grande demais." in page(response)
+    # JSON where a form is expected, even with the token in the header
+    for body in (dict(valid, amount=[1, 2]), dict(valid, amount=10 ** 40), [1, 2], "texto", 10 ** 40):
+        response = client.post("/wallet", json=body, headers={"X-CSRFToken": token})
+        assert response.status_code in (400, 422), body
+    assert "Envie os dados pelo formulário da página." in page(response)
+    # an id beyond bigint, or 400 digits: no route
+    for trade_id in (str(2 ** 63), "9" * 400, "0"):
+        assert client.get(f"/p2p/trades/{trade_id}").status_code == 404
+    # a payment window of 10^32 minutes
+    offer = {"csrf_token": token, "side": "SELL", "crypto": "BTC", "price_type": "fixed", "fixed_price": "300000",
+             "total_amount": "0,001", "min_brl": "100", "max_brl": "300", "payment_methods": "PIX",
+             "payment_window_minutes": "1" + "0" * 32, "min_counterparty_kyc": "0", "idempotency_key": key()}
+    response = client.post("/p2p/offers/new", data=offer)
+    assert response.status_code == 422 and "Informe um número inteiro." in page(response)
+    response = client.post("/p2p/offers/new", data=dict(offer, payment_window_minutes=str(2 ** 31)))
+    assert response.status_code == 422 and "Número fora do intervalo aceito." in page(response)
+    # nothing was moved or written
+    assert owner.execute("select count(*) as n from core.p2p_offers").fetchone()["n"] == 0
+    books(owner)
+
+
+def test_an_oversized_form_body_is_a_413(client, forms, login, demo):
+    login("alice@example.com")
+    token = forms.token("/wallet")
+    response = client.post("/wallet", data={"csrf_token": token, "recipient_email": "x" * (300 * 1024)})
+    assert response.status_code == 413

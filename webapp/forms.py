@@ -21,6 +21,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict, MultiDict
 from wtforms import DecimalField
 from wtforms import IntegerField as _IntegerField
 from wtforms.fields import FileField as _WTFileField
+from wtforms.validators import ValidationError
 from wtforms.widgets import TextInput
 
 from .errors import DomainError
@@ -102,11 +103,13 @@ class Form(FlaskForm):
     def validate(self, extra_validators=None):
         valid = super().validate(extra_validators)
         for name, message in getattr(self, "input_errors", {}).items():
-            if name is None:
-                self.form_errors.append(message)
-                flash(message, "danger")
+            field = self._fields.get(name)
+            if field is not None:
+                field.errors = [message]
             else:
-                self._fields[name].errors = [message]
+                self.form_errors.append(message)
+            if field is None or getattr(field.widget, "input_type", None) == "hidden":
+                flash(message, "danger")  # nowhere on the page to show it
         return valid and not getattr(self, "input_errors", None)
 
 
@@ -138,7 +141,7 @@ class IntegerField(_IntegerField):
     def pre_validate(self, form):
         if self.data is not None and not self.min_value <= self.data <= self.max_value:
             self.data = None
-            raise ValueError(self.gettext(N_("Número fora do intervalo aceito.")))
+            raise ValidationError(self.gettext(N_("Número fora do intervalo aceito.")))
 
 
 class AmountField(DecimalField):
