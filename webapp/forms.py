@@ -149,7 +149,7 @@ class AmountField(DecimalField):
 
     Keeps every digit typed (no rounding): the database refuses an amount with
     more decimals than its currency has, with a clear message. More than
-    MAX_DIGITS digits, an exponent, NaN or infinity are refused here.
+    MAX_DIGITS digits, NaN or infinity are refused here.
     """
 
     widget = TextInput()  # type=number would refuse the comma
@@ -163,9 +163,6 @@ class AmountField(DecimalField):
             value = valuelist[0].strip().replace(" ", "").replace("R$", "")
             if "," in value:
                 value = value.replace(".", "").replace(",", ".")
-            if value and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", value) is None:
-                self.data = None
-                raise ValueError(self.gettext(N_("Informe um valor numérico válido.")))
             if sum(ch.isdigit() for ch in value) > MAX_DIGITS:
                 self.data = None
                 raise ValueError(self.gettext(N_("Valor grande demais.")))
