@@ -7,7 +7,9 @@
 Each call is one `select * from <function>(name => value, …)` in its own
 transaction, on a pooled connection of the `exchange_app` role, which can
 execute api/admin functions and nothing else. A `BSxxx` error becomes a
-`DomainError`; a deadlock or serialization failure is retried. There is no
+`DomainError`, a value the database cannot read (SQLSTATE class 22: out of
+range, not a number, NUL in a text) an `InputError` (a 422); a deadlock or
+serialization failure is retried. There is no
 SQL text anywhere else in the app (the audit section reads reporting views
 through `audit_query`, on its own pool as `exchange_auditor`).
 
@@ -29,13 +31,22 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
-from .errors import DomainError, is_domain_sqlstate
+from .errors import DomainError, InputError, is_domain_sqlstate, is_input_sqlstate
 
 log = logging.getLogger(__name__)
 
 FUNCTION_NAME = re.compile(r"^(api|admin)\.[a-z_][a-z0-9_]*$")
 VIEW_NAME = re.compile(r"^reporting\.[a-z_][a-z0-9_]*$")
 RETRY_SQLSTATES = {"40001", "40P01"}
+INT4 = 2 ** 31
+
+
+def _argument(value):
+    """An integer beyond int4 goes as untyped text: PostgreSQL reads it as the parameter's type and
+    answers 22003 when it does not fit, instead of finding no function for an int8/numeric argument."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT4 <= value < INT4:
+        return str(value)
+    return value
 
 
 def make_pool(conninfo: str, name: str, max_size: int = 10) -> ConnectionPool:
@@ -106,6 +117,13 @@ def _translate(exc: psycopg.Error) -> Exception:
     diag = exc.diag
     if is_domain_sqlstate(diag.sqlstate):
         return DomainError(diag.sqlstate, diag.message_primary or str(exc), diag.column_name, diag.message_hint)
+    if is_input_sqlstate(diag.sqlstate):
+        log.warning("input refused by the database (%s): %s", diag.sqlstate, diag.message_primary)
+        return InputError(diag.sqlstate, diag.column_name)
+    if isinstance(exc, psycopg.DataError) and not diag.sqlstate:
+        # Refused by psycopg before sending (a NUL in a text): nothing reached the database.
+        log.warning("input refused by psycopg: %s", exc)
+        return InputError("22000")
     return exc
 
 
@@ -114,6 +132,7 @@ def call_with(pool: ConnectionPool, function: str, kwargs: dict, retries: int = 
     if not FUNCTION_NAME.match(function):
         raise ValueError(f"not an api/admin function: {function!r}")
     schema, name = function.split(".")
+    kwargs = {key: _argument(value) for key, value in kwargs.items()}
     args = sql.SQL(", ").join(
         sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs)
     query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)

@@ -48,7 +48,7 @@ def kyc_queue():
     return render_template("admin/kyc_queue.html", rows=rows, status=status)
 
 
-@bp.get("/kyc/<int:submission_id>")
+@bp.get("/kyc/<id:submission_id>")
 def kyc_submission(submission_id: int, form=None, status=200):
     try:
         sub = db.call_one("admin.get_kyc_submission", admin_id=current_user.id, submission_id=submission_id)
@@ -58,7 +58,7 @@ def kyc_submission(submission_id: int, form=None, status=200):
     return render_template("admin/kyc_submission.html", sub=sub, form=form or KycReviewForm()), status
 
 
-@bp.post("/kyc/<int:submission_id>/<any(approve, reject):decision>")
+@bp.post("/kyc/<id:submission_id>/<any(approve, reject):decision>")
 def kyc_review(submission_id: int, decision: str):
     form = KycReviewForm()
     if form.validate_on_submit():
@@ -106,12 +106,12 @@ def _user_page(user_id: int, status_form=None, adjust_form=None, status=200):
     ), status
 
 
-@bp.get("/users/<int:user_id>")
+@bp.get("/users/<id:user_id>")
 def user(user_id: int):
     return _user_page(user_id)
 
 
-@bp.post("/users/<int:user_id>/<any(freeze, unfreeze):action>")
+@bp.post("/users/<id:user_id>/<any(freeze, unfreeze):action>")
 def set_status(user_id: int, action: str):
     form = StatusForm()
     if form.validate_on_submit():
@@ -128,7 +128,7 @@ def set_status(user_id: int, action: str):
     return _user_page(user_id, status_form=form, status=422)
 
 
-@bp.post("/users/<int:user_id>/adjust")
+@bp.post("/users/<id:user_id>/adjust")
 def adjust(user_id: int):
     form = AdjustmentForm()
     if form.validate_on_submit():

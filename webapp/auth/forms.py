@@ -1,10 +1,10 @@
 """Forms of the auth blueprint: their shape only; the database decides the rest."""
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from ..formatting import N_
 from .twofactor import TotpCodeField
+from ..forms import Form
 
 COMMON_PASSWORDS = {
     "1234567890", "12345678910", "senha12345", "password123", "qwertyuiop", "abcdefghij",
@@ -28,7 +28,7 @@ def strong_password(form, field):
         raise ValidationError("A senha não pode conter o seu e-mail.")
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     display_name = StringField("Nome", validators=[DataRequired("Informe seu nome."), Length(max=80)])
     email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail."),
                                              Email("Informe um e-mail válido.", check_deliverability=False)])
@@ -36,28 +36,28 @@ class RegisterForm(FlaskForm):
     confirm = PasswordField("Confirme a senha", validators=[EqualTo("password", N_("As senhas não conferem."))])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail.")])
     password = PasswordField("Senha", validators=[DataRequired("Informe sua senha.")])
 
 
-class TwoFactorLoginForm(FlaskForm):
+class TwoFactorLoginForm(Form):
     totp_code = TotpCodeField(validators=[DataRequired("Informe o código do aplicativo autenticador."),
                                           Length(max=32, message=N_("Código inválido."))])
 
 
-class TwoFactorSetupForm(FlaskForm):
+class TwoFactorSetupForm(Form):
     totp_code = TotpCodeField(N_("Código de 6 dígitos mostrado no aplicativo"),
                               validators=[DataRequired("Informe o código mostrado no aplicativo."),
                                           Length(max=32, message=N_("Código inválido."))])
 
 
-class TwoFactorDisableForm(FlaskForm):
+class TwoFactorDisableForm(Form):
     totp_code = TotpCodeField(validators=[DataRequired("Informe um código atual para desativar."),
                                           Length(max=32, message=N_("Código inválido."))])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     """`user_email` is set by the view, so the new password cannot contain the e-mail."""
     current_password = PasswordField("Senha atual", validators=[DataRequired("Informe sua senha atual.")])
     new_password = PasswordField("Nova senha", validators=[DataRequired("Escolha a nova senha."), strong_password])

@@ -1,9 +1,8 @@
 """Forms of the deposits blueprint."""
-from flask_wtf import FlaskForm
 from wtforms import HiddenField
 from wtforms.validators import DataRequired, InputRequired
 
-from ..forms import AmountField
+from ..forms import AmountField, Form
 from ..formatting import N_
 
 
@@ -17,7 +16,7 @@ class BRLAmountField(AmountField):
             raise ValueError(N_("Informe um valor válido (ex.: 150,00).")) from None
 
 
-class DepositForm(FlaskForm):
+class DepositForm(Form):
     amount = BRLAmountField(N_("Valor do depósito (R$)"), validators=[
         InputRequired("Informe um valor válido (use vírgula ou ponto para os centavos).")])
     # Generated when the form is shown: a double click creates one deposit.

@@ -96,14 +96,14 @@ def _deposit(deposit_id: int) -> dict:
     return row
 
 
-@bp.route("/deposits/<int:deposit_id>")
+@bp.route("/deposits/<id:deposit_id>")
 @login_required
 def show(deposit_id: int):
     deposit = _deposit(deposit_id)
     return render_template("deposits/show.html", d=deposit, waiting_qr=not deposit["qr_code"])
 
 
-@bp.route("/deposits/<int:deposit_id>/status")
+@bp.route("/deposits/<id:deposit_id>/status")
 @login_required
 def status(deposit_id: int):
     """The live panel of /deposits/<id> (app.js replaces it every few seconds)."""

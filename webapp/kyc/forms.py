@@ -1,10 +1,10 @@
 """Forms of the kyc blueprint: their shape only; the database decides the rest."""
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import DateField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from . import cpf as cpf_rules
+from ..forms import Form
 
 
 def valid_cpf(form, field):
@@ -12,7 +12,7 @@ def valid_cpf(form, field):
         raise ValidationError("CPF inválido: confira os números.")
 
 
-class KycDataForm(FlaskForm):
+class KycDataForm(Form):
     full_name = StringField("Nome completo (como no documento)",
                             validators=[DataRequired("Informe seu nome completo."), Length(max=120)])
     cpf = StringField("CPF", validators=[DataRequired("Informe seu CPF."), Length(max=20), valid_cpf],
@@ -22,7 +22,7 @@ class KycDataForm(FlaskForm):
                             render_kw={"rows": 2})
 
 
-class KycDocumentsForm(FlaskForm):
+class KycDocumentsForm(Form):
     document = FileField("Documento com foto (RG ou CNH): PNG, JPEG ou PDF, até 5 MB",
                          render_kw={"accept": "image/png,image/jpeg,application/pdf"})
     selfie = FileField("Selfie segurando o documento: PNG, JPEG ou PDF, até 5 MB",

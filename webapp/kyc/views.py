@@ -104,7 +104,7 @@ def upload_documents():
     return redirect(url_for("kyc.index"))
 
 
-@bp.get("/kyc/documents/<int:document_id>")
+@bp.get("/kyc/documents/<id:document_id>")
 @login_required
 def document(document_id: int):
     """A KYC file, for its owner or an admin; anyone else gets 404 (as if it did not exist)."""

@@ -1,16 +1,15 @@
 """Forms of the market desk."""
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, SelectField
 from wtforms.validators import DataRequired, InputRequired
 
-from ..forms import AmountField
+from ..forms import AmountField, Form
 from ..formatting import N_
 
 CRYPTOS = [("BTC", "Bitcoin (BTC)"), ("ETH", "Ether (ETH)"), ("USDT", "Tether (USDT)")]
 SIDES = [("buy", N_("Comprar")), ("sell", N_("Vender"))]
 
 
-class QuoteForm(FlaskForm):
+class QuoteForm(Form):
     side = RadioField("Operação", choices=SIDES, default="buy",
                       validators=[InputRequired("Escolha comprar ou vender.")])
     crypto = SelectField("Cripto", choices=CRYPTOS, default="BTC")
@@ -19,7 +18,7 @@ class QuoteForm(FlaskForm):
         InputRequired("Informe um valor válido (use ponto ou vírgula para os decimais).")])
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     # Generated when the confirmation is shown: a double click sends the same
     # key, and the database creates one order.
     idempotency_key = HiddenField(validators=[DataRequired()])

@@ -102,7 +102,7 @@ def panel():
     return render_template("market/_panel.html", **_panel_context())
 
 
-@bp.route("/quote/<int:quote_id>", methods=["GET", "POST"])
+@bp.route("/quote/<id:quote_id>", methods=["GET", "POST"])
 @login_required
 def quote(quote_id: int):
     q = db.call_one("api.get_quote", user_id=current_user.id, quote_id=quote_id)
@@ -138,13 +138,13 @@ def _order_or_404(order_id: int) -> dict:
     return order
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get("/orders/<id:order_id>")
 @login_required
 def order(order_id: int):
     return render_template("market/order.html", o=_order_or_404(order_id))
 
 
-@bp.get("/orders/<int:order_id>/status")
+@bp.get("/orders/<id:order_id>/status")
 @login_required
 def order_status(order_id: int):
     """The live part of an order page, for data-refresh-url while it executes."""

@@ -28,7 +28,7 @@ def disputes():
     return render_template("p2p/admin_disputes.html", disputes=rows, include_closed=include_closed)
 
 
-@bp.route("/admin/disputes/<int:trade_id>", methods=["GET", "POST"])
+@bp.route("/admin/disputes/<id:trade_id>", methods=["GET", "POST"])
 @admin_required
 def dispute_detail(trade_id: int):
     form = ResolveForm()

@@ -1,12 +1,11 @@
 """Forms of the P2P blueprint: their shape only; the database decides the rest."""
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import HiddenField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget, TextInput
 
 from ..auth.twofactor import TotpCodeField
-from ..forms import AmountField as _AmountField
+from ..forms import AmountField as _AmountField, Form, IntegerField
 from ..formatting import N_
 
 
@@ -26,7 +25,7 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class BookFilterForm(FlaskForm):
+class BookFilterForm(Form):
     """The offer book's filters (GET, no CSRF)."""
     class Meta:
         csrf = False
@@ -37,7 +36,7 @@ class BookFilterForm(FlaskForm):
     amount = AmountField("Valor (R$)", validators=[Optional()])
 
 
-class _OfferFields(FlaskForm):
+class _OfferFields(Form):
     price_type = RadioField("Tipo de preço", choices=[("fixed", "Fixo"), ("floating", "Flutuante (índice Binance + ágio)")],
                             default="fixed")
     fixed_price = AmountField("Preço por unidade (R$)", validators=[Optional()])
@@ -69,7 +68,7 @@ class EditOfferForm(_OfferFields):
     remaining_amount = AmountField("Quantidade disponível", validators=[InputRequired(AMOUNT_MESSAGE)])
 
 
-class OpenTradeForm(FlaskForm):
+class OpenTradeForm(Form):
     brl_amount = AmountField("Valor em reais", validators=[InputRequired(AMOUNT_MESSAGE)])
     payment_method = SelectField("Forma de pagamento", choices=METHODS)
     payment_details = TextAreaField("Seus dados para receber o pagamento (chave PIX ou conta para TED)",
@@ -78,34 +77,34 @@ class OpenTradeForm(FlaskForm):
     idempotency_key = HiddenField(validators=[DataRequired()])
 
 
-class ReleaseForm(FlaskForm):
+class ReleaseForm(Form):
     totp_code = TotpCodeField()
 
 
-class MarkPaidForm(FlaskForm):
+class MarkPaidForm(Form):
     proof = FileField("Comprovante (opcional: PNG, JPEG ou PDF até 5 MB)")
 
 
-class EvidenceForm(FlaskForm):
+class EvidenceForm(Form):
     file = FileField("Arquivo (PNG, JPEG ou PDF até 5 MB)")
 
 
-class MessageForm(FlaskForm):
+class MessageForm(Form):
     body = TextAreaField("Mensagem", validators=[DataRequired("Escreva uma mensagem."), Length(max=2000)])
 
 
-class DisputeForm(FlaskForm):
+class DisputeForm(Form):
     reason = TextAreaField("O que aconteceu?", validators=[DataRequired("Explique o problema."), Length(max=2000)])
     evidence = FileField("Evidência (opcional: PNG, JPEG ou PDF até 5 MB)")
 
 
-class RateForm(FlaskForm):
+class RateForm(Form):
     positive = RadioField("Avaliação", choices=[("1", "Positiva"), ("0", "Negativa")],
                           validators=[DataRequired("Escolha positiva ou negativa.")])
     comment = StringField("Comentário (opcional)", validators=[Optional(), Length(max=500)])
 
 
-class ResolveForm(FlaskForm):
+class ResolveForm(Form):
     outcome = RadioField("Decisão", choices=[("release", "Liberar a cripto ao comprador"),
                                              ("refund", "Devolver a cripto ao vendedor")],
                          validators=[DataRequired("Escolha a decisão.")])

@@ -123,7 +123,7 @@ def new_offer():
     return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=None), status
 
 
-@bp.route("/p2p/offers/<int:offer_id>/edit", methods=["GET", "POST"])
+@bp.route("/p2p/offers/<id:offer_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_offer(offer_id: int):
     offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
@@ -151,7 +151,7 @@ def edit_offer(offer_id: int):
     return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=offer), status
 
 
-@bp.post("/p2p/offers/<int:offer_id>/<any(pause, resume, cancel):action>")
+@bp.post("/p2p/offers/<id:offer_id>/<any(pause, resume, cancel):action>")
 @login_required
 def offer_status(offer_id: int, action: str):
     if not ActionForm().validate_on_submit():
@@ -173,7 +173,7 @@ def my_offers(status: int = 200):
     return render_template("p2p/my_offers.html", offers=offers, action_form=ActionForm()), status
 
 
-@bp.route("/p2p/offers/<int:offer_id>", methods=["GET", "POST"])
+@bp.route("/p2p/offers/<id:offer_id>", methods=["GET", "POST"])
 @login_required
 def offer(offer_id: int):
     offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
@@ -237,13 +237,13 @@ def render_trade(trade_id: int, status: int = 200, template: str = "p2p/trade.ht
     return render_template(template, trade=trade, messages=messages, proofs=proofs, **context), status
 
 
-@bp.route("/p2p/trades/<int:trade_id>")
+@bp.route("/p2p/trades/<id:trade_id>")
 @login_required
 def trade(trade_id: int):
     return render_trade(trade_id)
 
 
-@bp.route("/p2p/trades/<int:trade_id>/chat")
+@bp.route("/p2p/trades/<id:trade_id>/chat")
 @login_required
 def chat(trade_id: int):
     """The chat panel alone (the trade page refreshes it while open)."""
@@ -261,7 +261,7 @@ def _refused(trade_id: int, exc: DomainError, **forms):
     return render_trade(trade_id, exc.status, **forms)
 
 
-@bp.post("/p2p/trades/<int:trade_id>/paid")
+@bp.post("/p2p/trades/<id:trade_id>/paid")
 @login_required
 def mark_paid(trade_id: int):
     form = MarkPaidForm()
@@ -290,7 +290,7 @@ def mark_paid(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id))
 
 
-@bp.post("/p2p/trades/<int:trade_id>/cancel")
+@bp.post("/p2p/trades/<id:trade_id>/cancel")
 @login_required
 def cancel_trade(trade_id: int):
     if not ActionForm().validate_on_submit():
@@ -303,7 +303,7 @@ def cancel_trade(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id))
 
 
-@bp.post("/p2p/trades/<int:trade_id>/release")
+@bp.post("/p2p/trades/<id:trade_id>/release")
 @login_required
 def release_trade(trade_id: int):
     form = ReleaseForm()
@@ -319,7 +319,7 @@ def release_trade(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id))
 
 
-@bp.post("/p2p/trades/<int:trade_id>/dispute")
+@bp.post("/p2p/trades/<id:trade_id>/dispute")
 @login_required
 def dispute(trade_id: int):
     form = DisputeForm()
@@ -340,7 +340,7 @@ def _back_to_trade(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id) + "#chat")
 
 
-@bp.post("/p2p/trades/<int:trade_id>/messages")
+@bp.post("/p2p/trades/<id:trade_id>/messages")
 @login_required
 def send_message(trade_id: int):
     form = MessageForm()
@@ -362,7 +362,7 @@ def _admin_forms() -> dict:
     return {"resolve_form": ResolveForm(formdata=None)}
 
 
-@bp.post("/p2p/trades/<int:trade_id>/proofs")
+@bp.post("/p2p/trades/<id:trade_id>/proofs")
 @login_required
 def add_proof(trade_id: int):
     form = EvidenceForm()
@@ -388,7 +388,7 @@ def add_proof(trade_id: int):
     return redirect(url_for(".trade", trade_id=trade_id))
 
 
-@bp.route("/p2p/proofs/<int:proof_id>")
+@bp.route("/p2p/proofs/<id:proof_id>")
 @login_required
 def proof(proof_id: int):
     row = db.call_one("api.get_p2p_proof", user_id=current_user.id, proof_id=proof_id)  # BSN01 → 404
@@ -404,7 +404,7 @@ def proof(proof_id: int):
     return response
 
 
-@bp.post("/p2p/trades/<int:trade_id>/rate")
+@bp.post("/p2p/trades/<id:trade_id>/rate")
 @login_required
 def rate(trade_id: int):
     form = RateForm()
@@ -422,7 +422,7 @@ def rate(trade_id: int):
 
 # --------------------------------------------------------------------------- reputation and blocks
 
-@bp.route("/p2p/users/<int:user_id>")
+@bp.route("/p2p/users/<id:user_id>")
 @login_required
 def profile(user_id: int):
     person = db.call_one("api.get_p2p_profile", user_id=current_user.id, profile_user_id=user_id)
@@ -430,7 +430,7 @@ def profile(user_id: int):
     return render_template("p2p/profile.html", person=person, ratings=ratings, action_form=ActionForm())
 
 
-@bp.post("/p2p/users/<int:user_id>/<any(block, unblock):action>")
+@bp.post("/p2p/users/<id:user_id>/<any(block, unblock):action>")
 @login_required
 def block(user_id: int, action: str):
     if not ActionForm().validate_on_submit():

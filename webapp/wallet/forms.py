@@ -1,15 +1,14 @@
 """Forms of the wallet blueprint."""
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, SelectField
 from wtforms.validators import DataRequired, InputRequired
 
 from ..auth.twofactor import TotpCodeField
-from ..forms import AmountField
+from ..forms import AmountField, Form
 
 CURRENCIES = [("BRL", "BRL"), ("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
 
 
-class TransferForm(FlaskForm):
+class TransferForm(Form):
     recipient_email = EmailField("E-mail do destinatário", validators=[DataRequired("Informe o e-mail do destinatário.")])
     currency = SelectField("Moeda", choices=CURRENCIES)
     amount = AmountField("Valor", validators=[

@@ -1,5 +1,4 @@
 """Forms of the withdrawals blueprint."""
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
@@ -8,12 +7,13 @@ from ..auth.twofactor import TotpCodeField
 from ..deposits.forms import BRLAmountField
 from ..formatting import N_
 from ..pix import normalize_pix_key
+from ..forms import Form
 
 KEY_TYPES = [SelectChoice("CPF", "CPF"), SelectChoice("CNPJ", "CNPJ"), SelectChoice("EMAIL", "E-mail"),
              SelectChoice("PHONE", "Telefone"), SelectChoice("EVP", "Chave aleatória")]
 
 
-class WithdrawalForm(FlaskForm):
+class WithdrawalForm(Form):
     amount = BRLAmountField(N_("Valor do saque (R$)"), validators=[
         InputRequired("Informe um valor válido (use vírgula ou ponto para os centavos).")])
     key_type = SelectField("Tipo de chave PIX", choices=KEY_TYPES)
@@ -30,7 +30,7 @@ class WithdrawalForm(FlaskForm):
             raise ValidationError(str(exc)) from None
 
 
-class DestinationForm(FlaskForm):
+class DestinationForm(Form):
     key_type = SelectField("Tipo de chave PIX", choices=KEY_TYPES)
     pix_key = StringField("Chave PIX", validators=[DataRequired("Informe a chave PIX."), Length(max=100)])
     label = StringField("Apelido (opcional)", validators=[Length(max=60)])
@@ -39,6 +39,6 @@ class DestinationForm(FlaskForm):
     validate_pix_key = WithdrawalForm.validate_pix_key
 
 
-class RejectForm(FlaskForm):
+class RejectForm(Form):
     reason = TextAreaField("Motivo (o cliente vai ler)", validators=[
         DataRequired("Informe o motivo."), Length(min=5, max=500, message=N_("Entre 5 e 500 caracteres."))])

@@ -107,7 +107,7 @@ def add_destination():
     return _render(withdrawal_form, form, 422)
 
 
-@bp.post("/withdrawals/destinations/<int:destination_id>/remove")
+@bp.post("/withdrawals/destinations/<id:destination_id>/remove")
 @login_required
 def remove_destination(destination_id: int):
     if not ActionForm().validate_on_submit():
@@ -121,7 +121,7 @@ def remove_destination(destination_id: int):
     return redirect(url_for("withdrawals.index"))
 
 
-@bp.post("/withdrawals/<int:withdrawal_id>/cancel")
+@bp.post("/withdrawals/<id:withdrawal_id>/cancel")
 @login_required
 @limiter.limit("20 per minute")
 def cancel(withdrawal_id: int):
@@ -149,7 +149,7 @@ def admin_list():
                            action_form=ActionForm(), reject_form=RejectForm())
 
 
-@bp.post("/admin/withdrawals/<int:withdrawal_id>/approve")
+@bp.post("/admin/withdrawals/<id:withdrawal_id>/approve")
 @admin_required
 def admin_approve(withdrawal_id: int):
     if not ActionForm().validate_on_submit():
@@ -163,7 +163,7 @@ def admin_approve(withdrawal_id: int):
     return redirect(url_for("withdrawals.admin_list"))
 
 
-@bp.post("/admin/withdrawals/<int:withdrawal_id>/reject")
+@bp.post("/admin/withdrawals/<id:withdrawal_id>/reject")
 @admin_required
 def admin_reject(withdrawal_id: int):
     form = RejectForm()
