@@ -633,6 +633,7 @@ comment on function admin.list_deposit_reviews(bigint) is 'Deposits whose paid a
 create function api.record_provider_notification(provider text, topic text, resource_id text)
 returns bigint
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
 declare
   v_id bigint;
 begin

@@ -21,23 +21,41 @@ PASSWORD = "demo-pass-2026"
 
 
 class LiveApp:
-    """The Flask app on a werkzeug threaded server in a background thread."""
+    """The Flask app on a werkzeug threaded server in a background thread, and
+    (unless worker=False) the worker's job that books queued webhook deliveries,
+    run every 0.2 s as the worker process would."""
 
-    def __init__(self, app):
+    def __init__(self, app, worker: bool = True):
         self.app = app
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         app.config["APP_URL"] = self.url
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, daemon=True) if worker else None
+        if self.worker:
+            self.worker.start()
+
+    def _work(self):
+        from webapp.deposits.tasks import process_notifications
+        while not self.stop.wait(0.2):
+            with self.app.app_context():
+                try:
+                    process_notifications(self.app)
+                except Exception:  # noqa: BLE001 (a test's worker must not die: the test says what failed)
+                    pass
 
     def close(self):
+        self.stop.set()
+        if self.worker:
+            self.worker.join(timeout=5)
         self.server.shutdown()
         self.server.server_close()
 
 
-def make_app(db_url: str, **extra):
-    """The app as conftest builds it, plus the rails settings, served live."""
+def make_app(db_url: str, worker: bool = True, **extra):
+    """The app as conftest builds it, plus the rails settings, served live (with the webhook worker)."""
     from webapp import create_app
     from webapp.config import role_url
     config = {
@@ -56,8 +74,15 @@ def make_app(db_url: str, **extra):
     }
     config.update(extra)
     app = create_app(config)
-    app.extensions["live"] = LiveApp(app)
+    app.extensions["live"] = LiveApp(app, worker=worker)
     return app
+
+
+def process(app) -> dict:
+    """Run the worker's webhook job once: what it booked, by outcome."""
+    from webapp.deposits.tasks import process_notifications
+    with app.app_context():
+        return process_notifications(app)
 
 
 def close_app(app):
@@ -137,5 +162,10 @@ def new_customer(owner, email: str, kyc_level: int = 0) -> int:
 
 def app_call(app, function: str, **kwargs):
     from webapp import db
-    return db.call_with(app.extensions["db_app"], function, kwargs)
+    return db.app_call(app, function, **kwargs)
+
+
+def worker_call(app, function: str, **kwargs):
+    from webapp import db
+    return db.worker_call(app, function, **kwargs)
 

@@ -1,5 +1,6 @@
-"""/webhooks/mercadopago through real HTTP: signature (providers.md B.2), fetch
-from the API, credit once. The B.2 test vector itself (accepted, and refused
+"""/webhooks/mercadopago through real HTTP: signature (providers.md B.2), queued
+for the worker, which fetches from the API and credits once (here the worker's
+job is run by hand: `process(app)`). The B.2 test vector itself (accepted, and refused
 with one byte changed) is checked against our verifier in
 tests/test_providers_mercadopago.py::test_b2_vector_accepted and
 ::test_b2_vector_with_one_byte_changed_is_rejected — the same function
@@ -14,7 +15,7 @@ import requests
 
 from tests.conftest import books
 from tests.rails_support import (
-    app_call, brl, charge, close_app, control, deposit_entries, make_app, mp_config, signed_post,
+    app_call, brl, charge, close_app, control, deposit_entries, make_app, mp_config, process, signed_post,
 )
 from webapp.sandbox.mercadopago import start_in_thread
 
@@ -29,7 +30,7 @@ def mp():
 @pytest.fixture
 def app(db_url, mp):
     mp.state.reset()
-    app = make_app(db_url, MERCADO_PAGO_BASE_URL=mp.url)
+    app = make_app(db_url, worker=False, MERCADO_PAGO_BASE_URL=mp.url)
     yield app
     close_app(app)
 
@@ -62,7 +63,8 @@ def test_forged_and_unsigned_notifications_are_refused(app, owner, demo, paid_si
     assert "mercadopago webhook refused" in caplog.text
 
     millis = signed_post(url, pid, ts=str(int(time.time() * 1000)))        # ts in milliseconds is fine
-    assert millis.status_code == 200 and millis.json()["status"] == "credited"
+    assert millis.status_code == 200 and millis.json()["status"] == "queued"
+    assert process(app) == {"credited": 1}
     assert charge(owner, dep)["status"] == "PAID"
     books(owner)
 
@@ -74,7 +76,13 @@ def test_replayed_50_times_concurrently_credits_once(app, owner, demo, paid_sile
     with ThreadPoolExecutor(max_workers=25) as pool:
         answers = list(pool.map(lambda _: signed_post(app.config["APP_URL"], pid), range(50)))
     assert [a.status_code for a in answers] == [200] * 50
-    assert sorted({a.json()["status"] for a in answers}) == ["credited"]
+    assert sorted({a.json()["status"] for a in answers}) == ["queued"]
+    # one pending row for the payment, however many deliveries
+    queued = owner.execute("select count(*) as n, sum(deliveries) as d from core.provider_notifications").fetchone()
+    assert queued["n"] == 1 and queued["d"] >= 50     # (+ the emulator's own delivery at creation)
+    with ThreadPoolExecutor(max_workers=4) as pool:                         # two workers racing, say
+        outcomes = list(pool.map(lambda _: process(app), range(4)))
+    assert [o for o in outcomes if o] == [{"credited": 1}]
     assert deposit_entries(owner, f"dep-{dep}") == 1
     assert brl(owner, alice) == before + Decimal("77.70")
     assert owner.execute("select count(*) as n from core.notifications where kind = 'deposit.credited'").fetchone()["n"] == 1
@@ -86,12 +94,14 @@ def test_amount_mismatch_goes_to_review_without_credit(app, client, owner, demo,
     before = brl(owner, alice)
     dep, pid = paid_silently("200,00", paid="150.00")
     answer = signed_post(app.config["APP_URL"], pid)
-    assert answer.status_code == 200 and answer.json()["status"] == "review"
+    assert answer.status_code == 200 and answer.json()["status"] == "queued"
+    assert process(app) == {"review": 1}
     row = charge(owner, dep)
     assert row["status"] == "REVIEW" and row["paid_amount"] == Decimal("150.00") and row["entry_id"] is None
     assert brl(owner, alice) == before and deposit_entries(owner, f"dep-{dep}") == 0
     assert "R$ 150,00" in client.get(f"/deposits/{dep}/status").get_data(as_text=True)
-    assert signed_post(app.config["APP_URL"], pid).json()["status"] == "review"      # replay: still nothing
+    signed_post(app.config["APP_URL"], pid)
+    assert process(app) == {"review": 1}                                            # replay: still nothing
     books(owner)
 
     # An admin closes the review: what actually arrived is credited, audit-logged.
@@ -108,15 +118,16 @@ def test_amount_mismatch_goes_to_review_without_credit(app, client, owner, demo,
 def test_unknown_payment_and_not_ours(app, owner, demo, mp):
     url = app.config["APP_URL"]
     unknown = signed_post(url, "999999999")
-    assert unknown.status_code == 200 and unknown.json()["status"] == "unknown_payment"
+    assert unknown.status_code == 200 and unknown.json()["status"] == "queued"
+    assert process(app) == {"unknown_payment": 1}
     # A payment at our provider that is not one of our charges (another reference).
     from webapp.providers import get_pix_provider
     from datetime import datetime, timedelta, timezone
     foreign = get_pix_provider(app).create_pix_charge("order-42", Decimal("10.00"), "x@example.com", None,
                                                       datetime.now(timezone.utc) + timedelta(hours=1), "outra loja")
     control(mp, f"/_sandbox/payments/{foreign.provider_id}/pay")
-    answer = signed_post(url, foreign.provider_id)
-    assert answer.status_code == 200 and answer.json()["status"] == "not_ours"
+    signed_post(url, foreign.provider_id)
+    assert process(app) == {"not_ours": 1}
     other_type = signed_post(url, "123", kind="topic_merchant_order_wh")
     assert other_type.status_code == 200 and other_type.json()["status"] == "ignored"
     assert owner.execute("select count(*) as n from core.entries where kind = 'deposit'").fetchone()["n"] == 0
@@ -130,19 +141,29 @@ def test_expired_payment_notification(app, owner, demo, forms, login, mp):
     pid = charge(owner, dep)["provider_payment_id"]
     control(mp, "/_sandbox/webhooks/drop", drop=True)
     control(mp, f"/_sandbox/payments/{pid}/expire")
-    answer = signed_post(app.config["APP_URL"], pid)
-    assert answer.status_code == 200 and answer.json()["status"] == "expired"
+    signed_post(app.config["APP_URL"], pid)
+    assert process(app) == {"expired": 1}
     assert charge(owner, dep)["status"] == "EXPIRED"
-    assert signed_post(app.config["APP_URL"], pid).json()["status"] == "expired"      # replay
+    signed_post(app.config["APP_URL"], pid)
+    assert process(app) == {"expired": 1}                                           # replay
     assert owner.execute("select count(*) as n from core.notifications where kind = 'deposit.expired'").fetchone()["n"] == 1
     books(owner)
 
 
-def test_webhook_needs_no_csrf_and_answers_503_when_the_provider_is_down(app, owner, demo, paid_silently):
+def test_webhook_needs_no_csrf_and_is_retried_while_the_provider_is_down(app, owner, demo, paid_silently, mp):
     dep, pid = paid_silently()
+    mp_url = app.config["MERCADO_PAGO_BASE_URL"]
     app.config["MERCADO_PAGO_BASE_URL"] = "http://127.0.0.1:9"
     app.extensions.pop("pix_providers", None)
     answer = signed_post(app.config["APP_URL"], pid)
-    assert answer.status_code == 503                 # Mercado Pago will retry
+    assert answer.status_code == 200                 # acknowledged: the worker books it
+    assert process(app) == {"retry": 1}
+    pending = owner.execute("select * from core.provider_notifications").fetchone()
+    assert pending["processed_at"] is None and pending["last_error"] and pending["next_try_at"] > pending["received_at"]
     assert charge(owner, dep)["status"] == "PENDING"
+    assert process(app) == {}                        # not due again yet
+    app.config["MERCADO_PAGO_BASE_URL"] = mp_url     # the provider is back, the retry is due
+    app.extensions.pop("pix_providers", None)
+    owner.execute("update core.provider_notifications set next_try_at = now()")
+    assert process(app) == {"credited": 1}
     books(owner)

@@ -8,13 +8,13 @@ import pytest
 
 from tests.conftest import books
 from tests.rails_support import (
-    app_call, brl, clearing, close_app, control, make_app, mp_config, new_customer, setting, wait_until,
+    app_call, brl, clearing, close_app, control, make_app, mp_config, new_customer, setting, wait_until, worker_call,
 )
 from webapp.errors import DomainError
 from webapp.withdrawals import tasks
 from webapp.sandbox.mercadopago import start_in_thread
 
-CPF = "52998224725"
+CPF = "52601815906"   # alice's own (her KYC): a CPF key must be the holder's
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,16 @@ def app(db_url, mp):
     close_app(app)
 
 
-def withdraw(forms, amount="100,00", key_type="CPF", key="529.982.247-25", expect=302):
+def withdraw(forms, amount="100,00", key_type="CPF", key="526.018.159-06", expect=302):
     response = forms.post("/withdrawals", {"amount": amount, "key_type": key_type, "pix_key": key})
     assert response.status_code == expect, response.get_data(as_text=True)[:3000]
     return response
+
+
+def destination(owner, user_id, key_type, key):
+    """A PIX key in the customer's withdrawal list, past its cooling-off period."""
+    owner.execute("insert into core.withdrawal_destinations (user_id, key_type, pix_key, usable_from) "
+                  "values (%s, %s, %s, now() - interval '1 minute')", (user_id, key_type, key))
 
 
 def last(owner):
@@ -70,6 +76,7 @@ def test_withdrawal_is_paid_out(app, client, forms, demo, login, owner, mp):
 def test_rejected_payout_is_refunded_and_explained(app, client, forms, demo, login, owner, mp):
     alice = demo["alice@example.com"]
     before = brl(owner, alice)
+    destination(owner, alice, "EMAIL", "alice.pix@example.com")
     login("alice@example.com")
     withdraw(forms, "80,00", "EMAIL", "Alice.Pix@Example.com")
     control(mp, "/_sandbox/payouts/mode", mode="reject", status_detail="by_bank")
@@ -93,6 +100,7 @@ def test_random_key_is_refused_for_mercado_pago(app, client, forms, demo, login,
 def test_unknown_outcome_is_looked_up_never_resent_anew(app, forms, demo, login, owner, mp, mode):
     alice = demo["alice@example.com"]
     before = brl(owner, alice)
+    destination(owner, alice, "PHONE", "+5511912345678")
     login("alice@example.com")
     withdraw(forms, "60,00", "PHONE", "(11) 91234-5678")
     control(mp, "/_sandbox/payouts/mode", mode=mode)
@@ -201,30 +209,33 @@ def test_validation_and_limits(app, client, forms, demo, login, owner):
     carla = new_customer(owner, "carla@example.com", kyc_level=0)      # level 0: R$ 500,00 a day
     owner.execute("select admin.adjust_balance(%s, %s, 'BRL', 2000, 'saldo de teste', 'carla-1')",
                   (demo["admin@example.com"], carla))
+    destination(owner, carla, "CNPJ", "11222333000181")
     forms.post("/logout", {}, form_url="/wallet")
     login("carla@example.com")
     withdraw(forms, "400,00", "CNPJ", "11.222.333/0001-81")
-    over = withdraw(forms, "150,00", expect=422)
+    over = withdraw(forms, "150,00", "CNPJ", "11.222.333/0001-81", expect=422)
     assert "Limite diário de saque do nível 0" in over.get_data(as_text=True)
     books(owner)
 
 
 def test_fresh_deposits_mature_before_withdrawal(app, client, forms, demo, login, owner):
     carla = new_customer(owner, "carla@example.com", kyc_level=2)
+    owner.execute("insert into core.kyc_profiles (user_id, full_name, cpf, birth_date, address) "
+                  "values (%s, 'Carla', '52998224725', '1990-01-01', 'Rua A, 1')", (carla,))
     owner.execute("select admin.adjust_balance(%s, %s, 'BRL', 100, 'saldo antigo', 'carla-old')",
                   (demo["admin@example.com"], carla))
     row = app_call(app, "api.create_deposit", user_id=carla, amount=Decimal("500.00"), provider="mercadopago",
                    idempotency_key="dep-1")[0]
-    app_call(app, "admin.confirm_pix_charge", reference=row["reference"], provider="mercadopago",
-             provider_payment_id="mp-1", status="approved", paid_amount=Decimal("500.00"))
+    worker_call(app, "admin.confirm_pix_charge", reference=row["reference"], provider="mercadopago",
+                provider_payment_id="mp-1", status="approved", paid_amount=Decimal("500.00"))
     setting(owner, "deposit_maturation_hours", 24)
     login("carla@example.com")
     page = client.get("/withdrawals").get_data(as_text=True)
-    assert "R$ 100,00" in page and "R$ 500,00 de depósitos recentes em maturação" in page
+    assert "R$ 100,00" in page and "R$ 500,00 de PIX recebidos ainda em maturação" in page
 
-    refused = withdraw(forms, "300,00", expect=422).get_data(as_text=True)
+    refused = withdraw(forms, "300,00", "CPF", "529.982.247-25", expect=422).get_data(as_text=True)
     assert "Hoje você pode sacar até R$ 100,00" in refused and "fica liberado em" in refused
-    withdraw(forms, "100,00")                                          # the old money is fine
+    withdraw(forms, "100,00", "CPF", "529.982.247-25")                 # the old money is fine
     # Fresh money cannot leave through another customer either (they could withdraw it at once);
     # trading with it (market, P2P) is allowed.
     with pytest.raises(DomainError) as refused_transfer:
@@ -233,9 +244,9 @@ def test_fresh_deposits_mature_before_withdrawal(app, client, forms, demo, login
     assert refused_transfer.value.code == "BSL01"
 
     # A day later the deposit has matured.
-    owner.execute("update core.pix_charges set resolved_at = resolved_at - %s where id = %s",
-                  (timedelta(hours=25), row["deposit_id"]))
-    withdraw(forms, "300,00")
+    owner.execute("update core.reversible_credits set credited_at = credited_at - %s, matures_at = matures_at - %s "
+                  "where pix_charge_id = %s", (timedelta(hours=25), timedelta(hours=25), row["deposit_id"]))
+    withdraw(forms, "300,00", "CPF", "529.982.247-25")
     assert last(owner)["status"] == "PENDING"
     w = app_call(app, "api.get_withdrawable", user_id=carla)[0]
     assert w["maturing"] == 0 and w["withdrawable"] == 200
@@ -248,14 +259,14 @@ def test_withdrawal_needs_the_code_when_2fa_is_on(app, client, forms, demo, logi
     login("alice@example.com")
     secret, _ = enrol(client, forms)          # uses the current time step
     before = brl(owner, alice)
-    missing = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25"})
+    missing = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "526.018.159-06"})
     assert missing.status_code == 422
-    wrong = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25",
+    wrong = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "526.018.159-06",
                                         "totp_code": "000000" if code_at(secret, 1) != "000000" else "111111"})
     assert wrong.status_code == 422
     assert owner.execute("select count(*) as n from core.withdrawals").fetchone()["n"] == 0
     assert brl(owner, alice) == before
-    ok = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "529.982.247-25",
+    ok = forms.post("/withdrawals", {"amount": "100,00", "key_type": "CPF", "pix_key": "526.018.159-06",
                                      "totp_code": code_at(secret, 1)})
     assert ok.status_code == 302, ok.get_data(as_text=True)[:2000]
     assert last(owner)["status"] == "PENDING"
