@@ -10,10 +10,10 @@ import psycopg
 from webapp import jobs
 
 
-def flask(db_url, *args):
+def flask(db_url, *args, check=True):
     env = dict(os.environ, DATABASE_URL=db_url, SECRET_KEY="test")
     return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], env=env,
-                          capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                          capture_output=True, text=True, check=check, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
 def test_db_upgrade_twice_changes_nothing_and_seed_is_idempotent(admin_url):
@@ -27,7 +27,9 @@ def test_db_upgrade_twice_changes_nothing_and_seed_is_idempotent(admin_url):
     second = flask(url, "db", "upgrade")
     assert "applied migration" not in second.stdout and "sql/ unchanged" in second.stdout
 
-    flask(url, "seed-demo")
+    refused = flask(url, "seed-demo", check=False)             # not a development database
+    assert refused.returncode != 0 and "desenvolvimento" in refused.stderr
+    flask(url, "seed-demo", "--mark-development")
     out = flask(url, "seed-demo").stdout
     assert "alice@example.com" in out and "demo-pass-2026" in out
     with psycopg.connect(url) as conn:

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import books
 from tests.rails_support import (
     app_call, brl, charge, clearing, close_app, control, deposit_entries, make_app, mp_config, new_customer,
-    setting, wait_until,
+    setting, wait_until, worker_call,
 )
 from webapp.deposits import tasks
 from webapp.sandbox.mercadopago import start_in_thread
@@ -63,7 +63,7 @@ def test_deposit_paid_is_credited_once(app, client, forms, demo, login, owner, m
     # The emulator re-sends the notification; the reconciler looks again: still once.
     control(mp, f"/_sandbox/payments/{row['provider_payment_id']}/notify")
     wait_until(lambda: len([d for d in mp.state.deliveries if d.state == "delivered"]) >= 3, what="redelivery")
-    assert app_call(app, "admin.confirm_pix_charge", reference=f"dep-{dep}", provider="mercadopago",
+    assert worker_call(app, "admin.confirm_pix_charge", reference=f"dep-{dep}", provider="mercadopago",
                     provider_payment_id=row["provider_payment_id"], status="approved",
                     paid_amount=Decimal("150.00"))[0]["replayed"] is True
     assert deposit_entries(owner, f"dep-{dep}") == 1 and brl(owner, alice) == before + Decimal("150.00")

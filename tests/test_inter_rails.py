@@ -85,11 +85,15 @@ def test_inter_webhook_body_is_never_trusted(app, forms, demo, login, owner):
     fake = {"pix": [{"endToEndId": "E00000000202611241200abcdef123456", "txid": txid, "valor": "55.00",
                      "horario": "2026-11-24T12:00:00Z"}]}
     answer = requests.post(url, json=fake, timeout=10)
-    assert answer.status_code == 200 and answer.json()["status"] == ["pending"]    # Inter says: not paid
+    assert answer.status_code == 200 and answer.json()["status"] == ["queued"]
+    wait_until(lambda: owner.execute("select count(*) as n from core.provider_notifications where outcome = 'pending'"
+                                     ).fetchone()["n"] == 1, what="the worker asking Inter")   # Inter says: not paid
     assert charge(owner, dep)["status"] == "PENDING" and deposit_entries(owner, f"dep-{dep}") == 0
     assert requests.post(url, data=b"not json", timeout=10).status_code == 400
     stranger = requests.post(url, json=[{"endToEndId": "E1", "txid": "bsm" + "0" * 30, "valor": "1.00"}], timeout=10)
-    assert stranger.status_code == 200 and stranger.json()["status"] == ["unknown_payment"]
+    assert stranger.status_code == 200 and stranger.json()["status"] == ["queued"]
+    wait_until(lambda: owner.execute("select count(*) as n from core.provider_notifications where outcome = 'unknown_payment'"
+                                     ).fetchone()["n"] == 1, what="the worker asking Inter")
     books(owner)
 
 
@@ -112,6 +116,9 @@ def test_inter_payouts(app, client, forms, demo, login, owner, inter):
     before, clearing_before = brl(owner, alice), clearing(owner, "inter")
     login("alice@example.com")
     evp = "123e4567-e89b-42d3-a456-426614174000"          # Inter sends to random keys too
+    for key_type, key in (("EVP", evp), ("EMAIL", "alice@example.com")):   # saved a day ago, say
+        owner.execute("insert into core.withdrawal_destinations (user_id, key_type, pix_key, usable_from) "
+                      "values (%s, %s, %s, now())", (alice, key_type, key))
     assert forms.post("/withdrawals", {"amount": "90,00", "key_type": "EVP", "pix_key": evp}).status_code == 302
     assert withdrawal_tasks.process_withdrawals(app) == {"completed": 1}
     w = owner.execute("select * from core.withdrawals order by id desc limit 1").fetchone()
@@ -127,7 +134,7 @@ def test_inter_payouts(app, client, forms, demo, login, owner, inter):
 
     inter.state.payout_mode = "hang"
     assert forms.post("/withdrawals", {"amount": "15,00", "key_type": "CPF",
-                                       "pix_key": "52998224725"}).status_code == 302
+                                       "pix_key": "52601815906"}).status_code == 302
     assert withdrawal_tasks.process_withdrawals(app) == {"pending": 1}
     w = owner.execute("select * from core.withdrawals order by id desc limit 1").fetchone()
     requests.post(f"{inter.url}/_sandbox/payouts/{w['provider_payout_id']}/settle", json={"outcome": "approve"},

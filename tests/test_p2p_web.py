@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from tests.conftest import DEMO_PASSWORD, Forms, books
+from tests.conftest import DEMO_PASSWORD, Forms, books, totp_code
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 PDF = b"%PDF-1.4\n" + b"0" * 200
@@ -17,11 +17,15 @@ PDF = b"%PDF-1.4\n" + b"0" * 200
 class Browser:
     """A logged-in customer: their own cookie jar, posting forms like a browser."""
 
-    def __init__(self, app, email):
+    def __init__(self, app, email, owner=None):
         self.client = app.test_client()
         self.forms = Forms(self.client)
         response = self.forms.post("/login", {"email": email, "password": DEMO_PASSWORD})
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        if response.headers["Location"].endswith("/login/2fa"):      # admins have 2FA on
+            user_id = owner.execute("select id from core.users where email = %s", (email,)).fetchone()["id"]
+            response = self.forms.post("/login/2fa", {"totp_code": totp_code(owner, user_id)})
+            assert response.status_code == 302, response.get_data(as_text=True)[:500]
 
     def get(self, url, **kw):
         return self.client.get(url, **kw)
@@ -44,9 +48,11 @@ def web(app, demo, owner, tmp_path):
 
     w = World()
     w.app, w.owner, w.demo, w.uploads = app, owner, demo, tmp_path / "uploads" / "p2p"
+    # an index an hour old: stale for floating prices, enough to bound a fixed one
+    owner.execute("insert into core.prices (symbol, price, fetched_at) values ('BTCBRL', 300000, now() - interval '1 hour')")
     w.alice = Browser(app, "alice@example.com")
     w.bob = Browser(app, "bob@example.com")
-    w.admin = Browser(app, "admin@example.com")
+    w.admin = Browser(app, "admin@example.com", owner)
     return w
 
 

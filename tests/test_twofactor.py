@@ -49,7 +49,7 @@ def test_enrolment_wrong_code_then_right_code(client, forms, demo, login, owner)
 
     wrong = forms.post("/account/2fa", {"totp_code": "000000" if code_at(secret) != "000000" else "111111"})
     assert wrong.status_code == 422 and "Código incorreto" in wrong.get_data(as_text=True)
-    assert owner.execute("select confirmed_at from core.user_totp").fetchone()["confirmed_at"] is None
+    assert owner.execute("select confirmed_at from core.user_totp where user_id = (select id from core.users where email = 'alice@example.com')").fetchone()["confirmed_at"] is None
 
     done = forms.post("/account/2fa", {"totp_code": code_at(secret)})
     assert done.status_code == 200
@@ -57,7 +57,7 @@ def test_enrolment_wrong_code_then_right_code(client, forms, demo, login, owner)
     assert len(set(codes)) == 10
     stored = [r["code_hash"] for r in owner.execute("select code_hash from core.recovery_codes")]
     assert len(stored) == 10 and not set(stored) & {c for code in codes for c in (code, code.replace("-", ""))}
-    assert owner.execute("select confirmed_at is not null as on from core.user_totp").fetchone()["on"]
+    assert owner.execute("select confirmed_at is not null as on from core.user_totp where user_id = (select id from core.users where email = 'alice@example.com')").fetchone()["on"]
 
     security = client.get("/account/security").get_data(as_text=True)
     assert "Ativa" in security and "Verificação em duas etapas ativada" in security
@@ -133,7 +133,7 @@ def test_disabling_needs_a_current_code(client, forms, demo, login, owner):
     assert wrong.status_code == 422
     ok = forms.post("/account/2fa/disable", {"totp_code": code_at(secret, 1)}, form_url="/account/security")
     assert ok.status_code == 302
-    assert owner.execute("select count(*) as n from core.user_totp").fetchone()["n"] == 0
+    assert owner.execute("select count(*) as n from core.user_totp where user_id = (select id from core.users where email = 'alice@example.com')").fetchone()["n"] == 0
     assert owner.execute("select count(*) as n from core.recovery_codes").fetchone()["n"] == 0
     assert "Verificação em duas etapas desativada" in client.get("/account/security").get_data(as_text=True)
     logout(forms)
@@ -222,3 +222,26 @@ def test_session_cookie_and_security_headers(client, forms, demo, monkeypatch):
     assert from_environment()["SESSION_COOKIE_SECURE"] is True
     monkeypatch.setenv("APP_URL", "http://127.0.0.1:8000")
     assert from_environment()["SESSION_COOKIE_SECURE"] is False
+
+
+def test_a_replayed_cookie_gets_no_extra_code_guesses(client, forms, demo, login, owner):
+    """The count of wrong codes at login lives in the database, not in the session cookie."""
+    login(ALICE)
+    secret, _ = enrol(client, forms)
+    logout(forms)
+    password_step(forms)
+    cookie = client.get_cookie("session").value             # the pending login, before any guess
+    wrong = "000000" if code_at(secret) != "000000" else "111111"
+    for _ in range(4):
+        client.set_cookie("session", cookie)                 # replay the same cookie every time
+        assert forms.post("/login/2fa", {"totp_code": wrong}).status_code == 422
+    client.set_cookie("session", cookie)
+    locked = forms.post("/login/2fa", {"totp_code": wrong})
+    assert locked.status_code == 302 and locked.headers["Location"].endswith("/login")
+    # locked: not even the right code opens it now, whatever cookie is replayed
+    client.set_cookie("session", cookie)
+    assert forms.post("/login/2fa", {"totp_code": code_at(secret)}).status_code in (302, 422)
+    assert "Sair" not in client.get("/wallet", follow_redirects=True).get_data(as_text=True)
+    row = owner.execute("select locked_until from core.user_totp where user_id = (select id from core.users "
+                        "where email = %s)", (ALICE,)).fetchone()
+    assert row["locked_until"] is not None
