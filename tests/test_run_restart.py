@@ -130,6 +130,11 @@ def run_env(admin_url, tmp_path):
     })
     env.pop("APP_URL", None)
     env.pop("SECRET_KEY", None)
+    # a database of ours is seeded only once marked as a development one
+    from webapp import migrate
+    migrate.upgrade(env["DATABASE_URL"], log=lambda *_: None)
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("update core.settings set value = 'development' where name = 'environment'")
     yield env
     for pid in processes_with(env["BSM_LOCAL_DIR"]):     # never leave a run behind, even on failure
         try:
