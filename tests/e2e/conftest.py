@@ -6,7 +6,8 @@
         page.goto(live_server.url + "/login")
 
 `live_server` serves the `app` fixture of tests/conftest.py (a fresh database per test) with werkzeug's
-threaded server on a free port; uploads go to the test's tmp_path. `browser` is one Chromium per session;
+threaded server on a free port, and runs the worker's fast jobs (queued webhooks, confirmed market orders)
+every 0.2 s as the worker process would; uploads go to the test's tmp_path. `browser` is one Chromium per session;
 open a context per person (each has its own cookies). Screenshots go to tests/e2e/screenshots/ (git-ignored).
 """
 from __future__ import annotations
@@ -42,7 +43,23 @@ def live_server(app, tmp_path):
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
+    stop = threading.Event()
+
+    def work():
+        from webapp.deposits.tasks import process_notifications
+        from webapp.market.tasks import place_orders
+        while not stop.wait(0.2):
+            with app.app_context():
+                for job in (process_notifications, place_orders):
+                    try:
+                        job(app)
+                    except Exception:  # noqa: BLE001 (the journey's assertions say what went wrong)
+                        pass
+    worker = threading.Thread(target=work, name="live-worker", daemon=True)
+    worker.start()
     yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+    stop.set()
+    worker.join(timeout=5)
     server.shutdown()
     thread.join(timeout=5)
 

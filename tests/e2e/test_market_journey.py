@@ -66,7 +66,8 @@ def test_buy_then_sell_then_portfolio(live_server, page, owner, demo, screenshot
     assert "≈ R$ 999,20" in page.locator("[data-testid=quote-pay]").inner_text()
     page.click("[data-quote-confirm]")
     page.wait_for_url("**/market/orders/*")
-    assert page.locator("[data-testid=order-status]").get_attribute("data-status") == "COMPLETED"
+    # the worker sends the order to Binance; the page follows it without a reload
+    page.wait_for_selector("[data-testid=order-status][data-status=COMPLETED]", timeout=15000)
     assert page.locator("[data-testid=order-crypto]").inner_text() == "0,00176823 BTC"
 
     page.goto(f"{live}/market")
@@ -77,6 +78,7 @@ def test_buy_then_sell_then_portfolio(live_server, page, owner, demo, screenshot
     page.wait_for_url("**/market/quote/*")
     page.click("[data-quote-confirm]")
     page.wait_for_url("**/market/orders/*")
+    page.wait_for_selector("[data-testid=order-status][data-status=COMPLETED]", timeout=15000)
     # 0.01 × 560000 = 5600 − 5.60 commission = 5594.40; − spread 27.97 − fee 16.78
     assert page.locator("[data-testid=order-brl]").inner_text() == "R$ 5.549,65"
 

@@ -37,6 +37,7 @@ def login(browser, url, email, errors, width=1280, height=900):
 
 def test_off_platform_pix_trade_between_two_browsers(live_server, browser, screenshot, owner, demo):
     url = live_server.url
+    owner.execute("insert into core.prices (symbol, price) values ('BTCBRL', 300000)")   # fixed prices are checked
     errors: list[str] = []
     bob_ctx, bob = login(browser, url, "bob@example.com", errors)
     alice_ctx, alice = login(browser, url, "alice@example.com", errors)

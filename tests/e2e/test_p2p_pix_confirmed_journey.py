@@ -18,6 +18,8 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 def test_pix_confirmed_trade_releases_itself(rails_app, browser, screenshot, demo, owner, mp):
     url = rails_app.config["APP_URL"]
+    owner.execute("insert into core.prices (symbol, price) values ('BTCBRL', 300000), ('USDTBRL', 5.00), "
+                  "('ETHBRL', 15000)")   # fixed prices are checked against the index
     errors: list[str] = []
     bob_ctx, bob = login(browser, url, "bob@example.com", errors)
     alice_ctx, alice = login(browser, url, "alice@example.com", errors)

@@ -31,8 +31,8 @@ def test_deposit_and_withdraw_in_a_browser(rails_app, browser, screenshot, demo,
 
     page.goto(url + "/withdrawals")
     page.fill("input[name=amount]", "100,00")
-    page.select_option("select[name=key_type]", "EMAIL")
-    page.fill("input[name=pix_key]", "alice@example.com")
+    page.select_option("select[name=key_type]", "CPF")
+    page.fill("input[name=pix_key]", "526.018.159-06")                    # her own CPF: no cooling-off
     page.click("[data-testid=withdrawal-form] button[type=submit]")
     page.wait_for_selector(".alert-success")
     tasks.process_withdrawals(rails_app)
