@@ -443,3 +443,24 @@ def test_a_stored_absurd_price_never_breaks_the_offer_book(owner, web, demo, pri
     # and it cannot be traded
     assert sqlstate(web, "select * from api.open_p2p_trade(%s, %s, 'PIX', %s, 50.00)",
                     (demo["alice@example.com"], offer, str(uuid.uuid4()))) == "BSS01"
+
+
+def test_the_back_office_shows_clawbacks_traces_a_pix_and_recovers(owner, web, worker, demo, priced, client, login):
+    carla = customer(owner, "carla@example.com", cpf="11144477735")
+    e2e = "E99999999202612021500000000077"
+    dep, pid = pix_deposit(web, worker, carla, "300.00", e2e=e2e)
+    assert one(worker, "select * from admin.confirm_pix_charge(%s, 'mercadopago', %s, 'in_mediation', null, null, null, 120.00)",
+               (f"dep-{dep}", pid))["outcome"] == "clawed_back"          # part of it, taken from her balance
+    login("admin@example.com")
+    page = client.get("/admin/med").get_data(as_text=True)
+    assert "carla@example.com" in page and "in_mediation" in page and "saídas bloqueadas" in page
+    traced = client.get(f"/admin/med?e2e_id={e2e}").get_data(as_text=True)
+    assert 'data-testid="trace"' in traced and "pix_credit" in traced
+    assert client.get("/admin/med?e2e_id=E-nope").status_code == 404
+    from tests.conftest import Forms
+    response = Forms(client).post(f"/admin/med/users/{carla}/unblock", {"reason": "Analisado: pagador errou"},
+                                  form_url="/admin/med")
+    assert response.status_code == 302
+    assert one(owner, "select exits_blocked_at from core.users where id = %s", (carla,))["exits_blocked_at"] is None
+    assert one(owner, "select action from core.admin_audit_log order by id desc limit 1")["action"] == "unblock_exits"
+    books(owner)

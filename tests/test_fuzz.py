@@ -125,6 +125,8 @@ ROUTES = [
                                                                  "reason": "Teste", "idempotency_key": "{key}"},
           ids="user"),
     Route("POST", "/admin/withdrawals/<int:withdrawal_id>/approve", "admin", ids="withdrawal"),
+    Route("POST", "/admin/med/<int:clawback_id>/recover", "admin", {"reason": "Motivo do teste"}, ids="clawback"),
+    Route("POST", "/admin/med/users/<int:user_id>/unblock", "admin", {"reason": "Motivo do teste"}, ids="user"),
     Route("POST", "/admin/withdrawals/<int:withdrawal_id>/reject", "admin", {"reason": "Motivo do teste"},
           ids="withdrawal"),
     # GETs that take an id
@@ -276,7 +278,7 @@ def _world(app, owner, demo):
         "withdrawal": ([withdrawal(alice)], [withdrawal(bob)]),
         "deposit": ([deposit(alice)], [deposit(bob)]),
         "user": ([alice], [bob, carol]),
-        "quote": ([quote(alice)], [quote(bob)]), "order": ([], []), "proof": ([], []), "document": ([], []), "submission": ([], []),
+        "quote": ([quote(alice)], [quote(bob)]), "order": ([], []), "clawback": ([], []), "proof": ([], []), "document": ([], []), "submission": ([], []),
     }
     return {"alice": alice, "bob": bob, "carol": carol, "admin": admin, "ids": ids}
 

@@ -28,3 +28,15 @@ class AdjustmentForm(Form):
     amount = AmountField("Valor (negativo para debitar)", validators=[DataRequired("Informe um valor diferente de zero.")])
     reason = StringField("Motivo", validators=[DataRequired("Informe o motivo."), Length(max=500)])
     idempotency_key = HiddenField()
+
+
+class ReasonForm(Form):
+    reason = StringField("Motivo", validators=[DataRequired("Informe o motivo."), Length(min=5, max=500)])
+
+
+class TraceForm(Form):
+    class Meta:
+        csrf = False  # a GET lookup: nothing changes
+
+    e2e_id = StringField("Identificador do PIX (end-to-end, E…)",
+                         validators=[DataRequired("Informe o identificador end-to-end do PIX."), Length(max=64)])

@@ -14,7 +14,7 @@ from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
 from . import bp
-from .forms import AdjustmentForm, KycReviewForm, SearchForm, StatusForm
+from .forms import AdjustmentForm, KycReviewForm, ReasonForm, SearchForm, StatusForm, TraceForm
 
 AUDIT_PAGE_SIZE = 50
 
@@ -145,6 +145,53 @@ def adjust(user_id: int):
               else f"Ajuste lançado (lançamento #{row['entry_id']}).", "success")
         return redirect(url_for("admin.user", user_id=user_id))
     return _user_page(user_id, adjust_form=form, status=422)
+
+
+# --- MED: PIX clawed back, and where the money went ------------------------
+
+@bp.get("/med")
+def med(form=None, status=200):
+    """Clawbacks (what was taken back, what is owed, blocked exits) and MED 2.0 tracing by end-to-end id."""
+    trace_form = TraceForm(request.args)
+    tree = None
+    if request.args.get("e2e_id") is not None and trace_form.validate():
+        try:
+            tree = db.call("admin.trace_pix_funds", admin_id=current_user.id, end_to_end_id=trace_form.e2e_id.data)
+        except DomainError as exc:
+            trace_form.e2e_id.errors = list(trace_form.e2e_id.errors) + [exc.message]
+            status = exc.status
+    rows = db.call("admin.list_clawbacks", admin_id=current_user.id, only_open=request.args.get("all") != "1")
+    return render_template("admin/med.html", rows=rows, trace_form=trace_form, tree=tree,
+                           reason_form=form or ReasonForm(formdata=None)), status
+
+
+@bp.post("/med/<id:clawback_id>/recover")
+def med_recover(clawback_id: int):
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        return med(form=form, status=422)
+    try:
+        taken = db.call_one("admin.recover_clawback_debt", admin_id=current_user.id, clawback_id=clawback_id,
+                            reason=form.reason.data)["recover_clawback_debt"]
+    except DomainError as exc:
+        _db_error(exc)
+        return med(form=form, status=exc.status)
+    flash(f"Recuperados R$ {taken:.2f} do saldo do cliente.".replace(".", ","), "success")
+    return redirect(url_for("admin.med"))
+
+
+@bp.post("/med/users/<id:user_id>/unblock")
+def med_unblock(user_id: int):
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        return med(form=form, status=422)
+    try:
+        db.call("admin.unblock_exits", admin_id=current_user.id, user_id=user_id, reason=form.reason.data)
+    except DomainError as exc:
+        _db_error(exc)
+        return med(form=form, status=exc.status)
+    flash(N_("Saídas do cliente liberadas."), "success")
+    return redirect(url_for("admin.med"))
 
 
 # --- Audit log --------------------------------------------------------------
