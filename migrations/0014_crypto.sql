@@ -207,3 +207,11 @@ insert into core.settings (name, value, description) values
    'A crypto withdrawal Binance still does not know this long after it was sent is failed and its hold released.'),
   ('crypto_sweep_recheck_seconds', '30',
    'A sweep sent this long ago without a recorded tranId is looked up on Binance by clientTranId.');
+
+-- Security events of the address book (and of the PIX destination list,
+-- whose function logs one too).
+alter table core.security_events drop constraint security_events_kind_check;
+alter table core.security_events add constraint security_events_kind_check check (kind in (
+  'twofactor_enabled', 'twofactor_disabled', 'twofactor_failed', 'recovery_code_used',
+  'password_changed', 'kyc_data_confirmed', 'kyc_documents_submitted', 'kyc_approved', 'kyc_rejected',
+  'withdrawal_destination_added', 'crypto_address_added'));

@@ -151,7 +151,7 @@ begin
       when 'locked' then 'Muitos códigos errados: a verificação em duas etapas está bloqueada por alguns minutos.'
       else 'Código incorreto ou expirado. Confira o horário do celular e tente de novo.' end
     using errcode = 'BSV01', column = 'totp_code',
-          detail = case when v_outcome in ('wrong', 'replayed') then 'totp_failed:' || assert_step_up.user_id || ':' || left(context, 40) end;
+          detail = coalesce(case when v_outcome in ('wrong', 'replayed') then 'totp_failed:' || assert_step_up.user_id || ':' || left(context, 40) end, '');
 end
 $$;
 comment on function core.assert_step_up(bigint, text, text) is
