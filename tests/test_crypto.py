@@ -482,3 +482,44 @@ def test_reporting_views_for_the_auditor(app, owner, crypto, sandbox, db_url):
         omni = {r["currency"]: r for r in conn.execute("select * from reporting.omnibus_vs_ledger")}
         assert set(omni) == {"BTC", "ETH", "USDT"} and omni["USDT"]["binance_free"] == D("100000")
         assert conn.execute("select count(*) as n from reporting.crypto_withdrawals").fetchone()["n"] == 0
+
+
+def test_exit_policy_applies_and_med_tracing_follows_crypto_withdrawals(app, owner, crypto, sandbox):
+    from tests.rails_support import new_customer
+    admin = crypto["admin@example.com"]
+    carla = new_customer(owner, "carla@example.com", kyc_level=2)
+    owner.execute("select admin.adjust_balance(%s, %s, 'BTC', 0.02, 'saldo antigo', 'carla-btc')", (admin, carla))
+    dep = one(owner, "select * from api.create_deposit(%s, 5000, 'mercadopago', 'carla-dep')", carla)
+    owner.execute("select * from admin.confirm_pix_charge(reference => %s, provider => 'mercadopago', "
+                  "provider_payment_id => 'mp-c1', status => 'approved', paid_amount => 5000, "
+                  "end_to_end_id => 'E2ECARLA1')", (dep["reference"],))
+    owner.execute("update core.settings set value = '24' where name = 'deposit_maturation_hours'")
+    # the fresh BRL is gone (spent elsewhere): only the BTC covers the PIX that can still be clawed back
+    owner.execute("select admin.adjust_balance(%s, %s, 'BRL', -5000, 'simula gasto', 'carla-brl')", (admin, carla))
+    book_id = saved_address(owner, carla, "BTC", "BTC", BTC_TO)
+    diag = fails(owner, "BSL01", "select * from api.create_crypto_withdrawal(%s, 'BTC', %s, 0.015, 'c1')", carla, book_id)
+    assert "Hoje você pode sacar até" in diag.message_primary and diag.column_name == "amount"
+    assert balance(owner, carla, "BTC") == (D("0.02"), 0)
+    w = withdraw(owner, carla, "BTC", book_id, "0.01")  # what stays (0.00998 BTC at the bid) still covers R$ 5.000
+    service.send_withdrawals(app)
+    control(sandbox, "withdrawal", withdrawOrderId=f"cwd-{w['withdrawal_id']}", status=6)
+    assert service.recheck_withdrawals(app) == {"completed": 1}
+    trace = owner.execute("select * from admin.trace_pix_funds(%s, 'E2ECARLA1')", (admin,)).fetchall()
+    assert [(t["kind"], t["currency"], t["amount"]) for t in trace if t["depth"] == 1] == [
+        ("crypto_withdrawal", "BTC", D("0.01002"))]
+    books(owner)
+
+
+def test_sub_account_created_before_a_crash_is_found_not_recreated(app, owner, crypto, sandbox):
+    alice = crypto["alice@example.com"]
+    one(owner, "select * from api.request_crypto_deposit_address(%s, 'BTC', 'BTC')", alice)
+    from webapp import db
+    (row,) = db.worker_call(app, "admin.crypto_sub_accounts_to_create")
+    email = service.client(app).create_virtual_sub_account(row["sub_account_string"])
+    # ... the worker dies before recording the email; the next run must find it.
+    owner.execute("update core.binance_sub_accounts set last_tried_at = now() - interval '1 minute'")
+    service.provision(app)
+    sub = one(owner, "select * from core.binance_sub_accounts where user_id = %s", alice)
+    assert (sub["status"], sub["email"]) == ("READY", email)
+    assert len(state(sandbox)["subAccounts"]) == 1
+    assert one(owner, "select address from core.crypto_deposit_addresses where user_id = %s", alice)["address"]
