@@ -170,7 +170,7 @@ def test_deposit_credited_once_after_confirmations_and_swept(app, owner, crypto,
     books(owner)
 
 
-def test_wrong_network_is_recorded_never_credited_and_shown_to_admins(app, owner, crypto, sandbox):
+def test_wrong_network_is_recorded_never_credited_and_shown_to_admins(app, owner, crypto, sandbox, client, login):
     bob = crypto["bob@example.com"]
     before = balance(owner, bob, "ETH")[0]
     evm = address_for(app, owner, bob, "ETH", "ETH")
@@ -183,6 +183,9 @@ def test_wrong_network_is_recorded_never_credited_and_shown_to_admins(app, owner
     admin = crypto["admin@example.com"]
     rows = owner.execute("select * from admin.list_crypto_deposits(%s)", (admin,)).fetchall()
     assert rows[0]["status"] == "WRONG_NETWORK" and rows[0]["email"] == "bob@example.com"
+    login("admin@example.com")
+    page = client.get("/admin/crypto").get_data(as_text=True)
+    assert "Rede errada" in page and "bob@example.com" in page and dep["tx_id"] in page
     books(owner)
 
 

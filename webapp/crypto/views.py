@@ -175,3 +175,16 @@ def cancel_withdrawal(coin: str, withdrawal_id: int):
     else:
         flash(N_("Saque cancelado: o valor voltou ao seu saldo."), "success")
     return redirect(url_for("crypto.withdraw", coin=coin.lower()))
+
+
+# --------------------------------------------------------------------------- back office
+
+from ..auth.guards import admin_required  # noqa: E402
+
+
+@bp.route("/admin/crypto")
+@admin_required
+def admin_list():
+    deposits = db.call("admin.list_crypto_deposits", admin_id=current_user.id, max_rows=100)
+    withdrawals = db.call("admin.list_crypto_withdrawals", admin_id=current_user.id, max_rows=100)
+    return render_template("crypto/admin.html", deposits=deposits, withdrawals=withdrawals)
