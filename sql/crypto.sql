@@ -977,7 +977,7 @@ select c.code as currency,
        -o.balance as ledger_owed,
        b.free as binance_free, b.locked as binance_locked, b.withdrawing as binance_withdrawing, b.taken_at,
        coalesce(sw.unswept, 0) as on_sub_accounts,
-       coalesce(b.free + b.locked, 0) + coalesce(sw.unswept, 0) - (-o.balance) as difference
+       coalesce(b.free + b.locked + b.withdrawing, 0) + coalesce(sw.unswept, 0) - (-o.balance) as difference
 from core.currencies c
 join (select a.currency, sum(a.balance) as balance from core.accounts a where a.purpose = 'binance_omnibus'
       group by a.currency) o on o.currency = c.code
@@ -987,7 +987,7 @@ left join (select s.coin, sum(s.amount) as unswept from core.crypto_sweeps s whe
   on sw.coin = c.code
 where c.kind = 'crypto';
 comment on view reporting.omnibus_vs_ledger is
-  'Per coin: what the ledger says the exchange holds at Binance (ledger_owed = minus the binance_omnibus balance), what Binance last reported for the master account (free, locked, withdrawing, taken_at) and what credited deposits still sit on sub-accounts (not swept). difference = master free + locked + on sub-accounts - ledger_owed. Healthy: >= 0 (money held outside the ledger''s view, e.g. seed balances) and stable.';
+  'Per coin: what the ledger says the exchange holds at Binance (ledger_owed = minus the binance_omnibus balance), what Binance last reported for the master account (free, locked, withdrawing, taken_at) and what credited deposits still sit on sub-accounts (not swept). difference = master free + locked + withdrawing (withdrawals Binance has not finished, still owed in the ledger) + on sub-accounts - ledger_owed. Healthy: >= 0 (money held outside the ledger''s view, e.g. the house''s own coins) and stable; a dip while a completed withdrawal is not yet recorded (reporting.crypto_in_transit).';
 
 grant select on reporting.crypto_deposits, reporting.crypto_withdrawals, reporting.crypto_withdrawal_mismatches,
   reporting.crypto_in_transit, reporting.omnibus_vs_ledger to exchange_auditor, exchange_admin;

@@ -526,3 +526,44 @@ def test_sub_account_created_before_a_crash_is_found_not_recreated(app, owner, c
     assert (sub["status"], sub["email"]) == ("READY", email)
     assert len(state(sandbox)["subAccounts"]) == 1
     assert one(owner, "select address from core.crypto_deposit_addresses where user_id = %s", alice)["address"]
+
+
+def test_omnibus_vs_ledger_stays_level_through_deposit_sweep_and_withdrawal(app, owner, crypto, sandbox):
+    alice = crypto["alice@example.com"]
+
+    def difference():
+        service.refresh_config(app)
+        return one(owner, "select difference from reporting.omnibus_vs_ledger where currency = 'USDT'")["difference"]
+
+    base = difference()
+    addr = address_for(app, owner, alice, "USDT", "TRX")
+    control(sandbox, "send", coin="USDT", network="TRX", address=addr, amount="40", confirmations=1)
+    service.poll_deposits(app)
+    assert difference() == base  # credited, still on the sub-account
+    service.sweep(app)
+    assert difference() == base  # on the master now
+    book_id = saved_address(owner, alice, "USDT", "TRX", TRON_TO)
+    w = withdraw(owner, alice, "USDT", book_id, "20")
+    service.send_withdrawals(app)
+    assert difference() == base  # Binance is sending it; the ledger still owes it
+    control(sandbox, "withdrawal", withdrawOrderId=f"cwd-{w['withdrawal_id']}", status=6)
+    service.recheck_withdrawals(app)
+    assert difference() == base
+    books(owner)
+
+
+def test_customer_cancels_a_queued_withdrawal_and_suspended_deposits_are_refused(app, owner, crypto, sandbox):
+    bob = crypto["bob@example.com"]
+    before = balance(owner, bob, "ETH")
+    book_id = saved_address(owner, bob, "ETH", "ETH", EVM_TO)
+    w = withdraw(owner, bob, "ETH", book_id, "0.5")
+    assert one(owner, "select api.cancel_crypto_withdrawal(%s, %s) as s", bob, w["withdrawal_id"])["s"] == "CANCELLED"
+    assert balance(owner, bob, "ETH") == before and service.send_withdrawals(app) == {}
+    w2 = withdraw(owner, bob, "ETH", book_id, "0.5")
+    service.send_withdrawals(app)
+    fails(owner, "BSS01", "select api.cancel_crypto_withdrawal(%s, %s)", bob, w2["withdrawal_id"])  # already sent
+    fails(owner, "BSN01", "select api.cancel_crypto_withdrawal(%s, %s)", crypto["alice@example.com"], w2["withdrawal_id"])
+    control(sandbox, "network", coin="USDT", network="BSC", depositEnable=False)
+    service.refresh_config(app)
+    fails(owner, "BSS01", "select * from api.request_crypto_deposit_address(%s, 'USDT', 'BSC')", bob)
+    books(owner)
