@@ -567,3 +567,16 @@ def test_customer_cancels_a_queued_withdrawal_and_suspended_deposits_are_refused
     service.refresh_config(app)
     fails(owner, "BSS01", "select * from api.request_crypto_deposit_address(%s, 'USDT', 'BSC')", bob)
     books(owner)
+
+
+def test_a_network_that_needs_a_memo_refuses_a_missing_one(owner, crypto):
+    alice = crypto["alice@example.com"]
+    owner.execute("update core.crypto_networks set needs_memo = true, memo_regex = '^[0-9]{1,10}$' "
+                  "where coin = 'USDT' and network = 'TRX'")
+    diag = fails(owner, "BSV01", "select * from api.add_crypto_address(%s, 'USDT', 'TRX', %s)", alice, TRON_TO)
+    assert diag.column_name == "memo" and "exige memo" in diag.message_primary
+    diag = fails(owner, "BSV01", "select * from api.add_crypto_address(%s, 'USDT', 'TRX', %s, 'abc')", alice, TRON_TO)
+    assert diag.column_name == "memo"
+    row = one(owner, "select * from api.add_crypto_address(%s, 'USDT', 'TRX', %s, '12345')", alice, TRON_TO)
+    assert row["created"]
+    assert one(owner, "select memo from core.crypto_address_book where id = %s", row["address_id"])["memo"] == "12345"

@@ -72,13 +72,10 @@ def _find_sub_account(binance: BinanceClient, sub_account_string: str) -> str | 
     """The email of a virtual sub-account created from this string (after an unknown outcome)."""
     prefix = f"{sub_account_string.lower()}_virtual@"
     for page in range(1, 51):
-        data = binance._request("GET", "/sapi/v1/sub-account/list", {"page": page, "limit": 200}, signed=True)
-        rows = data.get("subAccounts", [])
-        for row in rows:
-            if str(row.get("email", "")).startswith(prefix):
-                return row["email"]
-        if len(rows) < 200:
-            return None
+        emails = binance.sub_account_emails(page=page, limit=200)
+        found = next((e for e in emails if e.startswith(prefix)), None)
+        if found or len(emails) < 200:
+            return found
     return None
 
 

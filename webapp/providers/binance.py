@@ -727,6 +727,11 @@ class BinanceClient:
         data = self._request("GET", "/sapi/v1/sub-account/list", {"email": email}, signed=True)
         return any(row.get("email") == email for row in data.get("subAccounts", []))
 
+    def sub_account_emails(self, page: int = 1, limit: int = 200) -> list[str]:
+        """One page of the master's sub-account emails (GET /sapi/v1/sub-account/list)."""
+        data = self._request("GET", "/sapi/v1/sub-account/list", {"page": page, "limit": limit}, signed=True)
+        return [str(row["email"]) for row in data.get("subAccounts", []) if row.get("email")]
+
     def deposit_address(self, email: str, coin: str, network: str) -> DepositAddress:
         """GET /sapi/v1/capital/deposit/subAddress: the sub-account's address (stable)."""
         data = self._request("GET", "/sapi/v1/capital/deposit/subAddress",
