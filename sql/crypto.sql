@@ -866,8 +866,8 @@ comment on function admin.fail_crypto_withdrawal(bigint, text) is
   'Worker: Binance definitely refused a PROCESSING crypto withdrawal (a rejection of the apply, or it never saw it within crypto_withdrawal_unseen_fail_minutes) → FAILED with the reason, hold released. false when already FAILED; BSS01 in another state.';
 
 create function admin.crypto_withdrawals_to_recheck(max_rows int default 20)
-returns table (withdrawal_id bigint, reference text, coin text, binance_id text, claimed_at timestamptz,
-               unseen_window_passed boolean)
+returns table (withdrawal_id bigint, reference text, coin text, send_amount numeric, binance_id text,
+               claimed_at timestamptz, unseen_window_passed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_after interval := make_interval(secs => core.setting('crypto_withdrawal_recheck_seconds')::int);
@@ -883,7 +883,7 @@ begin
   ), stamped as (
     update core.crypto_withdrawals w set last_checked_at = now() from due where w.id = due.id returning w.*
   )
-  select s.id, s.reference, s.coin, s.binance_id, s.claimed_at, s.claimed_at < now() - v_unseen
+  select s.id, s.reference, s.coin, s.amount + s.fee, s.binance_id, s.claimed_at, s.claimed_at < now() - v_unseen
   from stamped s order by s.id;
 end
 $$;

@@ -238,7 +238,7 @@ def test_sweep_crash_between_send_and_record_is_repaired(app, owner, crypto, san
 
 # ---------------------------------------------------------------- withdrawals
 
-def test_withdrawal_happy_path_with_txid(app, owner, crypto, sandbox, client, login):
+def test_withdrawal_happy_path_with_txid(app, owner, crypto, sandbox, client, login, caplog):
     alice = crypto["alice@example.com"]
     before = balance(owner, alice, "USDT")[0]
     book_id = saved_address(owner, alice, "USDT", "TRX", TRON_TO, usable=False)
@@ -266,6 +266,7 @@ def test_withdrawal_happy_path_with_txid(app, owner, crypto, sandbox, client, lo
     login("alice@example.com")
     page = client.get("/wallet/usdt/withdraw").get_data(as_text=True)
     assert f"https://tronscan.org/#/transaction/{row['tx_id']}" in page
+    assert "ALERT" not in caplog.text  # Binance's amount + fee is what we sent
     assert owner.execute("select * from reporting.crypto_withdrawal_mismatches").fetchall() == []
     books(owner)
 

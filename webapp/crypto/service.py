@@ -177,8 +177,12 @@ def sweep(app, max_rows: int = 20) -> dict:
 
 # --------------------------------------------------------------------------- withdrawals
 
-def record(app, withdrawal_id: int, found) -> str:
+def record(app, withdrawal_id: int, found, send_amount: Decimal | None = None) -> str:
     """Book what Binance's withdraw history says of one of ours."""
+    if send_amount is not None and found.amount + found.transaction_fee != send_amount:
+        # (the sandbox reports amount net of the fee; see the client's UNVERIFIED note)
+        log.error("ALERT crypto withdrawal %s: Binance shows %s + fee %s, we sent %s", withdrawal_id, found.amount,
+                  found.transaction_fee, send_amount)
     row = _call(app, "admin.record_crypto_withdrawal", withdrawal_id=withdrawal_id, binance_id=found.id,
                 binance_status=found.status, tx_id=found.tx_id or None, info=found.info or None)[0]
     return next(iter(row.values())).lower()
@@ -215,7 +219,7 @@ def send_withdrawals(app, max_rows: int = 10) -> dict:
         try:
             found = binance.get_withdrawal(row["reference"], coin=row["coin"])
             if found is not None:
-                outcome = record(app, wid, found)
+                outcome = record(app, wid, found, row["send_amount"])
         except (BinanceError, requests.RequestException) as exc:
             log.info("crypto withdrawal %s: status not known yet: %r", wid, exc)
         _count(done, outcome)
@@ -235,7 +239,7 @@ def recheck_withdrawals(app, max_rows: int = 20) -> dict:
             continue
         try:
             if found is not None:
-                _count(done, record(app, wid, found))
+                _count(done, record(app, wid, found, row["send_amount"]))
             elif row["binance_id"] is None and row["unseen_window_passed"]:
                 _call(app, "admin.fail_crypto_withdrawal", withdrawal_id=wid,
                       reason="a Binance não recebeu o pedido de saque")
