@@ -29,6 +29,7 @@ declare
   v_label text := case limit_name
     when 'daily_deposit_brl' then 'depósito'
     when 'daily_withdrawal_brl' then 'saque'
+    when 'daily_crypto_withdrawal_brl' then 'saque de cripto'
     when 'daily_market_brl' then 'compra e venda'
     when 'daily_p2p_brl' then 'negociação P2P'
     else limit_name end;

@@ -171,7 +171,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _register_optional_blueprints(app):
     """Blueprints of the other domains, registered when present."""
     import importlib
-    for name in ("deposits", "withdrawals", "market", "p2p", "kyc", "admin", "audit", "webhooks",
+    for name in ("deposits", "withdrawals", "crypto", "market", "p2p", "kyc", "admin", "audit", "webhooks",
                  "notifications", "metrics"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")

@@ -256,6 +256,8 @@ class SandboxState:
         self.default_weight_limit = int(config.get("weight_limit", DEFAULT_WEIGHT_LIMIT))
         self.ban_after = int(config.get("ban_after", 5))  # 429s tolerated per window before a 418
         self.symbol_config = {**DEFAULT_SYMBOLS, **(config.get("symbols") or {})}
+        self.config = config
+        self._last_id = 0  # survives reset(); see next_id()
         self.reset()
 
     def reset(self) -> None:
@@ -264,8 +266,8 @@ class SandboxState:
                             for name, spec in self.symbol_config.items()}
             self.frozen: dict[str, Decimal] = {}
             self.orders: dict[int, SandboxOrder] = {}
-            self.next_order_id = 1000
-            self.next_trade_id = 5000
+            from webapp.sandbox.binance_capital import WalletState  # the capital/sub-account part
+            self.wallet = WalletState(self, self.config)
             self.next_modes: list[dict] = []
             self.weight_limit = self.default_weight_limit
             self.ip_weights: dict[str, IpWeight] = {}
@@ -339,9 +341,19 @@ class SandboxState:
 
     # ---- orders
 
+    def next_id(self) -> int:
+        """A new id for orders, trades, transfers, deposits and withdrawals.
+
+        Ids start at wall-clock ms x 1000 and only grow, so an emulator restarted later
+        never hands out an id that an earlier run (and so our database) already saw,
+        as long as it gives out fewer than 1000 ids per millisecond.
+        """
+        with self.lock:
+            self._last_id = max(self._last_id + 1, (time.time_ns() // 1_000_000) * 1000)
+            return self._last_id
+
     def _new_id(self) -> int:
-        self.next_order_id += 1
-        return self.next_order_id
+        return self.next_id()
 
     def find_order(self, spec: SymbolSpec, order_id: int | None, client_order_id: str | None):
         with self.lock:
@@ -513,6 +525,18 @@ WEIGHTS = {
     ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/myTrades"): lambda p: 5 if p.get("orderId") else 20,
+    # Wallet / sub-account SAPI (binance_capital.py). Binance documents IP weights for most of
+    # them; withdraw/apply (900) and withdraw/history (18000) are UID weights against a UID limit
+    # the sandbox does not model, so they cost 1 here like the IP weight the older docs gave.
+    ("GET", "/sapi/v1/capital/config/getall"): 10,
+    ("POST", "/sapi/v1/sub-account/virtualSubAccount"): 1,
+    ("GET", "/sapi/v1/sub-account/list"): 1,
+    ("GET", "/sapi/v1/capital/deposit/subAddress"): 1,
+    ("GET", "/sapi/v1/capital/deposit/subHisrec"): 1,
+    ("POST", "/sapi/v1/sub-account/universalTransfer"): 1,
+    ("GET", "/sapi/v1/sub-account/universalTransfer"): 1,
+    ("POST", "/sapi/v1/capital/withdraw/apply"): 1,
+    ("GET", "/sapi/v1/capital/withdraw/history"): 1,
 }
 # Endpoints that `/_sandbox/fail_market_data` may break (not /time: clock sync must work).
 MARKET_DATA = {"/api/v3/ping", "/api/v3/ticker/price", "/api/v3/ticker/24hr", "/api/v3/avgPrice",
@@ -573,7 +597,7 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def meter():
         path = request.path
-        if not path.startswith("/api/"):
+        if not path.startswith(("/api/", "/sapi/")):
             return None
         with state.lock:
             state.request_counts[path] = state.request_counts.get(path, 0) + 1
@@ -594,7 +618,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.after_request
     def weight_header(resp: Response):
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/sapi/")):
             resp.headers["X-MBX-USED-WEIGHT-1M"] = str(state.used_weight(request.remote_addr or "?"))
         return resp
 
@@ -769,8 +793,7 @@ def create_app(config: dict | None = None) -> Flask:
         def fill() -> None:
             with state.lock:
                 for f in fills:
-                    state.next_trade_id += 1
-                    f["tradeId"] = state.next_trade_id
+                    f["tradeId"] = state.next_id()
                 order.fills = fills
                 order.status = "FILLED"
                 order.update_ms = state.now_ms()
@@ -821,6 +844,8 @@ def create_app(config: dict | None = None) -> Flask:
             raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
         return app.json.response(state.trades_json(spec, _int_param(params, "orderId"), limit))
 
+    from webapp.sandbox.binance_capital import register_capital
+    register_capital(app, state, verify_signature)
     _register_controls(app, state)
     return app
 

@@ -54,4 +54,8 @@ def statement(currency: str):
     rows = db.call("api.get_statement", user_id=current_user.id, currency=currency, page=page, page_size=PAGE_SIZE)
     total = rows[0]["total_rows"] if rows else 0
     pages = max(1, -(-total // PAGE_SIZE))
-    return render_template("wallet/statement.html", rows=rows, currency=currency, page=page, pages=pages, total=total)
+    # network, address and txId of on-chain deposits and withdrawals, by reference
+    onchain = ({d["reference"]: d for d in db.call("api.get_crypto_statement_details", user_id=current_user.id,
+                                                   currency=currency)} if currency != "BRL" else {})
+    return render_template("wallet/statement.html", rows=rows, currency=currency, page=page, pages=pages, total=total,
+                           onchain=onchain)
