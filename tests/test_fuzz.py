@@ -146,6 +146,17 @@ ROUTES = [
     Route("GET", "/p2p/trades/<int:trade_id>/chat", "alice", ids="trade"),
     Route("GET", "/p2p/users/<int:user_id>", "alice", ids="user"),
     Route("GET", "/wallet/<currency>", "alice", {"page": "1"}, path={"currency": "BRL"}),
+    # crypto on-chain
+    Route("POST", "/wallet/<coin>/deposit", "alice", {"network": "BTC"}, path={"coin": "BTC"}),
+    Route("POST", "/wallet/<coin>/withdraw", "alice", {"address_id": "1", "amount": "0,001", "totp_code": "",
+                                                       "idempotency_key": "{key}"}, path={"coin": "BTC"}),
+    Route("POST", "/wallet/<coin>/addresses", "alice", {"network": "BTC", "address": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                                                        "memo": "", "label": "Minha carteira", "totp_code": ""},
+          path={"coin": "BTC"}),
+    Route("POST", "/wallet/<coin>/addresses/<int:address_id>/remove", "alice", ids="crypto_address",
+          path={"coin": "BTC"}),
+    Route("POST", "/wallet/<coin>/withdrawals/<int:withdrawal_id>/cancel", "alice", ids="crypto_withdrawal",
+          path={"coin": "BTC"}),
 ]
 # Not fuzzed here: /webhooks/inter (its own test below, owned by the webhooks work), and the routes
 # of the auditor (/audit…, their filters have tests of their own).
@@ -278,7 +289,7 @@ def _world(app, owner, demo):
         "withdrawal": ([withdrawal(alice)], [withdrawal(bob)]),
         "deposit": ([deposit(alice)], [deposit(bob)]),
         "user": ([alice], [bob, carol]),
-        "quote": ([quote(alice)], [quote(bob)]), "order": ([], []), "clawback": ([], []), "proof": ([], []), "document": ([], []), "submission": ([], []),
+        "quote": ([quote(alice)], [quote(bob)]), "order": ([], []), "clawback": ([], []), "crypto_address": ([], []), "crypto_withdrawal": ([], []), "proof": ([], []), "document": ([], []), "submission": ([], []),
     }
     return {"alice": alice, "bob": bob, "carol": carol, "admin": admin, "ids": ids}
 

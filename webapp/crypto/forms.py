@@ -1,12 +1,12 @@
 """Forms of the crypto blueprint. Addresses are checked here with the kept
 library (webapp.chain) for a friendly message; the database checks again."""
-from flask_wtf import FlaskForm
+
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from ..auth.twofactor import TotpCodeField
 from ..chain import validate_address
-from ..forms import AmountField
+from ..forms import AmountField, Form
 from ..formatting import N_
 
 
@@ -18,11 +18,11 @@ class CryptoAmountField(AmountField):
             raise ValueError(N_("Informe um valor válido (ex.: 0,015).")) from None
 
 
-class DepositAddressForm(FlaskForm):
+class DepositAddressForm(Form):
     network = SelectField(N_("Rede"), choices=[], validate_choice=True)
 
 
-class AddressForm(FlaskForm):
+class AddressForm(Form):
     network = SelectField(N_("Rede"), choices=[], validate_choice=True)
     address = StringField(N_("Endereço"), validators=[DataRequired(N_("Informe o endereço.")), Length(max=128)])
     memo = StringField(N_("Memo / tag (só se a rede exigir)"), validators=[Optional(), Length(max=100)])
@@ -39,7 +39,7 @@ class AddressForm(FlaskForm):
             raise ValidationError(str(exc)) from None
 
 
-class CryptoWithdrawalForm(FlaskForm):
+class CryptoWithdrawalForm(Form):
     address_id = SelectField(N_("Endereço de destino"), choices=[], coerce=int, validate_choice=True)
     amount = CryptoAmountField(N_("Quantidade (a taxa da rede é somada)"), validators=[
         InputRequired(N_("Informe um valor válido (ex.: 0,015)."))])

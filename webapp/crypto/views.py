@@ -147,7 +147,7 @@ def add_address(coin: str):
     return _withdraw_page(coin, form, address_form, 422)
 
 
-@bp.post("/wallet/<coin>/addresses/<int:address_id>/remove")
+@bp.post("/wallet/<coin>/addresses/<id:address_id>/remove")
 @login_required
 def remove_address(coin: str, address_id: int):
     coin = _coin(coin)
@@ -162,7 +162,7 @@ def remove_address(coin: str, address_id: int):
     return redirect(url_for("crypto.withdraw", coin=coin.lower()))
 
 
-@bp.post("/wallet/<coin>/withdrawals/<int:withdrawal_id>/cancel")
+@bp.post("/wallet/<coin>/withdrawals/<id:withdrawal_id>/cancel")
 @login_required
 def cancel_withdrawal(coin: str, withdrawal_id: int):
     coin = _coin(coin)
