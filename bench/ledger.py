@@ -96,6 +96,9 @@ def prepare_ledger(admin_url: str, customers: int) -> tuple[str, int]:
         conn.execute("set client_min_messages = warning")
         admin = conn.execute("select api.register_user('admin@bench.test', repeat('x', 40), 'Bench admin')").fetchone()[0]
         conn.execute("update core.users set role = 'admin' where id = %s", (admin,))
+        # admins must have 2FA on (core.assert_admin); the bench admin gets a throwaway secret
+        conn.execute("insert into core.user_totp (user_id, secret, confirmed_at) values (%s, %s, now())",
+                     (admin, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))
         with conn.transaction():
             conn.execute("""select api.register_user(format('c%%s@bench.test', g), repeat('x', 40), format('Cliente %%s', g))
                             from generate_series(1, %s) g order by g""", (customers,))
