@@ -70,6 +70,29 @@ drop function if exists core.assert_brl_mature(bigint, numeric, text);
 drop function if exists core.brl_withdrawable_at(bigint, numeric);
 drop function if exists core.brl_withdrawable(bigint);
 
+create or replace function core.assert_provider_payment_unseen(charge core.pix_charges, provider_payment_id text)
+returns void
+language plpgsql stable as $$
+declare
+  v_other text;
+begin
+  -- A provider that hands back an id we already hold for another charge (an
+  -- emulator restarted on old data, a provider bug) gets a clear refusal,
+  -- logged by the caller, instead of a unique-index violation: nothing is
+  -- recorded and no money moves.
+  select c.reference into v_other from core.pix_charges c
+  where c.provider = charge.provider and c.provider_payment_id = btrim(assert_provider_payment_unseen.provider_payment_id)
+    and c.id <> charge.id;
+  if found then
+    raise exception 'O provedor % devolveu o pagamento % para a cobrança %, mas ele já pertence à cobrança %. Nada foi registrado.',
+      charge.provider, btrim(provider_payment_id), charge.reference, v_other
+      using errcode = 'BSS01', hint = 'provider_id_reused';
+  end if;
+end
+$$;
+comment on function core.assert_provider_payment_unseen(core.pix_charges, text) is
+  'BSS01 when a provider payment id is already recorded for another of our charges (a provider reusing ids): refused clearly instead of a unique violation.';
+
 create or replace function core.pix_charge_description(purpose text, reference text) returns text
 language sql immutable as $$
   select case when purpose = 'deposit' then 'bs-market deposito ' || reference else 'bs-market ' || reference end
@@ -217,6 +240,7 @@ begin
     raise exception 'A cobrança % já tem outro pagamento no provedor (%).', v_charge.id, v_charge.provider_payment_id
       using errcode = 'BSS01';
   end if;
+  perform core.assert_provider_payment_unseen(v_charge, attach_pix_charge.provider_payment_id);
   update core.pix_charges c
      set provider_payment_id = btrim(attach_pix_charge.provider_payment_id), qr_code = attach_pix_charge.qr_code,
          qr_code_base64 = attach_pix_charge.qr_code_base64, last_error = null, updated_at = now()
@@ -400,6 +424,7 @@ begin
   if v_charge.provider_payment_id is null then
     -- Reported before the create call's answer was recorded (or found by the
     -- reconciler): this is the charge's payment from now on.
+    perform core.assert_provider_payment_unseen(v_charge, v_pid);
     update core.pix_charges c set provider_payment_id = v_pid, updated_at = now() where c.id = v_charge.id;
     v_charge.provider_payment_id := v_pid;
   elsif v_charge.provider_payment_id <> v_pid then

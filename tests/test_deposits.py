@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import books
+from webapp.errors import DomainError
 from tests.rails_support import (
     app_call, brl, charge, clearing, close_app, control, deposit_entries, make_app, mp_config, new_customer,
     setting, wait_until, worker_call,
@@ -186,3 +187,28 @@ def test_deposit_pages_are_private(app, client, forms, demo, login, owner):
     login("bob@example.com")
     assert client.get(f"/deposits/{dep}").status_code == 404
     assert client.get(f"/deposits/{dep}/status").status_code == 404
+
+
+def test_a_provider_id_seen_before_is_refused_clearly_and_fails_the_charge(app, forms, demo, login, owner, caplog):
+    """A provider handing back a payment id another charge already holds (issue 20: a sandbox restarted
+    on old data): a clear refusal, logged, the new charge failed, nothing booked — never a 500."""
+    from webapp.deposits import service
+    from webapp.providers.base import Charge
+    login("alice@example.com")
+    first = int(forms.post("/deposits", {"amount": "40,00"}).headers["Location"].rsplit("/", 1)[1])
+    seen = charge(owner, first)["provider_payment_id"]
+    row = app_call(app, "api.create_deposit", user_id=demo["alice@example.com"], amount=Decimal("41.00"),
+                   provider="mercadopago", idempotency_key="second")[0]
+    reused = Charge(provider_id=seen, reference=row["reference"], amount=Decimal("41.00"), status="pending",
+                    qr_code="qr", qr_code_base64=None, expires_at=None, payer_cpf=None)
+    with app.app_context(), pytest.raises(DomainError) as refused:
+        service.attach(app, row["deposit_id"], "mercadopago", reused)
+    assert refused.value.code == "BSS01" and refused.value.hint == "provider_id_reused"
+    assert charge(owner, row["deposit_id"])["provider_payment_id"] is None
+    # the same through confirm: the worker never books it
+    with pytest.raises(DomainError) as confirm:
+        worker_call(app, "admin.confirm_pix_charge", reference=row["reference"], provider="mercadopago",
+                    provider_payment_id=seen, status="approved", paid_amount=Decimal("41.00"))
+    assert confirm.value.code == "BSS01"
+    assert deposit_entries(owner, row["reference"]) == 0
+    books(owner)

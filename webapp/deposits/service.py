@@ -63,7 +63,16 @@ def request_charge(app, *, charge_id: int, reference: str, amount: Decimal, expi
     charge = client.create_pix_charge(reference, amount, payer_email, payer_cpf,
                                       expires_at.astimezone(BRAZIL), description,
                                       notification_url=notification_url(app, provider))
-    attach(app, charge_id, provider, charge, worker=worker)
+    try:
+        attach(app, charge_id, provider, charge, worker=worker)
+    except DomainError as exc:
+        if exc.hint == "provider_id_reused":
+            # The provider handed back a payment id another charge holds (e.g. a
+            # sandbox restarted on old data): never book it; this charge fails.
+            log.error("ALERT pix: %s", exc.message)
+            _call(app, "admin.fail_pix_charge", worker=worker, charge_id=charge_id,
+                  reason="o provedor devolveu um identificador de pagamento já usado; faça um novo depósito")
+        raise
     return charge
 
 

@@ -86,7 +86,11 @@ def _request_charge(row: dict) -> None:
             flash("O provedor PIX está demorando. O QR code aparece aqui assim que ficar pronto.", "warning")
     except DomainError as exc:
         log.error("deposit %s: could not record the charge: %r", row["reference"], exc)
-        flash("O QR code aparece aqui assim que ficar pronto.", "warning")
+        if exc.hint == "provider_id_reused":
+            flash("O provedor PIX respondeu com um pagamento que não é deste depósito; nada foi cobrado. "
+                  "Faça um novo depósito.", "danger")
+        else:
+            flash("O QR code aparece aqui assim que ficar pronto.", "warning")
 
 
 def _deposit(deposit_id: int) -> dict:
