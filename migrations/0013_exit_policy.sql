@@ -150,6 +150,8 @@ comment on table core.pix_refunds is
 
 -- The receivables account: what customers owe after a PIX credited to them
 -- was clawed back and their balance could not cover it (negative = an asset).
+-- The refunds_payable account: PIX payments at the provider that belong to
+-- their payer until the refund is made (a liability, positive).
 do $$
 declare
   v_has_trigger boolean := exists (select from pg_trigger where tgname = 'accounts_valid'
@@ -161,7 +163,8 @@ begin
     alter table core.accounts disable trigger accounts_valid;
   end if;
   insert into core.accounts (user_id, currency, purpose, shard, must_not_go_negative)
-  select null, c.code, 'receivables', 0, false from core.currencies c;
+  select null, c.code, p.purpose, 0, false from core.currencies c
+  cross join (values ('receivables'), ('refunds_payable')) p (purpose);
   if v_has_trigger then
     alter table core.accounts enable trigger accounts_valid;
   end if;

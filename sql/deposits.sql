@@ -627,6 +627,9 @@ begin
   update core.pix_charges c
      set status = 'REJECTED', status_detail = 'recusado: ' || btrim(reason), updated_at = now()
    where c.id = v_charge.id;
+  -- what arrived goes back to whoever paid it
+  perform core.record_pix_refund_due(v_charge.provider, v_charge.provider_payment_id, v_charge.id, null,
+                                     v_charge.paid_amount, 'Depósito ' || v_charge.reference || ' recusado na análise');
   perform core.deposit_notify(v_charge, 'deposit.rejected',
     'Depósito revisado e recusado: o valor recebido será devolvido à conta de origem. Motivo: ' || btrim(reason));
   return 'REJECTED';
@@ -635,7 +638,7 @@ $$;
 revoke all on function admin.resolve_deposit_review(bigint, bigint, boolean, text) from public;
 grant execute on function admin.resolve_deposit_review(bigint, bigint, boolean, text) to exchange_app, exchange_admin;
 comment on function admin.resolve_deposit_review(bigint, bigint, boolean, text) is
-  'Closes a deposit in REVIEW (amount differed): credit true credits what actually arrived (PAID), false marks it REJECTED (refund it at the provider). Reason required, audit-logged, customer notified. BSA01 not admin, BSS01 not in review.';
+  'Closes a deposit in REVIEW (amount differed): credit true credits what actually arrived (PAID), false marks it REJECTED and records the refund of what arrived (core.record_pix_refund_due; the worker makes it at the provider). Reason required, audit-logged, customer notified. BSA01 not admin, BSS01 not in review.';
 
 create function admin.list_deposit_reviews(admin_id bigint)
 returns table (deposit_id bigint, user_id bigint, email text, reference text, amount numeric, paid_amount numeric,
@@ -654,6 +657,34 @@ comment on function admin.list_deposit_reviews(bigint) is 'Deposits whose paid a
 -- ---------------------------------------------------------------------------
 -- Webhook notifications, refunds and cancelled charges (worker)
 -- ---------------------------------------------------------------------------
+
+create or replace function core.record_pix_refund_due(provider text, provider_payment_id text, pix_charge_id bigint,
+                                                     trade_id bigint, amount numeric, reason text)
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_id bigint;
+begin
+  -- The money is at the provider but belongs to its payer: journaled as a
+  -- refund payable (clearing → refunds_payable) until the worker has made the
+  -- refund, so the provider's balance and our books agree meanwhile. Once
+  -- per provider payment.
+  insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
+  values (record_pix_refund_due.provider, btrim(record_pix_refund_due.provider_payment_id),
+          record_pix_refund_due.pix_charge_id, record_pix_refund_due.trade_id, record_pix_refund_due.amount,
+          record_pix_refund_due.reason)
+  on conflict on constraint pix_refunds_provider_provider_payment_id_key do nothing
+  returning id into v_id;
+  if v_id is not null then
+    perform core.post_entry('pix_refund_due', 'pix-refund-' || v_id, null,
+      array[core.system_account('clearing_' || provider, 'BRL'), core.system_account('refunds_payable', 'BRL')],
+      array[-amount, amount], 'PIX a devolver ao pagador: ' || reason);
+  end if;
+  return v_id;
+end
+$$;
+comment on function core.record_pix_refund_due(text, text, bigint, bigint, numeric, text) is
+  'Records (once per provider payment) a PIX to return to its payer and journals it clearing_<provider> → refunds_payable; the worker makes the refund (admin.pix_refunds_due, admin.record_pix_refund).';
 
 create function api.record_provider_notification(provider text, topic text, resource_id text)
 returns bigint
@@ -762,6 +793,10 @@ begin
     update core.pix_refunds r set status = 'DONE', provider_refund_id = btrim(record_pix_refund.provider_refund_id),
                                   last_error = null, resolved_at = now()
      where r.id = v.id;
+    -- the money left the provider back to the payer
+    perform core.post_entry('pix_refund', 'pix-refund-' || v.id, null,
+      array[core.system_account('refunds_payable', 'BRL'), core.system_account('clearing_' || v.provider, 'BRL')],
+      array[-v.amount, v.amount], 'PIX devolvido ao pagador: ' || v.reason);
     return 'DONE';
   end if;
   update core.pix_refunds r
@@ -775,6 +810,22 @@ revoke all on function admin.record_pix_refund(bigint, text, text, boolean) from
 grant execute on function admin.record_pix_refund(bigint, text, text, boolean) to exchange_worker, exchange_admin;
 comment on function admin.record_pix_refund(bigint, text, text, boolean) is
   'Worker: the provider made a refund (its id → DONE), or refused it (definite → FAILED, for an operator) or could not be asked (stays PENDING, retried). Returns the status.';
+
+create function admin.list_pix_refunds(admin_id bigint, only_open boolean default true)
+returns table (refund_id bigint, provider text, provider_payment_id text, reference text, trade_id bigint, amount numeric,
+               reason text, status text, attempts int, last_error text, created_at timestamptz, resolved_at timestamptz)
+language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select r.id, r.provider, r.provider_payment_id, c.reference, r.trade_id, r.amount, r.reason, r.status, r.attempts,
+         r.last_error, r.created_at, r.resolved_at
+  from core.pix_refunds r left join core.pix_charges c on c.id = r.pix_charge_id,
+       core.assert_admin(list_pix_refunds.admin_id) a
+  where not list_pix_refunds.only_open or r.status <> 'DONE'
+  order by r.status = 'FAILED' desc, r.id desc
+$$;
+revoke all on function admin.list_pix_refunds(bigint, boolean) from public;
+grant execute on function admin.list_pix_refunds(bigint, boolean) to exchange_app, exchange_admin;
+comment on function admin.list_pix_refunds(bigint, boolean) is
+  'Back office: PIX payments being returned to their payer (late P2P payments, reviews refused), failed ones first (only_open: not yet DONE).';
 
 create function admin.pix_charges_to_cancel(max_rows int default 20)
 returns table (charge_id bigint, reference text, charge_provider text, provider_payment_id text)

@@ -324,7 +324,8 @@ create or replace function core.tg_accounts__valid() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if new.purpose is null or new.purpose not in ('available', 'locked', 'fees', 'clearing_mercadopago',
-                                                'clearing_inter', 'binance_omnibus', 'adjustments', 'receivables') then
+                                                'clearing_inter', 'binance_omnibus', 'adjustments', 'receivables',
+                                                'refunds_payable') then
     raise exception 'Unknown account purpose %', new.purpose using errcode = 'BSX01';
   elsif (new.user_id is not null) <> (new.purpose in ('available', 'locked')) then
     raise exception 'Account purpose % is for %', new.purpose,

@@ -1201,11 +1201,9 @@ begin
     v_status := 'REFUNDED';
     if v_trade.status = 'REVIEW' and v_trade.pix_paid_payment_id is not null then
       -- the PIX that arrived goes back to whoever paid it
-      insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
-      values (coalesce(v_trade.pix_provider, 'mercadopago'), v_trade.pix_paid_payment_id,
-              (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id,
-              v_trade.pix_paid_amount, 'Pagamento PIX em análise devolvido (' || core.p2p_ref(v_trade.id) || ')')
-      on conflict (provider, provider_payment_id) do nothing;
+      perform core.record_pix_refund_due(coalesce(v_trade.pix_provider, 'mercadopago'), v_trade.pix_paid_payment_id,
+        (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id,
+        v_trade.pix_paid_amount, 'Pagamento PIX em análise devolvido (' || core.p2p_ref(v_trade.id) || ')');
     end if;
   end if;
   update core.p2p_trades t
@@ -1396,11 +1394,10 @@ begin
     -- (it could be spent at once and then clawed back). It goes back to the
     -- payer: the rails refund it at the provider (core.pix_refunds).
     v_outcome := 'refund';
-    insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
-    values (coalesce(v_trade.pix_provider, 'mercadopago'), btrim(confirm_p2p_pix_payment.provider_payment_id),
-            (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id, paid_amount,
-            'PIX recebido depois do fim da negociação ' || core.p2p_ref(v_trade.id))
-    on conflict (provider, provider_payment_id) do nothing;
+    perform core.record_pix_refund_due(coalesce(v_trade.pix_provider, 'mercadopago'),
+      confirm_p2p_pix_payment.provider_payment_id,
+      (select c.id from core.pix_charges c where c.reference = 'p2p-' || v_trade.id), v_trade.id, paid_amount,
+      'PIX recebido depois do fim da negociação ' || core.p2p_ref(v_trade.id));
     perform core.p2p_notify(v_trade, v_trade.buyer_id, 'p2p.pix_refund',
       'recebemos um PIX de ' || core.format_brl(paid_amount) || ' depois do fim da negociação; ele será devolvido à conta de origem.');
   end if;

@@ -239,7 +239,12 @@ def test_a_cancelled_pix_trade_paid_anyway_is_refunded_not_credited(owner, web, 
     # the worker makes it at the provider and records it
     due = worker.execute("select * from admin.pix_refunds_due()").fetchall()
     assert [r["refund_id"] for r in due] == [refund["id"]]
+    payable = "select balance from core.accounts where purpose = 'refunds_payable' and currency = 'BRL'"
+    assert one(owner, payable)["balance"] == Decimal("100.00")        # the payer's money, journaled
+    listed = web.execute("select * from admin.list_pix_refunds(%s)", (demo["admin@example.com"],)).fetchall()
+    assert [r["refund_id"] for r in listed] == [refund["id"]]
     assert one(worker, "select admin.record_pix_refund(%s, 'refund-1') as s", (refund["id"],))["s"] == "DONE"
+    assert one(owner, payable)["balance"] == 0                          # it left the provider
     assert one(owner, "select count(*) as n from reporting.pix_refunds where status = 'DONE'")["n"] == 1
     books(owner)
 

@@ -608,10 +608,14 @@ def test_pix_confirmed_review_refund_and_late_payments(p2p):
     late = p2p.trade(p2p.alice, offer_id, method="PIX_CONFIRMED")
     p2p.expire(late)
     one(p2p.worker, "admin.expire_p2p_trades")
-    snapshot = p2p.owner.execute("select id, balance from core.accounts order by id").fetchall()
+    customers = "select id, balance from core.accounts where user_id is not null order by id"
+    snapshot = p2p.owner.execute(customers).fetchall()
     assert one(p2p.worker, "admin.confirm_p2p_pix_payment", trade_id=late, paid_amount=D("600.00"),
                payer_cpf="11144477735", provider_payment_id="mp-4")["outcome"] == "refund"
-    assert p2p.owner.execute("select id, balance from core.accounts order by id").fetchall() == snapshot
+    assert p2p.owner.execute(customers).fetchall() == snapshot          # nobody was credited
+    # the money at the provider is the payers' until refunded: journaled as a refund payable
+    assert p2p.owner.execute("select balance from core.accounts where purpose = 'refunds_payable' and currency = 'BRL'"
+                             ).fetchone()["balance"] == D("1199.99")
     # ... it goes back to the payer: both wait for the worker's refund at the provider
     assert [r["provider_payment_id"] for r in p2p.owner.execute(
         "select * from reporting.p2p_pix_refunds_due order by created_at")] == ["mp-3", "mp-4"]

@@ -160,8 +160,10 @@ def med(form=None, status=200):
         except DomainError as exc:
             trace_form.e2e_id.errors = list(trace_form.e2e_id.errors) + [exc.message]
             status = exc.status
-    rows = db.call("admin.list_clawbacks", admin_id=current_user.id, only_open=request.args.get("all") != "1")
-    return render_template("admin/med.html", rows=rows, trace_form=trace_form, tree=tree,
+    only_open = request.args.get("all") != "1"
+    rows = db.call("admin.list_clawbacks", admin_id=current_user.id, only_open=only_open)
+    refunds = db.call("admin.list_pix_refunds", admin_id=current_user.id, only_open=only_open)
+    return render_template("admin/med.html", rows=rows, refunds=refunds, trace_form=trace_form, tree=tree,
                            reason_form=form or ReasonForm(formdata=None)), status
 
 
