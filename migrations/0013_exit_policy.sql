@@ -71,11 +71,11 @@ create table core.pix_clawbacks (
   debt_recovered numeric not null default 0 check (debt_recovered >= 0 and debt_recovered <= debt),
   entry_id bigint not null references core.entries (id) on delete restrict,
   created_at timestamptz not null default now(),
-  unique (pix_charge_id),
   check (recovered + debt = amount)
 );
+create index pix_clawbacks_charge_idx on core.pix_clawbacks (pix_charge_id);
 comment on table core.pix_clawbacks is
-  'PIX credits taken back by the payer''s bank (MED) or refunded at the provider: what was taken from the customer''s BRL and what remains their debt.';
+  'PIX credits taken back by the payer''s bank (MED) or refunded at the provider, one row per clawback event (a partial MED then a full chargeback are two): what was taken from the customer''s BRL and what remains their debt.';
 comment on column core.pix_clawbacks.debt is 'BRL the customer owes (the receivables account holds it as an asset) after their balance was used.';
 
 -- TOTP failures counted in the database (login and step-up alike).
@@ -111,8 +111,6 @@ insert into core.settings (name, value, description) values
    'Hours before a newly saved withdrawal PIX key (other than the customer''s own CPF) can be used.'),
   ('totp_max_failures', '5', 'Wrong 2FA codes in a row before 2FA is locked for totp_lock_minutes.'),
   ('totp_lock_minutes', '15', 'Minutes 2FA stays locked after too many wrong codes.'),
-  ('exposed_trade_price_band_percent', '2',
-   'A platform-balance P2P trade of a customer whose PIX credits are still maturing must be priced within this many percent of the Binance index (so it cannot hand value to the counterparty).'),
   ('p2p_fixed_price_max_deviation_percent', '50',
    'A fixed P2P price may differ from the Binance index by at most this many percent.'),
   ('environment', 'production',
@@ -135,7 +133,7 @@ create table core.pix_refunds (
   trade_id bigint references core.p2p_trades (id) on delete restrict,
   amount numeric not null check (amount > 0),
   reason text not null,
-  status text not null default 'PENDING' check (status in ('PENDING', 'DONE', 'FAILED')),
+  status text not null default 'PENDING' check (status in ('PENDING', 'DONE', 'FAILED', 'CLAWED_BACK')),
   provider_refund_id text,
   attempts int not null default 0,
   last_error text,

@@ -774,7 +774,7 @@ declare
 begin
   for v in
     select w.* from core.crypto_withdrawals w join core.users u on u.id = w.user_id
-    where w.status = 'PENDING' and u.status = 'active'
+    where w.status = 'PENDING' and u.status = 'active' and u.exits_blocked_at is null  -- a clawback stops queued exits
     order by w.id limit least(greatest(max_rows, 1), 100)
     for update of w skip locked
   loop

@@ -138,30 +138,32 @@ $$;
 comment on function core.assert_exit_covered(bigint, text, numeric) is
   'Last step of every exit, after the money moved: BSL01 when what the customer still holds (core.exit_assets, at the bid) is worth less than their reversible exposure; the message says how much could leave now (value_leaving: BRL value of what this exit moves out) and when the rest matures.';
 
-create or replace function core.assert_fair_trade_while_exposed(user_id bigint, crypto text, price numeric)
+create or replace function core.assert_fair_trade_while_exposed(user_id bigint, side text, crypto text, price numeric)
 returns void
 language plpgsql stable as $$
 declare
-  v_band numeric := core.setting('exposed_trade_price_band_percent')::numeric;
   v_index numeric;
 begin
   -- A platform-balance trade swaps value with another customer. For a
-  -- customer with reversible exposure it is allowed only at (about) the
-  -- market price, so the exposure stays covered by what they get back.
+  -- customer with reversible exposure it is allowed only at a price that
+  -- cannot hand value to the other side: buying at most at the index,
+  -- selling at least at it (round trips at the edges of any band would).
   if (select e.exposure from core.reversible_exposure(assert_fair_trade_while_exposed.user_id) e) = 0 then
     return;
   end if;
   v_index := (select p.price from core.latest_price(crypto) p where not p.stale);
-  if v_index is null or price < v_index * (1 - v_band / 100) or price > v_index * (1 + v_band / 100) then
-    raise exception 'Com PIX recebidos ainda em maturação, negociações pagas com o saldo da plataforma precisam de preço a até % por cento da cotação (%).',
-      trim_scale(v_band), coalesce(core.format_brl(v_index), 'sem cotação agora')
+  if v_index is null or (side = 'buy' and price > v_index) or (side = 'sell' and price < v_index) then
+    raise exception 'Com PIX recebidos ainda em maturação, negociações pagas com o saldo da plataforma só podem % % a um preço % à cotação (%).',
+      case when side = 'buy' then 'comprar' else 'vender' end, crypto,
+      case when side = 'buy' then 'igual ou menor' else 'igual ou maior' end,
+      coalesce(core.format_brl(v_index), 'sem cotação agora')
       using errcode = 'BSL01', column = 'brl_amount',
             hint = 'PIX recebidos podem ser devolvidos pelo MED nas primeiras horas; por isso saídas esperam.';
   end if;
 end
 $$;
-comment on function core.assert_fair_trade_while_exposed(bigint, text, numeric) is
-  'BSL01 when a customer with reversible exposure would trade with another customer at a price more than exposed_trade_price_band_percent away from the fresh index (value handed over instead of exchanged).';
+comment on function core.assert_fair_trade_while_exposed(bigint, text, text, numeric) is
+  'BSL01 when a customer with reversible exposure would trade with another customer through the platform balance at a price that hands value over: buying (side buy) above the fresh index, or selling (side sell) below it; or when there is no fresh index.';
 
 create or replace function core.exit_capacity(user_id bigint)
 returns table (exposure numeric, assets numeric, can_leave numeric, next_maturity_at timestamptz,
@@ -261,12 +263,54 @@ comment on function api.get_withdrawable(bigint) is
 -- MED: a credited PIX clawed back by the payer's bank
 -- ---------------------------------------------------------------------------
 
+create or replace function core.clawback_unbooked_pix(charge core.pix_charges, provider_status text) returns text
+language plpgsql volatile as $$
+declare
+  v_refund core.pix_refunds;
+  v_done int := 0;
+begin
+  -- The PIX was never credited to anyone (a review, a late payment): what
+  -- still waits on it must not pay it out a second time.
+  if charge.purpose = 'deposit' and charge.status = 'REVIEW' then
+    update core.pix_charges c
+       set status = 'REJECTED', status_detail = 'devolvido ao pagador pelo banco (' || provider_status || ')', updated_at = now()
+     where c.id = charge.id;
+    v_done := v_done + 1;
+  elsif charge.purpose = 'p2p_trade' then
+    -- a REVIEW trade can no longer be released with this PIX (admin.resolve_p2p_dispute checks it)
+    update core.pix_charges c
+       set status_detail = 'devolvido ao pagador pelo banco (' || provider_status || ')', updated_at = now()
+     where c.id = charge.id;
+  end if;
+  -- a refund we still owed is no longer ours to make: the payer has the money
+  for v_refund in
+    select * from core.pix_refunds r
+    where r.provider = charge.provider and r.provider_payment_id = charge.provider_payment_id
+      and r.status in ('PENDING', 'FAILED')
+    for update
+  loop
+    update core.pix_refunds r
+       set status = 'CLAWED_BACK', last_error = 'devolvido ao pagador pelo banco (' || provider_status || ')',
+           resolved_at = now()
+     where r.id = v_refund.id;
+    perform core.post_entry('pix_refund', 'pix-refund-' || v_refund.id, null,
+      array[core.system_account('refunds_payable', 'BRL'), core.system_account('clearing_' || v_refund.provider, 'BRL')],
+      array[-v_refund.amount, v_refund.amount], 'PIX devolvido ao pagador pelo banco (' || provider_status || ')');
+    v_done := v_done + 1;
+  end loop;
+  return case when v_done > 0 then 'clawed_back_unbooked' else 'not_credited' end;
+end
+$$;
+comment on function core.clawback_unbooked_pix(core.pix_charges, text) is
+  'A clawback of a PIX nobody was credited with: a deposit under review is closed REJECTED, a P2P trade under review can no longer be released with it, and a refund still owed to the payer is closed (CLAWED_BACK, its payable reversed).';
+
 create or replace function core.clawback_pix_credit(charge_id bigint, provider_status text, amount numeric default null)
 returns text
 language plpgsql volatile as $$
 declare
   v_charge core.pix_charges;
   v_credit core.reversible_credits;
+  v_target numeric;
   v_amount numeric;
   v_available numeric;
   v_recovered numeric;
@@ -274,26 +318,42 @@ declare
   v_entry bigint;
   v_ids bigint[];
   v_amounts numeric[];
+  v_w core.withdrawals;
 begin
   select * into strict v_charge from core.pix_charges c where c.id = clawback_pix_credit.charge_id;
-  if exists (select from core.pix_clawbacks k where k.pix_charge_id = v_charge.id) then
+  -- Who got the money: the depositor, or the seller of a PIX-confirmed trade.
+  select * into v_credit from core.reversible_credits r where r.pix_charge_id = v_charge.id order by r.id limit 1
+    for update;
+  if not found then
+    return core.clawback_unbooked_pix(v_charge, provider_status);
+  end if;
+  -- The provider reports how much went back in all (a partial MED, then a
+  -- full chargeback): book what is not booked yet, so a replay books nothing.
+  v_target := least(coalesce(clawback_pix_credit.amount, v_credit.amount), v_credit.amount);
+  v_amount := v_target - v_credit.reversed;
+  if v_amount <= 0 then
     return 'replayed';
   end if;
-  -- Who got the money: the depositor, or the seller of a PIX-confirmed trade.
-  select * into v_credit from core.reversible_credits r where r.pix_charge_id = v_charge.id order by r.id limit 1;
-  if not found then
-    return 'not_credited';   -- nothing of it was ever booked to a customer (review, refund…)
-  end if;
-  v_amount := least(coalesce(clawback_pix_credit.amount, v_credit.amount), v_credit.amount);
   perform core.check_amount('BRL', v_amount);
 
   perform core.lock_customer(v_credit.user_id);
+  -- Withdrawals still waiting are stopped first: their money covers the clawback.
+  for v_w in
+    select * from core.withdrawals w
+    where w.user_id = v_credit.user_id and w.status in ('AWAITING_APPROVAL', 'PENDING') for update
+  loop
+    perform core.release_hold(v_w.hold_id, v_w.reference);
+    update core.withdrawals w
+       set status = 'CANCELLED', failure_reason = 'cancelado: um PIX recebido foi devolvido ao pagador (MED)',
+           resolved_at = now(), updated_at = now()
+     where w.id = v_w.id;
+  end loop;
   select a.balance into v_available from core.accounts a where a.id = core.user_account(v_credit.user_id, 'BRL');
   v_recovered := least(v_available, v_amount);
   v_debt := v_amount - v_recovered;
   -- The money went back from the provider to the payer: clearing up; the
   -- customer's BRL down as far as it goes, never below zero; the rest is
-  -- their debt, held by the receivables account.
+  -- their debt, held by the receivables account (and in core.pix_clawbacks).
   v_ids := array[core.system_account('clearing_' || v_charge.provider, 'BRL')];
   v_amounts := array[v_amount];
   if v_recovered > 0 then
@@ -304,9 +364,10 @@ begin
     v_ids := v_ids || core.system_account('receivables', 'BRL');
     v_amounts := v_amounts || -v_debt;
   end if;
-  v_entry := core.post_entry('pix_clawback', v_charge.reference, v_credit.user_id, v_ids, v_amounts,
-    'PIX devolvido ao pagador (' || provider_status || ') ' || v_charge.reference);
-  update core.reversible_credits r set reversed = least(r.amount, r.reversed + v_amount) where r.id = v_credit.id;
+  -- (the entry names the customer only when it moves one of their accounts)
+  v_entry := core.post_entry('pix_clawback', v_charge.reference, case when v_recovered > 0 then v_credit.user_id end,
+    v_ids, v_amounts, 'PIX devolvido ao pagador (' || provider_status || ') ' || v_charge.reference);
+  update core.reversible_credits r set reversed = r.reversed + v_amount where r.id = v_credit.id;
   insert into core.pix_clawbacks (pix_charge_id, user_id, provider_status, amount, recovered, debt, entry_id)
   values (v_charge.id, v_credit.user_id, provider_status, v_amount, v_recovered, v_debt, v_entry);
   -- A clawback is a fraud signal: no exit until an admin has looked.
@@ -325,7 +386,7 @@ begin
 end
 $$;
 comment on function core.clawback_pix_credit(bigint, text, numeric) is
-  'Books a clawback (refunded, charged_back, in_mediation) of a PIX that was credited to a customer (deposit or PIX-confirmed sale): clearing up by the amount, the customer''s BRL down as far as it goes (never negative), the rest a debt in receivables; the credit stops counting as exposure, exits are blocked and the customer notified. Once per charge (replayed); not_credited when nothing of it was booked to anyone.';
+  'Books a clawback (refunded, charged_back, in_mediation; amount = how much went back in all, default everything) of a PIX credited to a customer (deposit or PIX-confirmed sale): their waiting withdrawals are cancelled, clearing up by what is not booked yet, the customer''s BRL down as far as it goes (never negative), the rest a debt in receivables; the credit stops counting as exposure, exits are blocked and the customer notified. A replay books nothing (replayed). A PIX nobody was credited with: see core.clawback_unbooked_pix.';
 
 create function admin.recover_clawback_debt(admin_id bigint, clawback_id bigint, reason text)
 returns numeric

@@ -967,8 +967,8 @@ begin
     -- trade, not an exit, as long as it is priced like the market: a side
     -- whose PIX credits are still maturing may not trade off-market (that
     -- would hand value to the other side).
-    perform core.assert_fair_trade_while_exposed(v_buyer, v_offer.crypto, v_price);
-    perform core.assert_fair_trade_while_exposed(v_seller, v_offer.crypto, v_price);
+    perform core.assert_fair_trade_while_exposed(v_buyer, 'buy', v_offer.crypto, v_price);
+    perform core.assert_fair_trade_while_exposed(v_seller, 'sell', v_offer.crypto, v_price);
     perform core.p2p_complete(v_id, 'buyer');
     perform core.p2p_message(v_id, 'Pago com o saldo em reais da plataforma e cripto liberada ao comprador: negociação concluída.');
     perform core.p2p_notify(v_trade, v_offer.user_id, 'p2p.completed', 'negociação liquidada com saldo da plataforma.');
@@ -1190,6 +1190,11 @@ begin
   end if;
   v_fault_user := case v_fault when 'buyer' then v_trade.buyer_id when 'seller' then v_trade.seller_id end;
   if outcome = 'release' then
+    if v_trade.status = 'REVIEW' and exists (select from core.pix_charges c where c.reference = 'p2p-' || v_trade.id
+                                             and c.status_detail like 'devolvido ao pagador%') then
+      raise exception 'O PIX desta negociação foi devolvido ao pagador pelo banco: só é possível devolver a cripto ao vendedor.'
+        using errcode = 'BSS01', column = 'outcome';
+    end if;
     -- A PIX-confirmed payment held for review: its BRL now goes to the seller.
     if v_trade.status = 'REVIEW' and v_trade.pix_paid_amount is not null then
       v_brl_from := case when v_trade.pix_provider = 'inter' then 'clearing_inter' else 'clearing_mercadopago' end;
@@ -1364,7 +1369,10 @@ begin
            pix_paid_payment_id = btrim(confirm_p2p_pix_payment.provider_payment_id), pix_confirmed_at = now(),
            paid_at = now(), updated_at = now()
      where t.id = v_trade.id;
+    -- (the buyer's CPF must be verified, level 2: a CPF only declared could be
+    -- the victim's, set to make a triangulated PIX release the crypto)
     if v_buyer_cpf is not null and v_cpf = v_buyer_cpf and paid_amount = v_trade.brl_amount
+       and (select u.kyc_level >= 2 from core.users u where u.id = v_trade.buyer_id)
        and (select u.exits_blocked_at is null and u.status = 'active' from core.users u where u.id = v_trade.seller_id) then
       perform core.p2p_complete(v_trade.id, v_clearing, confirm_p2p_pix_payment.paid_amount);
       select t.brl_entry_id into v_entry from core.p2p_trades t where t.id = v_trade.id;

@@ -168,14 +168,18 @@ declare
   v_dest core.withdrawal_destinations;
   v_cpf text := core.rails_payer_cpf(withdrawal_destination_ok.user_id);
 begin
-  -- A CPF key must be the customer's own (KYC); any other key must be saved
-  -- in their list and past its cooling-off period.
+  -- A CPF key must be the customer's own (KYC): at once when an admin has
+  -- verified it (level 2); a CPF only declared (level 1) could be swapped for
+  -- an accomplice's, so it goes through the list and its cooling-off like any
+  -- other key.
   if key_type = 'CPF' then
     if v_cpf is null or v_cpf <> pix_key then
       raise exception 'Saques para chave CPF só vão para o seu próprio CPF (o da sua verificação). Para outra pessoa, cadastre a chave na sua lista.'
         using errcode = 'BSV01', column = 'pix_key';
     end if;
-    return;
+    if (select u.kyc_level from core.users u where u.id = withdrawal_destination_ok.user_id) >= 2 then
+      return;
+    end if;
   end if;
   select * into v_dest from core.withdrawal_destinations d
   where d.user_id = withdrawal_destination_ok.user_id and d.key_type = withdrawal_destination_ok.key_type
@@ -191,7 +195,7 @@ begin
 end
 $$;
 comment on function core.withdrawal_destination_ok(bigint, text, text) is
-  'Refuses a withdrawal destination that is a CPF other than the customer''s own (BSV01), a key not in their list (BSV01), or one still in its cooling-off period (BSL01, saying from when).';
+  'Refuses a withdrawal destination that is a CPF other than the customer''s own (BSV01), a key not in their list (BSV01), or one still in its cooling-off period (BSL01, saying from when). Their own CPF is usable at once only once verified (KYC level 2).';
 
 create function api.create_withdrawal(user_id bigint, amount numeric, key_type text, pix_key text, idempotency_key text,
                                       totp_code text default null)
@@ -292,7 +296,8 @@ begin
       where d.user_id = add_withdrawal_destination.user_id and d.removed_at is null) >= 20 then
     raise exception 'Sua lista já tem 20 chaves: remova uma antes de cadastrar outra.' using errcode = 'BSL01', column = 'pix_key';
   end if;
-  v_from := case when v_type = 'CPF' then now()
+  v_from := case when v_type = 'CPF' and (select u.kyc_level from core.users u
+                                          where u.id = add_withdrawal_destination.user_id) >= 2 then now()
                  else now() + make_interval(hours => core.setting('withdrawal_destination_cooloff_hours')::int) end;
   insert into core.withdrawal_destinations (user_id, key_type, pix_key, label, usable_from)
   values (add_withdrawal_destination.user_id, v_type, v_key, v_label, v_from)
@@ -335,7 +340,8 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   where d.user_id = list_withdrawal_destinations.user_id and d.removed_at is null
   union all
   select null, 'CPF', c.cpf, 'Meu CPF', null, true, true
-  from (select core.rails_payer_cpf(list_withdrawal_destinations.user_id) as cpf) c where c.cpf is not null
+  from (select core.rails_payer_cpf(list_withdrawal_destinations.user_id) as cpf) c, core.users u
+  where c.cpf is not null and u.id = list_withdrawal_destinations.user_id and u.kyc_level >= 2
   order by 7 desc, 1
 $$;
 revoke all on function api.list_withdrawal_destinations(bigint) from public;
@@ -405,7 +411,7 @@ begin
   -- claiming) right now is left for the next run.
   for v in
     select w.* from core.withdrawals w join core.users u on u.id = w.user_id
-    where w.status = 'PENDING' and u.status = 'active'
+    where w.status = 'PENDING' and u.status = 'active' and u.exits_blocked_at is null  -- a clawback stops queued exits
     order by w.id
     limit least(greatest(max_rows, 1), 100)
     for update of w skip locked
@@ -557,6 +563,10 @@ begin
   v := core.lock_withdrawal(approve_withdrawal.withdrawal_id);
   if v.status <> 'AWAITING_APPROVAL' then
     raise exception 'O saque % não aguarda aprovação (está %).', v.id, core.withdrawal_label(v.status) using errcode = 'BSS01';
+  end if;
+  if (select u.exits_blocked_at is not null from core.users u where u.id = v.user_id) then
+    raise exception 'As saídas deste cliente estão bloqueadas (PIX devolvido pelo MED): o saque não pode ser aprovado.'
+      using errcode = 'BSA02';
   end if;
   update core.withdrawals w
      set status = 'PENDING', reviewed_by = approve_withdrawal.admin_id, reviewed_at = now(),
