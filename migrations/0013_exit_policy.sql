@@ -45,7 +45,9 @@ alter table core.users rename column brl_maturing_until to exposure_until;
 alter table core.users
   add column exits_blocked_at timestamptz,
   add column exits_blocked_reason text,
+  add column exits_paused_until timestamptz,
   add column created_by_seed boolean not null default false;
+comment on column core.users.exits_paused_until is 'No exit before this moment: set for a while after 2FA is turned off (a stolen session turning it off gains nothing at once).';
 comment on column core.users.exposure_until is
   'Until when the customer may have reversible exposure or blocked exits (never earlier than the truth): exits check the policy only before it.';
 comment on column core.users.exits_blocked_at is 'Set when a PIX credited to the customer was clawed back and not fully recovered: no exit until an admin unblocks.';
@@ -111,6 +113,7 @@ insert into core.settings (name, value, description) values
    'Hours before a newly saved withdrawal PIX key (other than the customer''s own CPF) can be used.'),
   ('totp_max_failures', '5', 'Wrong 2FA codes in a row before 2FA is locked for totp_lock_minutes.'),
   ('totp_lock_minutes', '15', 'Minutes 2FA stays locked after too many wrong codes.'),
+  ('twofactor_off_exit_pause_hours', '24', 'Hours with no exit after a customer turns 2FA off.'),
   ('p2p_fixed_price_max_deviation_percent', '50',
    'A fixed P2P price may differ from the Binance index by at most this many percent.'),
   ('environment', 'production',

@@ -98,6 +98,10 @@ begin
   if v_user.status = 'frozen' then
     raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
   end if;
+  if v_user.exits_paused_until > now() then
+    raise exception 'Saídas pausadas até %: a verificação em duas etapas foi desativada há pouco, por segurança.',
+      core.rails_when(v_user.exits_paused_until) using errcode = 'BSA02';
+  end if;
   if v_user.exits_blocked_at is not null then
     raise exception 'Saídas bloqueadas: um PIX creditado na sua conta foi devolvido ao pagador (MED) e há um valor em aberto. Fale com o suporte.'
       using errcode = 'BSA02', hint = coalesce(v_user.exits_blocked_reason, '');
@@ -421,13 +425,14 @@ grant execute on function admin.recover_clawback_debt(bigint, bigint, text) to e
 comment on function admin.recover_clawback_debt(bigint, bigint, text) is
   'Back office: takes the customer''s available BRL (up to what is still owed) towards the debt of a clawback, journaled against receivables and audit-logged; returns the amount taken. BSS01 nothing to take.';
 
-create function admin.unblock_exits(admin_id bigint, user_id bigint, reason text)
+create function admin.unblock_exits(admin_id bigint, user_id bigint, reason text, totp_code text default null)
 returns void
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_owed numeric;
 begin
   perform core.assert_admin(admin_id);
+  perform core.assert_admin_step_up(admin_id, totp_code, 'unblock_exits');
   select coalesce(sum(k.debt - k.debt_recovered), 0) into v_owed from core.pix_clawbacks k
   where k.user_id = unblock_exits.user_id;
   if v_owed > 0 then
@@ -445,10 +450,10 @@ begin
   perform core.notify(unblock_exits.user_id, 'security.exits_unblocked', 'Saques e envios foram liberados pela equipe.', '/wallet');
 end
 $$;
-revoke all on function admin.unblock_exits(bigint, bigint, text) from public;
-grant execute on function admin.unblock_exits(bigint, bigint, text) to exchange_app, exchange_admin;
-comment on function admin.unblock_exits(bigint, bigint, text) is
-  'Back office: lets a customer whose exits were blocked after a PIX clawback move money out again, once nothing is owed; audit-logged. BSS01 debt left or not blocked.';
+revoke all on function admin.unblock_exits(bigint, bigint, text, text) from public;
+grant execute on function admin.unblock_exits(bigint, bigint, text, text) to exchange_app, exchange_admin;
+comment on function admin.unblock_exits(bigint, bigint, text, text) is
+  'Back office: lets a customer whose exits were blocked after a PIX clawback move money out again, once nothing is owed; through the web with the admin''s fresh TOTP code; audit-logged. BSS01 debt left or not blocked, BSV01 wrong code.';
 
 create function admin.list_clawbacks(admin_id bigint, only_open boolean default false)
 returns table (clawback_id bigint, user_id bigint, email text, reference text, end_to_end_id text, provider_status text,

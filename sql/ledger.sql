@@ -738,19 +738,40 @@ $$;
 comment on function core.post_adjustment(bigint, bigint, text, numeric, text, text) is
   'A journaled manual adjustment (see admin.adjust_balance) without the admin check: for admin.adjust_balance and the demo seed.';
 
+create or replace function core.assert_admin_step_up(admin_id bigint, totp_code text, context text) returns void
+language plpgsql volatile as $$
+begin
+  -- Through the web, an admin id is only a number the web passes: the admin
+  -- proves it is them with a fresh TOTP code for what creates or frees money.
+  -- An operator in psql (exchange_admin, the owner) is authenticated by the
+  -- database itself.
+  if session_user = 'exchange_app' then
+    perform core.assert_step_up(admin_id, totp_code, context);
+  end if;
+end
+$$;
+comment on function core.assert_admin_step_up(bigint, text, text) is
+  'For admin operations that create or free money (adjustments, unblocking exits): through the web (session role exchange_app) a fresh TOTP code of the admin is required (BSV01 on totp_code); operators connected as themselves are not asked.';
+
 create or replace function admin.adjust_balance(
-  admin_id bigint, user_id bigint, currency text, amount numeric, reason text, idempotency_key text)
+  admin_id bigint, user_id bigint, currency text, amount numeric, reason text, idempotency_key text,
+  totp_code text default null)
 returns table (entry_id bigint, replayed boolean)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 begin
   perform core.assert_admin(admin_id);
+  -- (a replay of an adjustment already made moves nothing: no code needed again)
+  if not exists (select from core.idempotency_keys k where k.user_id = adjust_balance.user_id
+                 and k.operation = 'adjust_balance' and k.key = 'adjust:' || adjust_balance.idempotency_key) then
+    perform core.assert_admin_step_up(admin_id, totp_code, 'adjust_balance');
+  end if;
   return query select * from core.post_adjustment(admin_id, user_id, currency, amount, reason, idempotency_key);
 end
 $$;
-revoke all on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) from public;
-grant execute on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) to exchange_app, exchange_admin;
-comment on function admin.adjust_balance(bigint, bigint, text, numeric, text, text) is
-  'Journaled manual adjustment: credits (positive) or debits (negative) a customer''s available balance against the adjustments account, with a mandatory reason, recorded in the admin audit log. Idempotent per key. BSA01 not admin, BSF01 a debit larger than the balance.';
+revoke all on function admin.adjust_balance(bigint, bigint, text, numeric, text, text, text) from public;
+grant execute on function admin.adjust_balance(bigint, bigint, text, numeric, text, text, text) to exchange_app, exchange_admin;
+comment on function admin.adjust_balance(bigint, bigint, text, numeric, text, text, text) is
+  'Journaled manual adjustment: credits (positive) or debits (negative) a customer''s available balance against the adjustments account, with a mandatory reason, recorded in the admin audit log. Through the web the admin confirms with a fresh TOTP code (totp_code; core.assert_admin_step_up). Idempotent per key. BSA01 not admin, BSV01 wrong code, BSF01 a debit larger than the balance.';
 
 create or replace function admin.set_user_status(admin_id bigint, user_id bigint, status text, reason text)
 returns void

@@ -303,25 +303,39 @@ grant execute on function api.use_recovery_code(bigint, bigint, text) to exchang
 comment on function api.use_recovery_code(bigint, bigint, text) is
   'Spends a recovery code the app has matched: true the first time, false when it was already used (or is not the user''s). Logged as a security event.';
 
-create or replace function api.disable_totp(user_id bigint, ip text default null)
-returns void
+drop function if exists api.disable_totp(bigint, text);
+create or replace function api.disable_totp(user_id bigint, code text default null, ip text default null)
+returns text
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_outcome text := core.check_totp(disable_totp.user_id, disable_totp.code);
+  v_pause timestamptz := now() + make_interval(hours => core.setting('twofactor_off_exit_pause_hours')::int);
 begin
-  delete from core.user_totp t where t.user_id = disable_totp.user_id and t.confirmed_at is not null;
-  if not found then
-    raise exception 'A verificação em duas etapas não está ativa.' using errcode = 'BSS01';
+  -- The code from the phone, checked here: a session without it cannot turn
+  -- 2FA off. Returns instead of raising, so that a wrong code is counted.
+  if v_outcome <> 'ok' then
+    if v_outcome in ('wrong', 'replayed')
+       and core.note_totp_failure(disable_totp.user_id, 'disable_2fa', disable_totp.ip) = 'locked' then
+      return 'locked';
+    end if;
+    return v_outcome;
   end if;
+  delete from core.user_totp t where t.user_id = disable_totp.user_id;
   delete from core.recovery_codes r where r.user_id = disable_totp.user_id;
+  -- and no exit for a while: a stolen phone and password gain nothing at once
+  update core.users u set exits_paused_until = v_pause, exposure_until = greatest(u.exposure_until, v_pause)
+   where u.id = disable_totp.user_id;
   perform core.security_event(disable_totp.user_id, 'twofactor_disabled', null, ip);
   perform core.notify(disable_totp.user_id, 'security.twofactor_disabled',
-                      'A verificação em duas etapas foi desativada na sua conta. Se não foi você, fale com o suporte.',
-                      '/account/security');
+                      'A verificação em duas etapas foi desativada na sua conta. Por segurança, saques e envios ficam pausados até ' ||
+                      core.rails_when(v_pause) || '. Se não foi você, fale com o suporte.', '/account/security');
+  return 'ok';
 end
 $$;
-revoke all on function api.disable_totp(bigint, text) from public;
-grant execute on function api.disable_totp(bigint, text) to exchange_app;
-comment on function api.disable_totp(bigint, text) is
-  'Turns 2FA off (the app has checked a current code first) and deletes the recovery codes. BSS01 when it is not on.';
+revoke all on function api.disable_totp(bigint, text, text) from public;
+grant execute on function api.disable_totp(bigint, text, text) to exchange_app;
+comment on function api.disable_totp(bigint, text, text) is
+  'Turns 2FA off when the code typed is a current TOTP code (checked here; wrong codes counted), deletes the recovery codes and pauses exits for twofactor_off_exit_pause_hours. Returns ok, or why not: wrong, replayed, missing, locked, off.';
 
 create or replace function api.record_twofactor_failure(user_id bigint, context text, ip text default null)
 returns text

@@ -7,7 +7,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from tests.conftest import books
+from tests.conftest import totp_code, books
 
 
 def admin_urls(target: int) -> list[tuple[str, str]]:
@@ -96,25 +96,30 @@ def test_adjustments_are_journaled_audited_and_balanced(client, forms, demo, log
     url = f"/admin/users/{alice}/adjust"
     no_reason = forms.post(url, {"currency": "BRL", "amount": "10,00", "reason": ""}, form_url=f"/admin/users/{alice}")
     assert no_reason.status_code == 422
-    too_many_places = forms.post(url, {"currency": "BRL", "amount": "0,001", "reason": "Estorno de tarifa"},
-                                 form_url=f"/admin/users/{alice}")
+    admin = demo["admin@example.com"]
+    too_many_places = forms.post(url, {"currency": "BRL", "amount": "0,001", "reason": "Estorno de tarifa",
+                                       "totp_code": totp_code(owner, admin)}, form_url=f"/admin/users/{alice}")
     assert too_many_places.status_code == 422 and "casas" in too_many_places.get_data(as_text=True)
-    overdraft = forms.post(url, {"currency": "BRL", "amount": "-20000", "reason": "Correção de crédito"},
-                           form_url=f"/admin/users/{alice}")
+    overdraft = forms.post(url, {"currency": "BRL", "amount": "-20000", "reason": "Correção de crédito",
+                                 "totp_code": totp_code(owner, admin)}, form_url=f"/admin/users/{alice}")
     assert overdraft.status_code == 422 and "Saldo insuficiente" in overdraft.get_data(as_text=True)
 
-    credit = forms.post(url, {"currency": "BRL", "amount": "1.234,56", "reason": "Estorno de tarifa"},
-                        form_url=f"/admin/users/{alice}")
+    # through the web the admin confirms with a fresh code from the phone (the database checks it)
+    no_code = forms.post(url, {"currency": "BRL", "amount": "1.234,56", "reason": "Estorno de tarifa"},
+                         form_url=f"/admin/users/{alice}")
+    assert no_code.status_code == 422 and "código" in no_code.get_data(as_text=True)
+    credit = forms.post(url, {"currency": "BRL", "amount": "1.234,56", "reason": "Estorno de tarifa",
+                              "totp_code": totp_code(owner, admin)}, form_url=f"/admin/users/{alice}")
     assert credit.status_code == 302
-    debit = forms.post(url, {"currency": "BTC", "amount": "-0,01", "reason": "Correção de crédito em dobro"},
-                       form_url=f"/admin/users/{alice}")
+    debit = forms.post(url, {"currency": "BTC", "amount": "-0,01", "reason": "Correção de crédito em dobro",
+                             "totp_code": totp_code(owner, admin)}, form_url=f"/admin/users/{alice}")
     assert debit.status_code == 302
     # the same form posted twice (same idempotency key) moves money once
     token = forms.token(f"/admin/users/{alice}")
     data = {"csrf_token": token, "currency": "USDT", "amount": "5", "reason": "Bônus de indicação",
-            "idempotency_key": "adj-test-1"}
+            "idempotency_key": "adj-test-1", "totp_code": totp_code(owner, admin)}
     assert client.post(url, data=data).status_code == 302
-    assert client.post(url, data=data).status_code == 302
+    assert client.post(url, data=data).status_code == 302   # a replay: the first result, no code needed again
 
     balances = {r["currency"]: r for r in owner.execute("select * from reporting.user_balances where user_id = %s",
                                                         (alice,))}

@@ -379,10 +379,11 @@ def test_a_clawed_back_deposit_is_journaled_as_a_debt_and_blocks_exits(owner, we
     admin = demo["admin@example.com"]
     listed = web.execute("select * from admin.list_clawbacks(%s, true)", (admin,)).fetchall()
     assert [r["user_id"] for r in listed] == [carla]
-    assert sqlstate(web, "select admin.unblock_exits(%s, %s, 'ok now')", (admin, carla)) == "BSS01"   # still owes
+    assert sqlstate(web, "select admin.unblock_exits(%s, %s, 'ok now', %s)", (admin, carla, totp_code(owner, admin))) == "BSS01"   # still owes
     adjust(owner, admin, carla, "BRL", "600.00")                   # she paid it back, say by TED to us
     assert one(web, "select admin.recover_clawback_debt(%s, %s, 'paid by TED') as n", (admin, claw["clawback_id"]))["n"] == 600
-    web.execute("select admin.unblock_exits(%s, %s, 'debt recovered')", (admin, carla))
+    assert sqlstate(web, "select admin.unblock_exits(%s, %s, 'debt recovered')", (admin, carla)) == "BSV01"  # no code
+    web.execute("select admin.unblock_exits(%s, %s, 'debt recovered', %s)", (admin, carla, totp_code(owner, admin)))
     books(owner)
 
 
@@ -463,7 +464,8 @@ def test_the_back_office_shows_clawbacks_traces_a_pix_and_recovers(owner, web, w
     assert 'data-testid="trace"' in traced and "pix_credit" in traced
     assert client.get("/admin/med?e2e_id=E-nope").status_code == 404
     from tests.conftest import Forms
-    response = Forms(client).post(f"/admin/med/users/{carla}/unblock", {"reason": "Analisado: pagador errou"},
+    response = Forms(client).post(f"/admin/med/users/{carla}/unblock",
+                                  {"reason": "Analisado: pagador errou", "totp_code": totp_code(owner, demo["admin@example.com"])},
                                   form_url="/admin/med")
     assert response.status_code == 302
     assert one(owner, "select exits_blocked_at from core.users where id = %s", (carla,))["exits_blocked_at"] is None

@@ -83,7 +83,7 @@ class P2P:
         self.owner.execute("update core.users set kyc_level = %s where id = %s", (kyc, user_id))
         for currency, amount in (("BRL", brl), ("BTC", btc)):
             if amount:
-                call(self.app, "admin.adjust_balance", admin_id=self.admin, user_id=user_id, currency=currency,
+                call(self.owner, "admin.adjust_balance", admin_id=self.admin, user_id=user_id, currency=currency,
                      amount=D(amount), reason="Saldo de teste", idempotency_key=f"seed-{user_id}-{currency}")
         return user_id
 

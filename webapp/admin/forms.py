@@ -2,6 +2,7 @@
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from ..auth.twofactor import TotpCodeField
 from ..forms import AmountField, Form
 
 CURRENCIES = [("BRL", "BRL"), ("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
@@ -27,11 +28,13 @@ class AdjustmentForm(Form):
     currency = SelectField("Moeda", choices=CURRENCIES)
     amount = AmountField("Valor (negativo para debitar)", validators=[DataRequired("Informe um valor diferente de zero.")])
     reason = StringField("Motivo", validators=[DataRequired("Informe o motivo."), Length(max=500)])
+    totp_code = TotpCodeField()
     idempotency_key = HiddenField()
 
 
 class ReasonForm(Form):
     reason = StringField("Motivo", validators=[DataRequired("Informe o motivo."), Length(min=5, max=500)])
+    totp_code = TotpCodeField()
 
 
 class TraceForm(Form):

@@ -135,7 +135,8 @@ def adjust(user_id: int):
         try:
             row = db.call_one("admin.adjust_balance", admin_id=current_user.id, user_id=user_id,
                               currency=form.currency.data, amount=form.amount.data, reason=form.reason.data,
-                              idempotency_key=form.idempotency_key.data or str(uuid.uuid4()))
+                              idempotency_key=form.idempotency_key.data or str(uuid.uuid4()),
+                              totp_code=form.totp_code.data)
         except DomainError as exc:
             if exc.status == 404 and exc.field == "user_id":
                 abort(404)
@@ -188,7 +189,8 @@ def med_unblock(user_id: int):
     if not form.validate_on_submit():
         return med(form=form, status=422)
     try:
-        db.call("admin.unblock_exits", admin_id=current_user.id, user_id=user_id, reason=form.reason.data)
+        db.call("admin.unblock_exits", admin_id=current_user.id, user_id=user_id, reason=form.reason.data,
+                totp_code=form.totp_code.data)
     except DomainError as exc:
         _db_error(exc)
         return med(form=form, status=exc.status)

@@ -206,14 +206,14 @@ def twofactor_setup():
 def twofactor_disable():
     form = TwoFactorDisableForm()
     if form.validate_on_submit():
-        try:
-            twofactor.verify(current_user.id, form.totp_code.data, context="disable_2fa")
-            db.call("api.disable_totp", user_id=current_user.id, ip=request.remote_addr)
-        except DomainError as exc:
-            form_error(form, exc)
-        else:
-            flash("Verificação em duas etapas desativada.", "warning")
+        # the database checks the code (a recovery code cannot turn 2FA off)
+        outcome = db.call_one("api.disable_totp", user_id=current_user.id, code=twofactor.normalize(form.totp_code.data),
+                              ip=request.remote_addr)["disable_totp"]
+        if outcome == "ok":
+            flash("Verificação em duas etapas desativada. Por segurança, saques e envios ficam pausados por 24 h.",
+                  "warning")
             return redirect(url_for("auth.security"))
+        form.totp_code.errors = [twofactor.MESSAGES.get(outcome, twofactor.MESSAGES["wrong"])]
     return render_template("auth/security.html", state=twofactor.state(current_user.id),
                            logins=db.call("api.list_login_events", user_id=current_user.id, max_rows=20),
                            events=db.call("api.list_security_events", user_id=current_user.id, max_rows=20),
