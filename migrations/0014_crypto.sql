@@ -158,7 +158,7 @@ create table core.crypto_withdrawals (
   brl_value numeric not null check (brl_value >= 0),
   hold_id bigint not null unique references core.holds (id) on delete restrict,
   status text not null default 'PENDING'
-    check (status in ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+    check (status in ('AWAITING_APPROVAL', 'PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED', 'REJECTED')),
   binance_id text,
   binance_status int,
   tx_id text,
@@ -171,7 +171,9 @@ create table core.crypto_withdrawals (
   resolved_at timestamptz,
   updated_at timestamptz not null default now(),
   foreign key (coin, network) references core.crypto_networks (coin, network) on delete restrict,
-  check ((status in ('COMPLETED', 'FAILED', 'CANCELLED')) = (resolved_at is not null))
+  reviewed_by bigint references core.users (id) on delete restrict,
+  reviewed_at timestamptz,
+  check ((status in ('COMPLETED', 'FAILED', 'CANCELLED', 'REJECTED')) = (resolved_at is not null))
 );
 create index crypto_withdrawals_user_idx on core.crypto_withdrawals (user_id, id desc);
 create index crypto_withdrawals_open_idx on core.crypto_withdrawals (status, id) where status in ('PENDING', 'PROCESSING');

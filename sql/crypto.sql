@@ -92,7 +92,7 @@ create or replace function core.crypto_withdrawals_used_today(user_id bigint) re
 language sql stable as $$
   select coalesce(sum(w.brl_value), 0) from core.crypto_withdrawals w
   where w.user_id = crypto_withdrawals_used_today.user_id and w.created_at >= core.rails_today_start()
-    and w.status not in ('CANCELLED', 'FAILED')
+    and w.status not in ('CANCELLED', 'FAILED', 'REJECTED')
 $$;
 comment on function core.crypto_withdrawals_used_today(bigint) is
   'BRL value (at the bid when requested) of the crypto a customer asked to withdraw today, Brazil time (cancelled and failed excluded): the daily_crypto_withdrawal_brl limit.';
@@ -315,6 +315,7 @@ declare
   v_available numeric;
   v_hold bigint;
   v_row core.crypto_withdrawals;
+  v_status text;
 begin
   -- 1. validate
   v_user := core.assert_active_user(create_crypto_withdrawal.user_id);
@@ -388,12 +389,19 @@ begin
   -- 7. hold amount + fee, 8. the exit policy
   v_hold := core.place_hold(v_user.id, v_coin, v_total, 'crypto_withdrawal', 'cwd-' || v_id);
   perform core.assert_exit_covered(v_user.id, 'sacar', v_total * v_price);
+  -- Approval above the threshold for the day's total of every exit to the
+  -- outside (PIX withdrawals and crypto, valued in BRL), as for PIX alone.
+  v_status := case when core.withdrawals_used_today(v_user.id) + core.crypto_withdrawals_used_today(v_user.id)
+                        + round(v_total * v_price, 2) > core.setting('withdrawal_approval_threshold_brl')::numeric
+                   then 'AWAITING_APPROVAL' else 'PENDING' end;
   insert into core.crypto_withdrawals (id, user_id, reference, coin, network, address_book_id, address, memo, amount, fee,
-                                       brl_value, hold_id)
+                                       brl_value, hold_id, status)
   values (v_id, v_user.id, 'cwd-' || v_id, v_coin, v_net.network, v_book.id, v_book.address, v_book.memo,
-          create_crypto_withdrawal.amount, v_net.withdraw_fee, round(v_total * v_price, 2), v_hold)
+          create_crypto_withdrawal.amount, v_net.withdraw_fee, round(v_total * v_price, 2), v_hold, v_status)
   returning * into v_row;
-  perform core.crypto_withdrawal_notify(v_row, 'crypto_withdrawal.pending', 'pedido recebido; será enviado em instantes.');
+  perform core.crypto_withdrawal_notify(v_row, 'crypto_withdrawal.' || lower(v_status),
+    case when v_status = 'PENDING' then 'pedido recebido; será enviado em instantes.'
+         else 'com os saques de hoje passa do limite de aprovação: aguarda a equipe.' end);
   return query select v_id, v_row.status, v_row.fee, false;
 end
 $$;
@@ -415,7 +423,7 @@ begin
   if v.status = 'CANCELLED' then
     return v.status;
   end if;
-  if v.status <> 'PENDING' then
+  if v.status not in ('PENDING', 'AWAITING_APPROVAL') then
     raise exception 'Este saque não pode mais ser cancelado: já foi enviado à rede.' using errcode = 'BSS01';
   end if;
   perform core.release_hold(v.hold_id, v.reference);
@@ -437,7 +445,7 @@ returns table (withdrawal_id bigint, reference text, coin text, network text, ad
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select w.id, w.reference, w.coin, w.network, w.address, w.memo, w.amount, w.fee, w.status, w.tx_id,
          core.crypto_tx_url(w.coin, w.network, w.tx_id), w.failure_reason, w.created_at, w.resolved_at,
-         w.status = 'PENDING'
+         w.status in ('PENDING', 'AWAITING_APPROVAL')
   from core.crypto_withdrawals w
   where w.user_id = list_crypto_withdrawals.user_id
     and (list_crypto_withdrawals.coin is null or w.coin = upper(list_crypto_withdrawals.coin))
@@ -895,6 +903,49 @@ comment on function admin.crypto_withdrawals_to_recheck(int) is
 -- ---------------------------------------------------------------------------
 -- Back office
 -- ---------------------------------------------------------------------------
+
+create function admin.review_crypto_withdrawal(admin_id bigint, withdrawal_id bigint, approve boolean, reason text)
+returns text
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v core.crypto_withdrawals;
+begin
+  perform core.assert_admin(admin_id);
+  v := core.lock_crypto_withdrawal(review_crypto_withdrawal.withdrawal_id);
+  if v.status <> 'AWAITING_APPROVAL' then
+    raise exception 'O saque % não aguarda aprovação (está %).', v.id, v.status using errcode = 'BSS01';
+  end if;
+  if approve and (select u.exits_blocked_at is not null from core.users u where u.id = v.user_id) then
+    raise exception 'As saídas deste cliente estão bloqueadas (PIX devolvido pelo MED): o saque não pode ser aprovado.'
+      using errcode = 'BSA02';
+  end if;
+  if not approve and (reason is null or length(btrim(reason)) < 5) then
+    raise exception 'Informe o motivo (ao menos 5 caracteres): o cliente vai lê-lo.' using errcode = 'BSV01', column = 'reason';
+  end if;
+  perform core.audit(admin_id, case when approve then 'approve_crypto_withdrawal' else 'reject_crypto_withdrawal' end,
+                     v.user_id, coalesce(nullif(btrim(coalesce(reason, '')), ''), 'aprovado'),
+                     jsonb_build_object('crypto_withdrawal_id', v.id, 'coin', v.coin, 'amount', v.amount, 'brl_value', v.brl_value));
+  if approve then
+    update core.crypto_withdrawals w set status = 'PENDING', reviewed_by = review_crypto_withdrawal.admin_id,
+                                         reviewed_at = now(), updated_at = now()
+     where w.id = v.id;
+    perform core.crypto_withdrawal_notify(v, 'crypto_withdrawal.approved', 'aprovado; será enviado em instantes.');
+    return 'PENDING';
+  end if;
+  perform core.release_hold(v.hold_id, v.reference);
+  update core.crypto_withdrawals w
+     set status = 'REJECTED', failure_reason = btrim(reason), reviewed_by = review_crypto_withdrawal.admin_id,
+         reviewed_at = now(), resolved_at = now(), updated_at = now()
+   where w.id = v.id;
+  perform core.crypto_withdrawal_notify(v, 'crypto_withdrawal.rejected',
+    'recusado pela equipe (' || btrim(reason) || '); o valor voltou ao seu saldo.');
+  return 'REJECTED';
+end
+$$;
+revoke all on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) from public;
+grant execute on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) to exchange_app, exchange_admin;
+comment on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) is
+  'Back office: a crypto withdrawal AWAITING_APPROVAL (the day''s PIX and crypto withdrawals passed withdrawal_approval_threshold_brl) → PENDING (approve) or REJECTED with a reason the customer reads (hold released). Audit-logged. BSA01 not admin, BSA02 exits blocked, BSS01 not awaiting approval, BSV01 no reason.';
 
 create function admin.list_crypto_deposits(admin_id bigint, status_filter text default null, max_rows int default 100)
 returns table (deposit_id bigint, user_id bigint, email text, coin text, network text, amount numeric, status text,

@@ -60,6 +60,8 @@ def crypto(owner, demo):
                   (json.dumps({"BTCBRL": "560000", "ETHBRL": "20000", "USDTBRL": "5.4"}),))
     owner.execute("update core.settings set value = '0' where name in ('crypto_withdrawal_recheck_seconds', "
                   "'crypto_sweep_recheck_seconds')")
+    # large values are sent without a person here (test_crypto_withdrawals_above_the_threshold_wait_for_approval)
+    owner.execute("update core.settings set value = '1000000.00' where name = 'withdrawal_approval_threshold_brl'")
     return demo
 
 
@@ -581,3 +583,26 @@ def test_a_network_that_needs_a_memo_refuses_a_missing_one(owner, crypto):
     row = one(owner, "select * from api.add_crypto_address(%s, 'USDT', 'TRX', %s, '12345')", alice, TRON_TO)
     assert row["created"]
     assert one(owner, "select memo from core.crypto_address_book where id = %s", row["address_id"])["memo"] == "12345"
+
+
+def test_crypto_withdrawals_above_the_threshold_wait_for_approval(app, owner, crypto, sandbox, client, login):
+    """The day's PIX and crypto withdrawals together, valued in BRL, pass the approval threshold: the
+    withdrawal waits for an admin (nothing is sent), who approves or rejects it on /admin/crypto."""
+    alice, admin = crypto["alice@example.com"], crypto["admin@example.com"]
+    owner.execute("update core.settings set value = '5000.00' where name = 'withdrawal_approval_threshold_brl'")
+    book = saved_address(owner, alice, "BTC", "BTC", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq")
+    small = withdraw(owner, alice, "BTC", book, "0.002")                 # ~R$ 1.110: sent as usual
+    big = withdraw(owner, alice, "BTC", book, "0.01")                    # ~R$ 5.550 more today: waits
+    assert (small["status"], big["status"]) == ("PENDING", "AWAITING_APPROVAL")
+    claimed = [r["withdrawal_id"] for r in owner.execute("select * from admin.claim_crypto_withdrawals()")]
+    assert big["withdrawal_id"] not in claimed
+    login("admin@example.com")
+    page = client.get("/admin/crypto").get_data(as_text=True)
+    assert f'data-testid="approve-crypto-{big["withdrawal_id"]}"' in page
+    from tests.conftest import Forms
+    Forms(client).post(f"/admin/crypto/withdrawals/{big['withdrawal_id']}/reject", {"reason": "Destino suspeito"},
+                       form_url="/admin/crypto")
+    row = cwd(owner, big["withdrawal_id"])
+    assert row["status"] == "REJECTED" and row["failure_reason"] == "Destino suspeito"
+    assert owner.execute("select status from core.holds where id = %s", (row["hold_id"],)).fetchone()["status"] == "released"
+    books(owner)

@@ -157,6 +157,8 @@ ROUTES = [
           path={"coin": "BTC"}),
     Route("POST", "/wallet/<coin>/withdrawals/<int:withdrawal_id>/cancel", "alice", ids="crypto_withdrawal",
           path={"coin": "BTC"}),
+    Route("POST", "/admin/crypto/withdrawals/<int:withdrawal_id>/<any(approve, reject):decision>", "admin",
+          {"reason": "Motivo do teste"}, ids="crypto_withdrawal", path={"decision": "reject"}),
 ]
 # Not fuzzed here: /webhooks/inter (its own test below, owned by the webhooks work), and the routes
 # of the auditor (/audit…, their filters have tests of their own).

@@ -39,6 +39,10 @@ class AddressForm(Form):
             raise ValidationError(str(exc)) from None
 
 
+class ReviewForm(Form):
+    reason = StringField(N_("Motivo (obrigatório para recusar)"), validators=[Optional(), Length(max=500)])
+
+
 class CryptoWithdrawalForm(Form):
     address_id = SelectField(N_("Endereço de destino"), choices=[], coerce=int, validate_choice=True)
     amount = CryptoAmountField(N_("Quantidade (a taxa da rede é somada)"), validators=[

@@ -13,7 +13,7 @@ from ..errors import DomainError
 from ..forms import ActionForm, form_error
 from ..formatting import N_, datetimeformat
 from . import bp
-from .forms import AddressForm, CryptoWithdrawalForm, DepositAddressForm
+from .forms import AddressForm, CryptoWithdrawalForm, DepositAddressForm, ReviewForm
 
 COINS = ("BTC", "ETH", "USDT")
 DEPOSIT_STATUS = {
@@ -22,11 +22,13 @@ DEPOSIT_STATUS = {
     "WRONG_NETWORK": (N_("Rede errada: fale com o suporte"), "danger"),
 }
 WITHDRAWAL_STATUS = {
+    "AWAITING_APPROVAL": (N_("Aguardando aprovação"), "info"),
     "PENDING": (N_("Na fila"), "warning"),
     "PROCESSING": (N_("Enviando"), "primary"),
     "COMPLETED": (N_("Concluído"), "success"),
     "FAILED": (N_("Falhou"), "danger"),
     "CANCELLED": (N_("Cancelado"), "secondary"),
+    "REJECTED": (N_("Recusado"), "danger"),
 }
 
 
@@ -187,4 +189,21 @@ from ..auth.guards import admin_required  # noqa: E402
 def admin_list():
     deposits = db.call("admin.list_crypto_deposits", admin_id=current_user.id, max_rows=100)
     withdrawals = db.call("admin.list_crypto_withdrawals", admin_id=current_user.id, max_rows=100)
-    return render_template("crypto/admin.html", deposits=deposits, withdrawals=withdrawals)
+    return render_template("crypto/admin.html", deposits=deposits, withdrawals=withdrawals,
+                           review_form=ReviewForm(formdata=None))
+
+
+@bp.post("/admin/crypto/withdrawals/<id:withdrawal_id>/<any(approve, reject):decision>")
+@admin_required
+def admin_review(withdrawal_id: int, decision: str):
+    form = ReviewForm()
+    if form.validate_on_submit():
+        try:
+            db.call("admin.review_crypto_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id,
+                    approve=decision == "approve", reason=form.reason.data or None)
+        except DomainError as exc:
+            flash(exc.message, "danger")
+        else:
+            flash(N_("Saque aprovado: vai para a fila de envio.") if decision == "approve"
+                  else N_("Saque recusado; o valor voltou ao saldo do cliente."), "success")
+    return redirect(url_for("crypto.admin_list"))
