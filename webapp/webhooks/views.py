@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, request
-
-from flask import abort
+from flask import abort, current_app, request
 
 from .. import csrf, db, limiter
 from ..errors import DomainError
