@@ -84,6 +84,11 @@ comment on column core.pix_clawbacks.debt is 'BRL the customer owes (the receiva
 alter table core.user_totp
   add column failed_attempts int not null default 0 check (failed_attempts >= 0),
   add column locked_until timestamptz;
+-- Whether 2FA is on, on the row every exit already reads (kept by a trigger on
+-- user_totp, sql/security.sql): the transfer's hot path needs no extra lookup.
+alter table core.users add column twofactor_on boolean not null default false;
+update core.users u set twofactor_on = true
+ where exists (select from core.user_totp t where t.user_id = u.id and t.confirmed_at is not null);
 
 alter table core.security_events drop constraint security_events_kind_check;
 alter table core.security_events add constraint security_events_kind_check check (kind in (

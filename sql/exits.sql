@@ -109,7 +109,7 @@ begin
 end
 $$;
 comment on function core.lock_for_exit(bigint) is
-  'First step of every exit: locks the customer''s row (exits of a customer run one at a time) and refuses a frozen customer or one whose exits are blocked after a clawback (BSA02).';
+  'First step of every exit: locks the customer''s row (exits of a customer run one at a time) and refuses a frozen customer, one whose exits are paused after turning 2FA off, or blocked after a clawback (BSA02).';
 
 create or replace function core.assert_exit_covered(user_id bigint, verb text, value_leaving numeric default 0)
 returns void

@@ -616,7 +616,7 @@ begin
          -- while a PIX credited to the sender may still be clawed back (or
          -- exits are blocked): only then does the exit policy look closer
          s.exposure_until > now() as maturing,
-         exists (select from core.user_totp t where t.user_id = s.id and t.confirmed_at is not null) as twofa
+         s.twofactor_on as twofa
     into v
   from core.users s
   left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'

@@ -158,6 +158,23 @@ $$;
 comment on function core.assert_step_up(bigint, text, text) is
   'Step-up for an exit: nothing when 2FA is off or the code is good (its step is spent); otherwise BSV01 on totp_code. A wrong or replayed code carries DETAIL totp_failed:<user>:<context>, which the app reports to api.record_twofactor_failure after the rollback.';
 
+create or replace function core.tg_user_totp__flag() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_user bigint := case when tg_op = 'DELETE' then old.user_id else new.user_id end;
+begin
+  update core.users u
+     set twofactor_on = exists (select from core.user_totp t where t.user_id = v_user and t.confirmed_at is not null)
+   where u.id = v_user;
+  return null;
+end
+$$;
+comment on function core.tg_user_totp__flag() is
+  'Keeps users.twofactor_on (read by every exit with the customer''s row) equal to whether a confirmed TOTP exists.';
+create or replace trigger user_totp_flag
+  after insert or delete or update of confirmed_at on core.user_totp
+  for each row execute function core.tg_user_totp__flag();
+
 -- ---------------------------------------------------------------------------
 -- TOTP: the customer's operations
 -- ---------------------------------------------------------------------------
