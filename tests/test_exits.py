@@ -471,3 +471,21 @@ def test_the_back_office_shows_clawbacks_traces_a_pix_and_recovers(owner, web, w
     assert one(owner, "select exits_blocked_at from core.users where id = %s", (carla,))["exits_blocked_at"] is None
     assert one(owner, "select action from core.admin_audit_log order by id desc limit 1")["action"] == "unblock_exits"
     books(owner)
+
+
+def test_turning_2fa_off_needs_the_code_and_pauses_exits(owner, web, demo):
+    alice = demo["alice@example.com"]
+    secret = enable_totp(owner, alice, pyotp.random_base32())
+    assert one(web, "select api.disable_totp(%s) as o", (alice,))["o"] == "missing"
+    assert one(web, "select api.disable_totp(%s, '000000') as o", (alice,))["o"] in ("wrong", "replayed")
+    assert one(owner, "select twofactor_on from core.users where id = %s", (alice,))["twofactor_on"] is True
+    assert one(web, "select api.disable_totp(%s, %s) as o", (alice, pyotp.TOTP(secret).now()))["o"] == "ok"
+    assert one(owner, "select twofactor_on from core.users where id = %s", (alice,))["twofactor_on"] is False
+    # a thief who got the phone and the password gains nothing at once: no exit for 24 h
+    assert sqlstate(web, "select * from api.transfer(%s, 'bob@example.com', 'BRL', 10.00, %s)",
+                    (alice, str(uuid.uuid4()))) == "BSA02"
+    assert sqlstate(web, "select * from api.create_withdrawal(%s, 20.00, 'CPF', '52601815906', %s)",
+                    (alice, str(uuid.uuid4()))) == "BSA02"
+    owner.execute("update core.users set exits_paused_until = now() - interval '1 second' where id = %s", (alice,))
+    assert transfer(web, alice, "bob@example.com", "10.00")["entry_id"]
+    books(owner)
