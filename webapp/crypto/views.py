@@ -11,7 +11,7 @@ from ..auth import twofactor
 from ..auth.twofactor import qr_data_uri
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
-from ..formatting import N_, datetimeformat
+from ..formatting import N_, datetimeformat, money
 from . import bp
 from .forms import AddressForm, CryptoWithdrawalForm, DepositAddressForm, ReviewForm
 
@@ -119,8 +119,10 @@ def withdraw(coin: str):
         except DomainError as exc:
             form_error(form, exc, "amount")
         else:
-            flash(f"Saque registrado: {form.amount.data} {coin} mais a taxa da rede de {row['fee']} {coin}. "
-                  "Ele será enviado em instantes.", "success")
+            waits = row["status"] == "AWAITING_APPROVAL"
+            flash(f"Saque registrado: {money(form.amount.data, coin)} mais a taxa da rede de {money(row['fee'], coin)}. "
+                  + ("Com os saques de hoje ele passa do limite de aprovação: aguarda a equipe." if waits
+                     else "Ele será enviado em instantes."), "info" if waits else "success")
             return redirect(url_for("crypto.withdraw", coin=coin.lower()))
     return _withdraw_page(coin, form, address_form, 422 if request.method == "POST" else 200)
 
