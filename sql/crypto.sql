@@ -904,7 +904,8 @@ comment on function admin.crypto_withdrawals_to_recheck(int) is
 -- Back office
 -- ---------------------------------------------------------------------------
 
-create function admin.review_crypto_withdrawal(admin_id bigint, withdrawal_id bigint, approve boolean, reason text)
+create function admin.review_crypto_withdrawal(admin_id bigint, withdrawal_id bigint, approve boolean, reason text,
+                                               totp_code text default null)
 returns text
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -926,6 +927,7 @@ begin
                      v.user_id, coalesce(nullif(btrim(coalesce(reason, '')), ''), 'aprovado'),
                      jsonb_build_object('crypto_withdrawal_id', v.id, 'coin', v.coin, 'amount', v.amount, 'brl_value', v.brl_value));
   if approve then
+    perform core.assert_admin_step_up(admin_id, review_crypto_withdrawal.totp_code, 'approve_crypto_withdrawal');
     update core.crypto_withdrawals w set status = 'PENDING', reviewed_by = review_crypto_withdrawal.admin_id,
                                          reviewed_at = now(), updated_at = now()
      where w.id = v.id;
@@ -942,9 +944,9 @@ begin
   return 'REJECTED';
 end
 $$;
-revoke all on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) from public;
-grant execute on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) to exchange_app, exchange_admin;
-comment on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text) is
+revoke all on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text, text) from public;
+grant execute on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text, text) to exchange_app, exchange_admin;
+comment on function admin.review_crypto_withdrawal(bigint, bigint, boolean, text, text) is
   'Back office: a crypto withdrawal AWAITING_APPROVAL (the day''s PIX and crypto withdrawals passed withdrawal_approval_threshold_brl) → PENDING (approve) or REJECTED with a reason the customer reads (hold released). Audit-logged. BSA01 not admin, BSA02 exits blocked, BSS01 not awaiting approval, BSV01 no reason.';
 
 create function admin.list_crypto_deposits(admin_id bigint, status_filter text default null, max_rows int default 100)

@@ -668,7 +668,13 @@ begin
   -- The money is at the provider but belongs to its payer: journaled as a
   -- refund payable (clearing → refunds_payable) until the worker has made the
   -- refund, so the provider's balance and our books agree meanwhile. Once
-  -- per provider payment.
+  -- per provider payment, and never for one the payer's bank already took
+  -- back (MED): that would pay them twice.
+  if exists (select from core.pix_charges c where c.provider = record_pix_refund_due.provider
+             and c.provider_payment_id = btrim(record_pix_refund_due.provider_payment_id)
+             and c.status_detail like 'devolvido ao pagador%') then
+    return null;
+  end if;
   insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)
   values (record_pix_refund_due.provider, btrim(record_pix_refund_due.provider_payment_id),
           record_pix_refund_due.pix_charge_id, record_pix_refund_due.trade_id, record_pix_refund_due.amount,

@@ -200,6 +200,19 @@ $$;
 comment on function core.record_reversible_credit(bigint, text, bigint, numeric, bigint) is
   'Records a PIX credit that can be clawed back until deposit_maturation_hours from now, and moves the customer''s exposure_until.';
 
+create or replace function core.exposure_until_of(user_id bigint) returns timestamptz
+language sql stable as $$
+  -- Never earlier than the truth: infinity while exits are blocked, else the
+  -- later of the last PIX credit's maturity and the end of an exit pause.
+  select case when u.exits_blocked_at is not null then 'infinity'::timestamptz
+              else nullif(greatest(coalesce((select max(r.matures_at) from core.reversible_credits r
+                                             where r.user_id = u.id), '-infinity'),
+                                   coalesce(u.exits_paused_until, '-infinity')), '-infinity') end
+  from core.users u where u.id = exposure_until_of.user_id
+$$;
+comment on function core.exposure_until_of(bigint) is
+  'What users.exposure_until must be for a customer (the one place it is recomputed): infinity while exits are blocked, else the later of the last PIX credit''s maturity and the end of an exit pause.';
+
 create or replace function core.lock_customer(user_id bigint) returns void
 language sql volatile as $$
   -- Customer row before accounts, as every exit takes them (no deadlock).
@@ -215,10 +228,9 @@ language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   update core.reversible_credits r
      set matures_at = r.credited_at + make_interval(hours => new.value::int);
-  update core.users u
-     set exposure_until = case when u.exits_blocked_at is not null then 'infinity'::timestamptz else d.latest end
-    from (select r.user_id, max(r.matures_at) as latest from core.reversible_credits r group by r.user_id) d
-   where d.user_id = u.id;
+  update core.users u set exposure_until = core.exposure_until_of(u.id)
+   where u.exposure_until is not null
+      or exists (select from core.reversible_credits r where r.user_id = u.id);
   return null;
 end
 $$;
@@ -440,13 +452,12 @@ begin
       using errcode = 'BSS01';
   end if;
   perform core.audit(admin_id, 'unblock_exits', unblock_exits.user_id, reason);
-  update core.users u
-     set exits_blocked_at = null, exits_blocked_reason = null,
-         exposure_until = (select max(r.matures_at) from core.reversible_credits r where r.user_id = u.id)
+  update core.users u set exits_blocked_at = null, exits_blocked_reason = null
    where u.id = unblock_exits.user_id and u.exits_blocked_at is not null;
   if not found then
     raise exception 'As saídas deste cliente não estão bloqueadas.' using errcode = 'BSS01';
   end if;
+  update core.users u set exposure_until = core.exposure_until_of(u.id) where u.id = unblock_exits.user_id;
   perform core.notify(unblock_exits.user_id, 'security.exits_unblocked', 'Saques e envios foram liberados pela equipe.', '/wallet');
 end
 $$;

@@ -1163,7 +1163,7 @@ comment on function api.open_p2p_dispute(bigint, bigint, text) is
   'PAID → DISPUTED by either party, once the release window (setting p2p_release_window_minutes after paid) has passed, with a reason (BSV01). BSS01 wrong state or too early.';
 
 create function admin.resolve_p2p_dispute(admin_id bigint, trade_id bigint, outcome text, note text,
-                                          at_fault text default null)
+                                          at_fault text default null, totp_code text default null)
 returns table (status text, message text)
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
@@ -1195,6 +1195,8 @@ begin
       raise exception 'O PIX desta negociação foi devolvido ao pagador pelo banco: só é possível devolver a cripto ao vendedor.'
         using errcode = 'BSS01', column = 'outcome';
     end if;
+    -- the escrow (and a reviewed PIX's BRL) leaves on the admin's word: their fresh code through the web
+    perform core.assert_admin_step_up(admin_id, resolve_p2p_dispute.totp_code, 'p2p_resolve');
     -- A PIX-confirmed payment held for review: its BRL now goes to the seller.
     if v_trade.status = 'REVIEW' and v_trade.pix_paid_amount is not null then
       v_brl_from := case when v_trade.pix_provider = 'inter' then 'clearing_inter' else 'clearing_mercadopago' end;
@@ -1232,9 +1234,9 @@ begin
   return query select v_status, 'Disputa resolvida.'::text;
 end
 $$;
-revoke all on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text) from public;
-grant execute on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text) to exchange_app, exchange_admin;
-comment on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text) is
+revoke all on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text, text) from public;
+grant execute on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text, text) to exchange_app, exchange_admin;
+comment on function admin.resolve_p2p_dispute(bigint, bigint, text, text, text, text) is
   'DISPUTED or REVIEW → COMPLETED (outcome release: escrow to the buyer, fees; a PIX-confirmed payment under review credits the seller from the clearing account) or REFUNDED (outcome refund: escrow back to the seller), with a note; at_fault buyer|seller|none (default: buyer on refund, seller on release) is who the outcome counts against. Audit-logged, both parties notified. BSA01 not admin, BSS01 wrong state.';
 
 create function admin.expire_p2p_trades(max_rows int default 500)

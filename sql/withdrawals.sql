@@ -248,9 +248,10 @@ begin
       using errcode = 'BSF01', column = 'amount';
   end if;
 
-  -- Approval above the threshold for the day's total, not per withdrawal:
-  -- three of R$ 3.000 need it as one of R$ 9.000 would.
-  v_status := case when v_today + create_withdrawal.amount > v_threshold then 'AWAITING_APPROVAL' else 'PENDING' end;
+  -- Approval above the threshold for the day's total, not per withdrawal
+  -- (three of R$ 3.000 need it as one of R$ 9.000 would), crypto included.
+  v_status := case when v_today + core.crypto_withdrawals_used_today(create_withdrawal.user_id) + create_withdrawal.amount
+                        > v_threshold then 'AWAITING_APPROVAL' else 'PENDING' end;
   v_hold := core.place_hold(create_withdrawal.user_id, 'BRL', create_withdrawal.amount, 'withdrawal', 'wd-' || v_id);
   perform core.assert_exit_covered(create_withdrawal.user_id, 'sacar', create_withdrawal.amount);
   insert into core.withdrawals (id, user_id, reference, amount, key_type, pix_key, status, hold_id)
@@ -553,7 +554,8 @@ comment on function admin.withdrawals_to_recheck(int) is
 -- Back office: approvals
 -- ---------------------------------------------------------------------------
 
-create function admin.approve_withdrawal(admin_id bigint, withdrawal_id bigint, note text default null)
+create function admin.approve_withdrawal(admin_id bigint, withdrawal_id bigint, note text default null,
+                                         totp_code text default null)
 returns text
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -568,6 +570,7 @@ begin
     raise exception 'As saídas deste cliente estão bloqueadas (PIX devolvido pelo MED): o saque não pode ser aprovado.'
       using errcode = 'BSA02';
   end if;
+  perform core.assert_admin_step_up(admin_id, approve_withdrawal.totp_code, 'approve_withdrawal');
   update core.withdrawals w
      set status = 'PENDING', reviewed_by = approve_withdrawal.admin_id, reviewed_at = now(),
          review_note = nullif(btrim(coalesce(note, '')), ''), updated_at = now()
@@ -578,9 +581,9 @@ begin
   return 'PENDING';
 end
 $$;
-revoke all on function admin.approve_withdrawal(bigint, bigint, text) from public;
-grant execute on function admin.approve_withdrawal(bigint, bigint, text) to exchange_app, exchange_admin;
-comment on function admin.approve_withdrawal(bigint, bigint, text) is
+revoke all on function admin.approve_withdrawal(bigint, bigint, text, text) from public;
+grant execute on function admin.approve_withdrawal(bigint, bigint, text, text) to exchange_app, exchange_admin;
+comment on function admin.approve_withdrawal(bigint, bigint, text, text) is
   'Back office: AWAITING_APPROVAL → PENDING (the worker pays it out), audit-logged, customer notified. BSA01 not admin, BSS01 not awaiting approval.';
 
 create function admin.reject_withdrawal(admin_id bigint, withdrawal_id bigint, reason text)

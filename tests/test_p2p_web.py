@@ -256,7 +256,8 @@ def test_dispute_and_admin_resolution_pages(web):
     assert "Analisando os comprovantes." in web.bob.text(f"{url}/chat")
     no_note = web.admin.post(detail_url, {"outcome": "release", "note": ""})
     assert no_note.status_code == 422
-    resolved = web.admin.post(detail_url, {"outcome": "release", "note": "Extrato confere.", "at_fault": "seller"})
+    resolved = web.admin.post(detail_url, {"outcome": "release", "note": "Extrato confere.", "at_fault": "seller",
+                                           "totp_code": totp_code(web.owner, web.demo["admin@example.com"])})
     assert resolved.status_code == 302, resolved.get_data(as_text=True)[:2000]
     assert web.owner.execute("select status from core.p2p_trades where id = %s", (trade["id"],)).fetchone()["status"] == "COMPLETED"
     assert "Nenhuma disputa aberta" in web.admin.text("/admin/disputes")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import books
+from tests.conftest import books, totp_code
 from tests.rails_support import (
     app_call, brl, clearing, close_app, control, make_app, mp_config, new_customer, setting, wait_until, worker_call,
 )
@@ -172,6 +172,9 @@ def test_approval_flow(app, client, forms, demo, login, owner, mp):
     page = client.get("/admin/withdrawals").get_data(as_text=True)
     assert f'data-testid="approve-{big["id"]}"' in page and "R$ 1.500,00" in page
     assert forms.post(f"/admin/withdrawals/{big['id']}/approve", {}, form_url="/admin/withdrawals").status_code == 302
+    assert last(owner)["status"] == "AWAITING_APPROVAL"          # no code from the admin's phone: nothing approved
+    assert forms.post(f"/admin/withdrawals/{big['id']}/approve", {"totp_code": totp_code(owner, admin)},
+                      form_url="/admin/withdrawals").status_code == 302
     assert last(owner)["status"] == "PENDING" and last(owner)["reviewed_by"] == admin
     assert tasks.process_withdrawals(app) == {"completed": 1}
     assert brl(owner, alice) == before - 1500

@@ -41,6 +41,7 @@ class AddressForm(Form):
 
 class ReviewForm(Form):
     reason = StringField(N_("Motivo (obrigatório para recusar)"), validators=[Optional(), Length(max=500)])
+    totp_code = TotpCodeField()
 
 
 class CryptoWithdrawalForm(Form):

@@ -202,7 +202,7 @@ def admin_review(withdrawal_id: int, decision: str):
     if form.validate_on_submit():
         try:
             db.call("admin.review_crypto_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id,
-                    approve=decision == "approve", reason=form.reason.data or None)
+                    approve=decision == "approve", reason=form.reason.data or None, totp_code=form.totp_code.data)
         except DomainError as exc:
             flash(exc.message, "danger")
         else:

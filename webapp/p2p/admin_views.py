@@ -36,7 +36,8 @@ def dispute_detail(trade_id: int):
     if form.validate_on_submit():
         try:
             row = db.call_one("admin.resolve_p2p_dispute", admin_id=current_user.id, trade_id=trade_id,
-                              outcome=form.outcome.data, note=form.note.data, at_fault=form.at_fault.data or None)
+                              outcome=form.outcome.data, note=form.note.data, at_fault=form.at_fault.data or None,
+                              totp_code=form.totp_code.data)
         except DomainError as exc:
             form_error(form, exc, default_field="note")
             status = exc.status

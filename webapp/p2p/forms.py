@@ -112,3 +112,4 @@ class ResolveForm(Form):
                                                       ("seller", "Vendedor"), ("none", "Ninguém")],
                            validators=[Optional()])
     note = TextAreaField("Nota da decisão", validators=[DataRequired("Registre a decisão."), Length(max=2000)])
+    totp_code = TotpCodeField(description=N_("Pedido para liberar a cripto (ela sai do vendedor por decisão sua)."))

@@ -39,6 +39,10 @@ class DestinationForm(Form):
     validate_pix_key = WithdrawalForm.validate_pix_key
 
 
+class ApproveForm(Form):
+    totp_code = TotpCodeField()
+
+
 class RejectForm(Form):
     reason = TextAreaField("Motivo (o cliente vai ler)", validators=[
         DataRequired("Informe o motivo."), Length(min=5, max=500, message=N_("Entre 5 e 500 caracteres."))])

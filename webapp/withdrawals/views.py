@@ -14,7 +14,7 @@ from ..forms import ActionForm, form_error
 from ..formatting import N_, datetimeformat
 from ..providers import pix_provider_name
 from . import bp
-from .forms import DestinationForm, RejectForm, WithdrawalForm
+from .forms import ApproveForm, DestinationForm, RejectForm, WithdrawalForm
 
 PAGE_SIZE = 15
 STATUS = {
@@ -152,10 +152,12 @@ def admin_list():
 @bp.post("/admin/withdrawals/<id:withdrawal_id>/approve")
 @admin_required
 def admin_approve(withdrawal_id: int):
-    if not ActionForm().validate_on_submit():
+    form = ApproveForm()
+    if not form.validate_on_submit():
         abort(400)
     try:
-        db.call_one("admin.approve_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id)
+        db.call_one("admin.approve_withdrawal", admin_id=current_user.id, withdrawal_id=withdrawal_id,
+                    totp_code=form.totp_code.data)
     except DomainError as exc:
         flash(exc.message, "danger")
     else:
