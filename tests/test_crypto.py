@@ -588,7 +588,7 @@ def test_a_network_that_needs_a_memo_refuses_a_missing_one(owner, crypto):
 def test_crypto_withdrawals_above_the_threshold_wait_for_approval(app, owner, crypto, sandbox, client, login):
     """The day's PIX and crypto withdrawals together, valued in BRL, pass the approval threshold: the
     withdrawal waits for an admin (nothing is sent), who approves or rejects it on /admin/crypto."""
-    alice, admin = crypto["alice@example.com"], crypto["admin@example.com"]
+    alice = crypto["alice@example.com"]
     owner.execute("update core.settings set value = '5000.00' where name = 'withdrawal_approval_threshold_brl'")
     book = saved_address(owner, alice, "BTC", "BTC", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq")
     small = withdraw(owner, alice, "BTC", book, "0.002")                 # ~R$ 1.110: sent as usual
