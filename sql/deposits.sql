@@ -658,6 +658,14 @@ comment on function admin.list_deposit_reviews(bigint) is 'Deposits whose paid a
 -- Webhook notifications, refunds and cancelled charges (worker)
 -- ---------------------------------------------------------------------------
 
+create or replace function core.pix_charge_clawed_back(charge core.pix_charges) returns boolean
+language sql immutable as $$
+  -- the mark core.clawback_unbooked_pix leaves on a charge nobody was credited with
+  select coalesce(charge.status_detail like 'devolvido ao pagador%', false)
+$$;
+comment on function core.pix_charge_clawed_back(core.pix_charges) is
+  'Whether the payer''s bank took back this charge''s PIX before anyone was credited with it (core.clawback_unbooked_pix): it can then be neither released nor refunded.';
+
 create or replace function core.record_pix_refund_due(provider text, provider_payment_id text, pix_charge_id bigint,
                                                      trade_id bigint, amount numeric, reason text)
 returns bigint
@@ -672,7 +680,7 @@ begin
   -- back (MED): that would pay them twice.
   if exists (select from core.pix_charges c where c.provider = record_pix_refund_due.provider
              and c.provider_payment_id = btrim(record_pix_refund_due.provider_payment_id)
-             and c.status_detail like 'devolvido ao pagador%') then
+             and core.pix_charge_clawed_back(c)) then
     return null;
   end if;
   insert into core.pix_refunds (provider, provider_payment_id, pix_charge_id, trade_id, amount, reason)

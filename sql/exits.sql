@@ -293,7 +293,7 @@ begin
      where c.id = charge.id;
     v_done := v_done + 1;
   elsif charge.purpose = 'p2p_trade' then
-    -- a REVIEW trade can no longer be released with this PIX (admin.resolve_p2p_dispute checks it)
+    -- a REVIEW trade can no longer be released with this PIX (the mark core.pix_charge_clawed_back reads)
     update core.pix_charges c
        set status_detail = 'devolvido ao pagador pelo banco (' || provider_status || ')', updated_at = now()
      where c.id = charge.id;

@@ -1191,7 +1191,7 @@ begin
   v_fault_user := case v_fault when 'buyer' then v_trade.buyer_id when 'seller' then v_trade.seller_id end;
   if outcome = 'release' then
     if v_trade.status = 'REVIEW' and exists (select from core.pix_charges c where c.reference = 'p2p-' || v_trade.id
-                                             and c.status_detail like 'devolvido ao pagador%') then
+                                             and core.pix_charge_clawed_back(c)) then
       raise exception 'O PIX desta negociação foi devolvido ao pagador pelo banco: só é possível devolver a cripto ao vendedor.'
         using errcode = 'BSS01', column = 'outcome';
     end if;

@@ -2,7 +2,8 @@
 
 - `pg` (session): a private cluster in a temp directory on a free port, destroyed at the end.
 - `db_url` (per test): the owner URL of a fresh database cloned from the template.
-- `owner`: an autocommit connection as the owner (SQL-level tests, planting corruption).
+- `owner`: an autocommit connection as the owner (SQL-level tests, planting corruption);
+  `web` / `worker`: the same as exchange_app / exchange_worker; `priced`: fresh index prices.
 - `app`, `client`: the Flask app on that database, CSRF on; `forms` posts forms with their token.
 - `books(conn)`: assert the books balance (zero-sum, cached = computed, nothing negative, holds).
 """
@@ -101,6 +102,33 @@ def books(conn) -> None:
     assert negative == [], negative
     assert held == [], held
     assert failures == [], failures
+
+
+# Frozen index prices for SQL-level scenarios (the worker's own admin.record_prices).
+PRICES = {"BTCBRL": "300000.00", "ETHBRL": "15000.00", "USDTBRL": "5.00"}
+
+
+@pytest.fixture
+def web(db_url):
+    """A connection as exchange_app: what the web may call."""
+    from webapp.config import role_url
+    with psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def worker(db_url):
+    """A connection as exchange_worker: what only the worker may book."""
+    from webapp.config import role_url
+    with psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def priced(worker):
+    """Fresh index prices (PRICES), recorded as the price poller does."""
+    import json
+    worker.execute("select admin.record_prices(%s)", (json.dumps(PRICES),))
 
 
 @pytest.fixture

@@ -20,36 +20,47 @@ SECRET = "rails-webhook-secret"
 PASSWORD = "demo-pass-2026"
 
 
+class JobsThread:
+    """Worker jobs run every 0.2 s in a thread, as the worker process would run them (a failing run is
+    retried at the next tick: the test's own assertions say what went wrong)."""
+
+    def __init__(self, app, jobs):
+        self.app, self.jobs = app, jobs
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="test-worker", daemon=True)
+        self.thread.start()
+
+    def _work(self):
+        while not self.stop.wait(0.2):
+            with self.app.app_context():
+                for job in self.jobs:
+                    try:
+                        job(self.app)
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
 class LiveApp:
     """The Flask app on a werkzeug threaded server in a background thread, and
-    (unless worker=False) the worker's job that books queued webhook deliveries,
-    run every 0.2 s as the worker process would."""
+    (unless worker=False) the worker's job that books queued webhook deliveries."""
 
     def __init__(self, app, worker: bool = True):
+        from webapp.deposits.tasks import process_notifications
         self.app = app
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         app.config["APP_URL"] = self.url
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.stop = threading.Event()
-        self.worker = threading.Thread(target=self._work, daemon=True) if worker else None
-        if self.worker:
-            self.worker.start()
-
-    def _work(self):
-        from webapp.deposits.tasks import process_notifications
-        while not self.stop.wait(0.2):
-            with self.app.app_context():
-                try:
-                    process_notifications(self.app)
-                except Exception:  # noqa: BLE001 (a test's worker must not die: the test says what failed)
-                    pass
+        self.worker = JobsThread(app, [process_notifications]) if worker else None
 
     def close(self):
-        self.stop.set()
         if self.worker:
-            self.worker.join(timeout=5)
+            self.worker.close()
         self.server.shutdown()
         self.server.server_close()
 

@@ -9,7 +9,6 @@ database wants a fresh TOTP code; a clawback is journaled against whoever got
 the money and blocks their exits."""
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from decimal import Decimal
@@ -17,31 +16,10 @@ from decimal import Decimal
 import psycopg
 import pyotp
 import pytest
-from psycopg.rows import dict_row
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import DEMO_PASSWORD, books, enable_totp, totp_code
 from webapp.config import role_url
-
-PRICES = {"BTCBRL": "300000.00", "ETHBRL": "15000.00", "USDTBRL": "5.00"}
-
-
-@pytest.fixture
-def web(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def worker(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def priced(worker):
-    worker.execute("select admin.record_prices(%s)", (json.dumps(PRICES),))
-
 
 def sqlstate(conn, statement, params=()):
     try:

@@ -5,7 +5,6 @@ connections. Every test asserts the SAFE behaviour: a failing test is a hole.
 """
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from decimal import Decimal
@@ -16,29 +15,13 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.conftest import books, enable_totp
-from tests.test_exits import (PRICES, adjust, balance, customer, one, pix_deposit, pix_confirmed_trade, sqlstate,
+from tests.conftest import PRICES
+from tests.test_exits import (adjust, balance, customer, one, pix_deposit, pix_confirmed_trade, sqlstate,
                               transfer)
 from webapp.config import role_url
 
 D = Decimal
 TRON_TO = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
-
-
-@pytest.fixture
-def web(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def worker(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def priced(worker):
-    worker.execute("select admin.record_prices(%s)", (json.dumps(PRICES),))
 
 
 def key():

@@ -2,42 +2,17 @@
 newest code. Every test asserts the SAFE behaviour: a failing test is a hole."""
 from __future__ import annotations
 
-import json
-import uuid
 from decimal import Decimal
 
-import psycopg
 import pyotp
 import pytest
-from psycopg.rows import dict_row
 
 from tests.conftest import books, enable_totp, totp_code
-from tests.test_exits import PRICES, adjust, balance, customer, one, pix_confirmed_trade, pix_deposit, sqlstate
-from webapp.config import role_url
+from tests.test_red_team import key
+from tests.test_exits import adjust, balance, customer, one, pix_confirmed_trade, pix_deposit, sqlstate
 
 D = Decimal
 TRON_TO = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
-
-
-@pytest.fixture
-def web(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def worker(db_url):
-    with psycopg.connect(role_url(db_url, "exchange_worker"), autocommit=True, row_factory=dict_row) as conn:
-        yield conn
-
-
-@pytest.fixture
-def priced(worker):
-    worker.execute("select admin.record_prices(%s)", (json.dumps(PRICES),))
-
-
-def key():
-    return str(uuid.uuid4())
 
 
 def age_credits(owner, user_id, days=3):

@@ -43,23 +43,12 @@ def live_server(app, tmp_path):
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
-    stop = threading.Event()
-
-    def work():
-        from webapp.deposits.tasks import process_notifications
-        from webapp.market.tasks import place_orders
-        while not stop.wait(0.2):
-            with app.app_context():
-                for job in (process_notifications, place_orders):
-                    try:
-                        job(app)
-                    except Exception:  # noqa: BLE001 (the journey's assertions say what went wrong)
-                        pass
-    worker = threading.Thread(target=work, name="live-worker", daemon=True)
-    worker.start()
+    from tests.rails_support import JobsThread
+    from webapp.deposits.tasks import process_notifications
+    from webapp.market.tasks import place_orders
+    worker = JobsThread(app, [process_notifications, place_orders])
     yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
-    stop.set()
-    worker.join(timeout=5)
+    worker.close()
     server.shutdown()
     thread.join(timeout=5)
 
