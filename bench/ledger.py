@@ -102,6 +102,8 @@ def prepare_ledger(admin_url: str, customers: int) -> tuple[str, int]:
         with conn.transaction():
             conn.execute("""select api.register_user(format('c%%s@bench.test', g), repeat('x', 40), format('Cliente %%s', g))
                             from generate_series(1, %s) g order by g""", (customers,))
+            # (e-mail verification: the bench customers are ready to move money)
+            conn.execute("select core.mark_email_verified(u.id) from core.users u where u.email like 'c%@bench.test'")
         offset = conn.execute("select min(id) - 1 from core.users where email like 'c%%@bench.test'").fetchone()[0]
         aligned = conn.execute("select count(*) from core.users where email = format('c%%s@bench.test', id - %s)",
                                (offset,)).fetchone()[0]

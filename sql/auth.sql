@@ -33,13 +33,15 @@ begin
   insert into core.accounts (user_id, currency, purpose, must_not_go_negative)
   select v_user, c.code, p.purpose, true
   from core.currencies c cross join (values ('available'), ('locked')) p (purpose);
+  -- the address is proved by following the link of this mail (sql/accounts.sql)
+  perform core.issue_account_token(v_user, 'verify_email', v_email);
   return v_user;
 end
 $$;
 revoke all on function api.register_user(text, text, text) from public;
 grant execute on function api.register_user(text, text, text) to exchange_app;
 comment on function api.register_user(text, text, text) is
-  'Creates a customer with an available and a locked account in every currency. BSV01 invalid e-mail or name, BSU01 e-mail already registered.';
+  'Creates a customer with an available and a locked account in every currency, and queues the e-mail verification link (until it is followed the customer cannot deposit, trade or withdraw: core.assert_email_verified). BSV01 invalid e-mail or name, BSU01 e-mail already registered.';
 
 create or replace function api.get_login(email text)
 returns table (user_id bigint, password_hash text, locked_until timestamptz)

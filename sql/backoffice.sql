@@ -235,9 +235,9 @@ comment on function admin.list_audit_log(bigint, bigint, int, int) is
 
 create or replace function admin.list_unsent_notifications(max_rows int default 50)
 returns table (notification_id bigint, user_id bigint, email text, display_name text, kind text, message text,
-               link text, created_at timestamptz)
+               link text, created_at timestamptz, anti_phishing_code text)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select n.id, u.id, u.email, u.display_name, n.kind, n.message, n.link, n.created_at
+  select n.id, u.id, u.email, u.display_name, n.kind, n.message, n.link, n.created_at, u.anti_phishing_code
   from core.notifications n join core.users u on u.id = n.user_id
   where n.emailed_at is null
   order by n.id
@@ -246,7 +246,7 @@ $$;
 revoke all on function admin.list_unsent_notifications(int) from public;
 grant execute on function admin.list_unsent_notifications(int) to exchange_worker, exchange_admin;
 comment on function admin.list_unsent_notifications(int) is
-  'Notifications whose e-mail copy has not been sent yet, oldest first (the worker sends them, then calls admin.mark_notification_emailed). Healthy: a short list.';
+  'Notifications whose e-mail copy has not been sent yet, oldest first, with the customer''s anti-phishing code for the top of the mail (the worker sends them, then calls admin.mark_notification_emailed). Healthy: a short list.';
 
 create or replace function admin.mark_notification_emailed(notification_id bigint)
 returns boolean

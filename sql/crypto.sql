@@ -164,6 +164,7 @@ begin
   if v_user.role <> 'customer' then
     raise exception 'Apenas clientes recebem depósitos.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_user.id);
   if not v_net.deposit_enable then
     raise exception 'Depósitos de % pela rede % estão suspensos no momento. Use outra rede ou tente mais tarde.',
       v_net.coin, v_net.name using errcode = 'BSS01', column = 'network';
@@ -322,6 +323,7 @@ begin
   if v_user.role <> 'customer' then
     raise exception 'Apenas clientes podem sacar.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_user.id);
   if v_coin not in (select c.code from core.currencies c where c.kind = 'crypto') then
     raise exception 'Moeda desconhecida: %.', v_coin using errcode = 'BSV01', column = 'coin';
   end if;

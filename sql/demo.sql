@@ -35,6 +35,7 @@ begin
     if not found then
       v_user := api.register_user(v.email, password_hash, v.name);
       update core.users u set created_by_seed = true where u.id = v_user;
+      perform core.mark_email_verified(v_user);  -- demo accounts are ready to use
     elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
       raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', v.email;
       continue;

@@ -129,6 +129,7 @@ begin
   if v_user.role <> 'customer' then
     raise exception 'Apenas clientes podem depositar.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_user.id);
   perform core.check_amount('BRL', create_deposit.amount);
   if create_deposit.provider is null or create_deposit.provider not in ('mercadopago', 'inter') then
     raise exception 'Provedor PIX desconhecido: %.', create_deposit.provider using errcode = 'BSV01', column = 'provider';

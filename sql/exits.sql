@@ -99,8 +99,12 @@ begin
     raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
   end if;
   if v_user.exits_paused_until > now() then
-    raise exception 'Saídas pausadas até %: a verificação em duas etapas foi desativada há pouco, por segurança.',
-      core.rails_when(v_user.exits_paused_until) using errcode = 'BSA02';
+    raise exception 'Saídas pausadas até %: %, por segurança.', core.rails_when(v_user.exits_paused_until),
+      case v_user.exits_paused_reason
+        when 'password_reset' then 'a senha foi redefinida por e-mail há pouco'
+        when 'twofactor_recovered' then 'a verificação em duas etapas foi removida pela equipe há pouco'
+        else 'a verificação em duas etapas foi desativada há pouco' end
+      using errcode = 'BSA02';
   end if;
   if v_user.exits_blocked_at is not null then
     raise exception 'Saídas bloqueadas: um PIX creditado na sua conta foi devolvido ao pagador (MED) e há um valor em aberto. Fale com o suporte.'
@@ -109,7 +113,7 @@ begin
 end
 $$;
 comment on function core.lock_for_exit(bigint) is
-  'First step of every exit: locks the customer''s row (exits of a customer run one at a time) and refuses a frozen customer, one whose exits are paused after turning 2FA off, or blocked after a clawback (BSA02).';
+  'First step of every exit: locks the customer''s row (exits of a customer run one at a time) and refuses a frozen customer, one whose exits are paused (after turning 2FA off, a password reset or a 2FA recovery: users.exits_paused_reason), or blocked after a clawback (BSA02).';
 
 create or replace function core.assert_exit_covered(user_id bigint, verb text, value_leaving numeric default 0)
 returns void

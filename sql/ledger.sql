@@ -607,7 +607,9 @@ begin
   -- a posting (docs/PERFORMANCE.md). The checks below are those of
   -- core.assert_active_user, core.check_amount and core.user_account.
   select s.status as sender_status, r.id as to_id, r.status as to_status, c.scale,
-         s.status <> 'frozen' and r.status <> 'frozen' and r.id <> s.id as parties_ok,
+         s.status <> 'frozen' and r.status <> 'frozen' and r.id <> s.id and s.email_verified_at is not null
+           as parties_ok,
+         s.email_verified_at is not null as verified,
          round(transfer.amount * f.value::numeric / 100, c.scale) as fee,
          (select a.id from core.accounts a where coalesce(a.user_id, 0) = s.id
              and a.currency = transfer.currency and a.purpose = 'available' and a.shard = 0) as from_account,
@@ -630,6 +632,8 @@ begin
       raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
     elsif v.sender_status = 'frozen' then
       raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+    elsif not v.verified then
+      perform core.assert_email_verified(transfer.user_id);
     end if;
     v_scale := core.check_amount(transfer.currency, transfer.amount, 'amount', v.scale);  -- its errors come first
     if v.to_id is null then

@@ -442,6 +442,7 @@ declare
   v_hold bigint;
 begin
   perform core.assert_active_user(execute_quote.user_id);
+  perform core.assert_email_verified(execute_quote.user_id);
   -- One execution at a time per customer: the daily limit below counts the
   -- orders of today, and two concurrent confirmations must not both fit.
   perform 1 from core.users u where u.id = execute_quote.user_id for update;

@@ -458,6 +458,7 @@ begin
   if v_user.role <> 'customer' then
     raise exception 'Apenas clientes negociam no P2P.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_user.id);
   select * into v_check from core.p2p_check_offer(create_p2p_offer.user_id, create_p2p_offer.side, create_p2p_offer.crypto,
     create_p2p_offer.price_type, create_p2p_offer.fixed_price, create_p2p_offer.premium_percent,
     create_p2p_offer.total_amount, create_p2p_offer.min_brl, create_p2p_offer.max_brl, create_p2p_offer.payment_methods,
@@ -773,6 +774,7 @@ begin
   if v_taker.role <> 'customer' then
     raise exception 'Apenas clientes negociam no P2P.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_taker.id);
   v_prior := core.claim_idempotency(open_p2p_trade.user_id, open_p2p_trade.idempotency_key, 'p2p_open_trade',
     md5(concat_ws('|', open_p2p_trade.offer_id, open_p2p_trade.payment_method, trim_scale(open_p2p_trade.brl_amount),
                   trim_scale(open_p2p_trade.crypto_amount))),

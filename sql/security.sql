@@ -227,7 +227,7 @@ comment on function api.begin_totp_enrolment(bigint, text) is
 
 drop function if exists api.confirm_totp_enrolment(bigint, bigint, text[], text);
 create or replace function api.confirm_totp_enrolment(user_id bigint, code text, recovery_code_hashes text[],
-                                                      ip text default null)
+                                                      ip text default null, session_id bigint default null)
 returns void
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -256,14 +256,16 @@ begin
   insert into core.recovery_codes (user_id, code_hash)
   select confirm_totp_enrolment.user_id, h from unnest(recovery_code_hashes) h;
   perform core.security_event(confirm_totp_enrolment.user_id, 'twofactor_enabled', null, ip);
+  -- a 2FA change ends the other sessions (sql/accounts.sql)
+  perform core.end_sessions(confirm_totp_enrolment.user_id, 'twofactor_changed', confirm_totp_enrolment.session_id);
   perform core.notify(confirm_totp_enrolment.user_id, 'security.twofactor_enabled',
                       'A verificação em duas etapas foi ativada na sua conta.', '/account/security');
 end
 $$;
-revoke all on function api.confirm_totp_enrolment(bigint, text, text[], text) from public;
-grant execute on function api.confirm_totp_enrolment(bigint, text, text[], text) to exchange_app;
-comment on function api.confirm_totp_enrolment(bigint, text, text[], text) is
-  'Enables 2FA when the first code typed matches the pending secret (checked here; its step cannot be used again) and stores the hashes of 10 recovery codes. BSV01 wrong code, BSS01 no enrolment pending or 2FA already on.';
+revoke all on function api.confirm_totp_enrolment(bigint, text, text[], text, bigint) from public;
+grant execute on function api.confirm_totp_enrolment(bigint, text, text[], text, bigint) to exchange_app;
+comment on function api.confirm_totp_enrolment(bigint, text, text[], text, bigint) is
+  'Enables 2FA when the first code typed matches the pending secret (checked here; its step cannot be used again) and stores the hashes of 10 recovery codes; every other session of the customer (all but session_id) ends. BSV01 wrong code, BSS01 no enrolment pending or 2FA already on.';
 
 create or replace function api.verify_totp(user_id bigint, code text, context text, ip text default null)
 returns text
@@ -321,7 +323,8 @@ comment on function api.use_recovery_code(bigint, bigint, text) is
   'Spends a recovery code the app has matched: true the first time, false when it was already used (or is not the user''s). Logged as a security event.';
 
 drop function if exists api.disable_totp(bigint, text);
-create or replace function api.disable_totp(user_id bigint, code text default null, ip text default null)
+create or replace function api.disable_totp(user_id bigint, code text default null, ip text default null,
+                                            session_id bigint default null)
 returns text
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -340,8 +343,8 @@ begin
   delete from core.user_totp t where t.user_id = disable_totp.user_id;
   delete from core.recovery_codes r where r.user_id = disable_totp.user_id;
   -- and no exit for a while: a stolen phone and password gain nothing at once
-  update core.users u set exits_paused_until = v_pause, exposure_until = greatest(u.exposure_until, v_pause)
-   where u.id = disable_totp.user_id;
+  v_pause := core.pause_exits(disable_totp.user_id, core.setting('twofactor_off_exit_pause_hours')::int, 'twofactor_disabled');
+  perform core.end_sessions(disable_totp.user_id, 'twofactor_changed', disable_totp.session_id);
   perform core.security_event(disable_totp.user_id, 'twofactor_disabled', null, ip);
   perform core.notify(disable_totp.user_id, 'security.twofactor_disabled',
                       'A verificação em duas etapas foi desativada na sua conta. Por segurança, saques e envios ficam pausados até ' ||
@@ -349,10 +352,10 @@ begin
   return 'ok';
 end
 $$;
-revoke all on function api.disable_totp(bigint, text, text) from public;
-grant execute on function api.disable_totp(bigint, text, text) to exchange_app;
-comment on function api.disable_totp(bigint, text, text) is
-  'Turns 2FA off when the code typed is a current TOTP code (checked here; wrong codes counted), deletes the recovery codes and pauses exits for twofactor_off_exit_pause_hours. Returns ok, or why not: wrong, replayed, missing, locked, off.';
+revoke all on function api.disable_totp(bigint, text, text, bigint) from public;
+grant execute on function api.disable_totp(bigint, text, text, bigint) to exchange_app;
+comment on function api.disable_totp(bigint, text, text, bigint) is
+  'Turns 2FA off when the code typed is a current TOTP code (checked here; wrong codes counted), deletes the recovery codes, pauses exits for twofactor_off_exit_pause_hours and ends every other session (all but session_id). Returns ok, or why not: wrong, replayed, missing, locked, off.';
 
 create or replace function api.record_twofactor_failure(user_id bigint, context text, ip text default null)
 returns text
@@ -368,7 +371,8 @@ comment on function api.record_twofactor_failure(bigint, text, text) is
 -- Password and the security log
 -- ---------------------------------------------------------------------------
 
-create or replace function api.change_password(user_id bigint, password_hash text, ip text default null)
+create or replace function api.change_password(user_id bigint, password_hash text, ip text default null,
+                                               session_id bigint default null)
 returns void
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 begin
@@ -381,14 +385,15 @@ begin
     raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
   end if;
   perform core.security_event(change_password.user_id, 'password_changed', null, ip);
+  perform core.end_sessions(change_password.user_id, 'password_changed', change_password.session_id);
   perform core.notify(change_password.user_id, 'security.password_changed',
                       'Sua senha foi alterada. Se não foi você, fale com o suporte.', '/account/security');
 end
 $$;
-revoke all on function api.change_password(bigint, text, text) from public;
-grant execute on function api.change_password(bigint, text, text) to exchange_app;
-comment on function api.change_password(bigint, text, text) is
-  'Stores a new password hash (the app has checked the current password and, when enabled, a 2FA code), logs it and notifies the customer.';
+revoke all on function api.change_password(bigint, text, text, bigint) from public;
+grant execute on function api.change_password(bigint, text, text, bigint) to exchange_app;
+comment on function api.change_password(bigint, text, text, bigint) is
+  'Stores a new password hash (the app has checked the current password and, when enabled, a 2FA code), ends every other session (all but session_id), logs it and notifies the customer.';
 
 create or replace function api.get_password_hash(user_id bigint)
 returns text

@@ -219,6 +219,7 @@ begin
   if v_user.role <> 'customer' then
     raise exception 'Apenas clientes podem sacar.' using errcode = 'BSA01';
   end if;
+  perform core.assert_email_verified(v_user.id);
   perform core.check_amount('BRL', create_withdrawal.amount);
   if create_withdrawal.amount < v_min then
     raise exception 'O saque mínimo é %.', core.format_brl(v_min) using errcode = 'BSV01', column = 'amount';

@@ -43,6 +43,7 @@ def customer(owner, email, cpf=None, kyc_level=2):
                   (email, generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000"),
                    email.split("@")[0].title()))["id"]
     owner.execute("update core.users set kyc_level = %s where id = %s", (kyc_level, user_id))
+    owner.execute("select core.mark_email_verified(%s)", (user_id,))
     if cpf:
         owner.execute("insert into core.kyc_profiles (user_id, full_name, cpf, birth_date, address) "
                       "values (%s, %s, %s, '1990-01-01', 'Rua A, 1')", (user_id, email, cpf))

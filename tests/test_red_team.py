@@ -443,6 +443,7 @@ def test_stored_values_with_format_characters_never_answer_500(owner, web, demo,
     mule = one(owner, "select api.register_user('mule@example.com', %s, %s) as id",
                (generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000"), clean[:60]))["id"]
     owner.execute("update core.users set kyc_level = 2 where id = %s", (mule,))
+    owner.execute("select core.mark_email_verified(%s)", (mule,))
     adjust(owner, demo["admin@example.com"], mule, "USDT", "100")
     o = one(web, "select * from api.create_p2p_offer(%s, 'SELL', 'USDT', 'fixed', 50, 10, 2000, array['PIX'], %s, 5.00, null, null, %s, %s)",
             (mule, key(), clean, clean))["offer_id"]
@@ -532,6 +533,7 @@ def _level1(owner, web, email, cpf):
     uid = one(web, "select api.register_user(%s, %s, 'Eve') as id",
               (email, generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000")))["id"]
     web.execute("select api.submit_kyc_data(%s, 'Eve Silva', %s, '1990-01-01', 'Rua A, 1')", (uid, cpf))
+    owner.execute("select core.mark_email_verified(%s)", (uid,))
     return uid
 
 

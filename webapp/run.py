@@ -14,7 +14,8 @@ A second `make run` must work like the first (issue 20):
   control socket in `.local/run/`, the emulators' id high-water marks in
   `.local/sandbox/` (their ids never repeat after a restart, webapp/sandbox/ids.py);
 - ports: PORT (8000), MP_SANDBOX_PORT (8001), BINANCE_SANDBOX_PORT (8002),
-  INTER_SANDBOX_PORT (8003).
+  INTER_SANDBOX_PORT (8003), MAIL_SANDBOX_PORT (8004, the inbox page) and
+  MAIL_SMTP_PORT (1025, the SMTP sink, used when SMTP_URL is not set).
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def main() -> int:
     mp_port = env.get("MP_SANDBOX_PORT", "8001")
     binance_port = env.get("BINANCE_SANDBOX_PORT", "8002")
     inter_port = env.get("INTER_SANDBOX_PORT", "8003")
+    mail_port = env.get("MAIL_SANDBOX_PORT", "8004")
+    smtp_port = env.get("MAIL_SMTP_PORT", "1025")
     env.setdefault("APP_URL", f"http://127.0.0.1:{port}")
 
     def start(name, cmd):
@@ -141,6 +144,12 @@ def main() -> int:
             start(f"Binance sandbox on :{binance_port}",
                   [python, "-m", "webapp.sandbox.binance", "--port", binance_port,
                    "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
+        if not env.get("SMTP_URL") and importlib.util.find_spec("webapp.sandbox.mail"):
+            # Mail goes to a local sink; the inbox page shows it (links clickable).
+            env["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+            start(f"mail sandbox (SMTP :{smtp_port}, inbox http://127.0.0.1:{mail_port}/_sandbox/mail)",
+                  [python, "-m", "webapp.sandbox.mail", "--smtp-port", smtp_port, "--port", mail_port,
+                   "--state-dir", str(LOCAL / "mail")])
         start("web", [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
                       "--graceful-timeout", "5", "--control-socket", str(run_dir / "gunicorn.ctl"),
                       "--access-logfile", "-", "wsgi:app"])
@@ -153,6 +162,7 @@ def main() -> int:
     bob@example.com     customer (KYC approved, funded)
     admin@example.com   back office (/admin)
     auditor@example.com auditor (/audit)
+  e-mail: {"sandbox inbox http://127.0.0.1:" + mail_port + "/_sandbox/mail" if env.get("SMTP_URL", "").endswith(":" + smtp_port) else env.get("SMTP_URL") or "not sent (SMTP_URL unset)"}
   database: make psql   (owner URL: {env['DATABASE_URL']})
   Ctrl-C stops everything.
 """, flush=True)

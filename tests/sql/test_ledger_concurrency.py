@@ -43,6 +43,7 @@ def make_customers(owner, count: int) -> tuple[int, list[int]]:
     for i in range(count):
         user = owner.execute("select api.register_user(%s, %s, 'Hot') as id", (f"hot{i}@load.test", "x" * 40)).fetchone()["id"]
         users.append(user)
+        owner.execute("select core.mark_email_verified(%s)", (user,))
         for currency, amount in FUNDING.items():
             owner.execute("select * from admin.adjust_balance(%s, %s, %s, %s, 'Carga inicial', %s)",
                           (admin, user, currency, amount, f"load-{currency}"))

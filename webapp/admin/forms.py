@@ -43,3 +43,10 @@ class TraceForm(Form):
 
     e2e_id = StringField("Identificador do PIX (end-to-end, E…)",
                          validators=[DataRequired("Informe o identificador end-to-end do PIX."), Length(max=64)])
+
+
+class RecoveryReviewForm(Form):
+    """Approve (with the admin's fresh code) or reject a 2FA recovery request."""
+    reason = StringField("Motivo (o que foi conferido; o cliente lê o motivo de uma recusa)",
+                         validators=[DataRequired("Informe o motivo."), Length(min=5, max=500)])
+    totp_code = TotpCodeField()

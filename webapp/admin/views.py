@@ -14,7 +14,7 @@ from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
 from . import bp
-from .forms import AdjustmentForm, KycReviewForm, ReasonForm, SearchForm, StatusForm, TraceForm
+from .forms import AdjustmentForm, KycReviewForm, ReasonForm, RecoveryReviewForm, SearchForm, StatusForm, TraceForm
 
 AUDIT_PAGE_SIZE = 50
 
@@ -196,6 +196,42 @@ def med_unblock(user_id: int):
         return med(form=form, status=exc.status)
     flash(N_("Saídas do cliente liberadas."), "success")
     return redirect(url_for("admin.med"))
+
+
+# --- Lost 2FA devices ------------------------------------------------------
+
+@bp.get("/twofactor-recoveries")
+def twofactor_recoveries(form=None, status=200, form_request_id=None):
+    """Requests to remove a lost 2FA device, with the KYC identity on file to check who asks."""
+    which = request.args.get("status", "pending")
+    if which not in ("pending", "approved", "rejected"):
+        abort(404)
+    rows = db.call("admin.list_twofactor_recoveries", admin_id=current_user.id, only_status=which)
+    return render_template("admin/twofactor_recoveries.html", rows=rows, which=which,
+                           form=form or RecoveryReviewForm(formdata=None), blank_form=RecoveryReviewForm(formdata=None),
+                           form_request_id=form_request_id), status
+
+
+@bp.post("/twofactor-recoveries/<id:request_id>/<any(approve, reject):decision>")
+def twofactor_recovery_review(request_id: int, decision: str):
+    form = RecoveryReviewForm()
+    if not form.validate_on_submit():
+        return twofactor_recoveries(form=form, status=422, form_request_id=request_id)
+    try:
+        if decision == "approve":
+            db.call("admin.approve_twofactor_recovery", admin_id=current_user.id, request_id=request_id,
+                    reason=form.reason.data, totp_code=form.totp_code.data)
+        else:
+            db.call("admin.reject_twofactor_recovery", admin_id=current_user.id, request_id=request_id,
+                    reason=form.reason.data)
+    except DomainError as exc:
+        if exc.status == 404:
+            abort(404)
+        form_error(form, exc, default_field="reason")
+        return twofactor_recoveries(form=form, status=exc.status, form_request_id=request_id)
+    flash(N_("Pedido aprovado: verificação em duas etapas removida, saídas pausadas por 48 h e cliente avisado.")
+          if decision == "approve" else N_("Pedido recusado; o cliente foi avisado."), "success")
+    return redirect(url_for("admin.twofactor_recoveries"))
 
 
 # --- Audit log --------------------------------------------------------------

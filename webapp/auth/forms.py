@@ -1,5 +1,5 @@
 """Forms of the auth blueprint: their shape only; the database decides the rest."""
-from wtforms import EmailField, PasswordField, StringField
+from wtforms import EmailField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from ..formatting import N_
@@ -64,3 +64,34 @@ class PasswordChangeForm(Form):
     confirm = PasswordField("Confirme a nova senha", validators=[EqualTo("new_password", N_("As senhas não conferem."))])
     totp_code = TotpCodeField()
     user_email = ""
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("E-mail", validators=[DataRequired("Informe seu e-mail."),
+                                             Email("Informe um e-mail válido.", check_deliverability=False)])
+
+
+class ResetPasswordForm(Form):
+    """`user_email` is set by the view (the link's address), so the password cannot contain it."""
+    password = PasswordField("Nova senha", validators=[DataRequired("Escolha a nova senha."), strong_password])
+    confirm = PasswordField("Confirme a nova senha", validators=[EqualTo("password", N_("As senhas não conferem."))])
+    user_email = ""
+
+
+class EmailChangeForm(Form):
+    new_email = EmailField("Novo e-mail", validators=[DataRequired("Informe o novo e-mail."),
+                                                      Email("Informe um e-mail válido.", check_deliverability=False)])
+    current_password = PasswordField("Senha atual", validators=[DataRequired("Informe sua senha atual.")])
+
+
+class AntiPhishingForm(Form):
+    anti_phishing_code = StringField(
+        "Código anti-phishing", validators=[Length(max=20, message=N_("Use no máximo 20 caracteres."))],
+        description=N_("De 4 a 20 caracteres. Aparece no topo de todo e-mail da bs-market: sem ele, o e-mail não é nosso. "
+                       "Deixe em branco para remover."))
+
+
+class RecoveryRequestForm(Form):
+    reason = TextAreaField("O que aconteceu?", validators=[
+        DataRequired("Conte em poucas palavras o que aconteceu."),
+        Length(min=10, max=1000, message=N_("Use de 10 a 1000 caracteres."))], render_kw={"rows": 4})

@@ -10,7 +10,6 @@ from flask_login import current_user
 
 from .. import login_manager
 from ..formatting import N_
-from . import twofactor
 
 
 def admin_refusal():
@@ -19,7 +18,7 @@ def admin_refusal():
         return login_manager.unauthorized()
     if not current_user.is_admin or current_user.status != "active":
         abort(403)
-    if not twofactor.is_enabled(current_user.id):
+    if not current_user.twofactor_on:
         flash(N_("Administradores precisam da verificação em duas etapas: ative-a para usar a administração."),
               "warning")
         return redirect(url_for("auth.twofactor_setup"))

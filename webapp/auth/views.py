@@ -1,7 +1,17 @@
 """Views of the auth blueprint: register, log in (with a second step when 2FA
-is on), log out, and the account's security page (2FA, password, logs)."""
+is on), log out, and the account's security page (2FA, password, logs).
+
+Sessions live in SQL (core.user_sessions): the Flask session cookie carries
+only a random token (Flask-Login's "alternative token": `User.get_id()`
+returns it), and the user loader makes the one database call of a request,
+`api.session_user(sha256(token))`, which answers nothing once the session has
+ended. The account pages of issue 14 (verification, reset, devices, lost 2FA)
+are in account.py."""
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -29,20 +39,26 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password-0000")
 
 @dataclass
 class User:
-    """The logged-in user, as Flask-Login needs it (loaded from api.get_user)."""
+    """The logged-in user, as Flask-Login needs it (loaded from api.session_user)."""
     id: int
     email: str
     display_name: str
     role: str
     status: str
     kyc_level: int
+    twofactor_on: bool = False
+    unread_notifications: int = 0
+    email_verified: bool = True
+    session_id: int | None = None
+    session_token: str = ""
 
     is_authenticated = True
     is_active = True
     is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # what Flask-Login keeps in the cookie: the session's token, never the user id
+        return self.session_token
 
     @property
     def is_admin(self) -> bool:
@@ -55,15 +71,53 @@ class User:
 
 @bp.app_context_processor
 def twofactor_helpers():
-    # a function, so only the pages that ask for a code look it up
-    return {"twofa_on": lambda: current_user.is_authenticated and twofactor.is_enabled(current_user.id)}
+    # read from the loaded user: no query of its own
+    return {"twofa_on": lambda: current_user.is_authenticated and current_user.twofactor_on}
+
+
+def token_hash(token: str) -> str:
+    """What SQL stores of a raw token (sessions, mailed links): its sha256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+USER_COLUMNS = ("email", "display_name", "role", "status", "kyc_level", "twofactor_on", "unread_notifications",
+                "email_verified", "session_id")
 
 
 @login_manager.user_loader
-def load_user(user_id: str):
-    row = db.call_one("api.get_user", user_id=int(user_id))
-    return User(id=row["user_id"], **{k: row[k] for k in ("email", "display_name", "role", "status", "kyc_level")}) \
-        if row else None
+def load_user(session_token: str):
+    """The one database call of a logged-in request; None (→ /login) for an ended or unknown session."""
+    if not session_token or len(session_token) > 100:
+        return None
+    row = db.call_one("api.session_user", session_token_hash=token_hash(session_token))
+    return User(id=row["user_id"], session_token=session_token, **{k: row[k] for k in USER_COLUMNS}) if row else None
+
+
+BROWSERS = [("Edge", r"Edg(?:e|A|iOS)?/"), ("Opera", r"OPR/|Opera"), ("Samsung Internet", r"SamsungBrowser/"),
+            ("Firefox", r"Firefox/|FxiOS/"), ("Chrome", r"Chrome/|CriOS/|Chromium/"), ("Safari", r"Safari/")]
+SYSTEMS = [("Android", r"Android"), ("iOS", r"iPhone|iPad|iPod"), ("Windows", r"Windows"), ("macOS", r"Mac OS X|Macintosh"),
+           ("ChromeOS", r"CrOS"), ("Linux", r"Linux|X11")]
+
+
+def browser_name(user_agent: str) -> str:
+    """"Firefox / Linux" from a User-Agent: what the devices list shows and a new device is told by."""
+    ua = user_agent or ""
+    browser = next((name for name, pattern in BROWSERS if re.search(pattern, ua)), None)
+    system = next((name for name, pattern in SYSTEMS if re.search(pattern, ua)), None)
+    if not browser and not system:
+        return (ua[:40] or "?").strip()
+    return " / ".join(part for part in (browser or "?", system) if part)
+
+
+def start_session(user_id: int) -> User:
+    """Record a session for a user whose password (and code) were right, and log them in with it."""
+    token = secrets.token_urlsafe(32)
+    agent = request.headers.get("User-Agent", "")[:500]
+    db.call("api.start_session", user_id=user_id, token_hash=token_hash(token), ip=request.remote_addr,
+            user_agent=agent, browser=browser_name(agent))
+    user = load_user(token)
+    login_user(user)
+    return user
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -80,8 +134,9 @@ def register():
         except DomainError as exc:
             form_error(form, exc)
         else:
-            login_user(load_user(str(user_id)))
-            flash("Conta criada. Bem-vindo à bs-market!", "success")
+            start_session(user_id)
+            flash("Conta criada. Enviamos um link de confirmação para o seu e-mail: abra-o para depositar e negociar.",
+                  "success")
             return redirect(url_for("wallet.index"))
     status = 422 if form.errors or request.method == "POST" else 200
     return render_template("auth/register.html", form=form), status
@@ -106,7 +161,7 @@ def login():
                 # Password right: now the code. Not logged in until then.
                 session["pending_2fa"] = {"user_id": result["user_id"], "next": target, "started": time.time()}
                 return redirect(url_for("auth.login_twofactor"))
-            login_user(load_user(str(result["user_id"])))
+            start_session(result["user_id"])
             flash("Você entrou.", "success")
             return redirect(target)
         if result["outcome"] == "locked":
@@ -123,6 +178,7 @@ def login():
 @login_required
 def logout():
     if ActionForm().validate_on_submit():
+        db.call("api.end_session", user_id=current_user.id, session_id=current_user.session_id, reason="logout")
         logout_user()
         flash("Você saiu.", "info")
     return redirect(url_for("auth.login"))
@@ -157,7 +213,7 @@ def login_twofactor():
             form_error(form, exc)
             return render_template("auth/login_twofactor.html", form=form), exc.status
         session.pop("pending_2fa", None)
-        login_user(load_user(str(pending["user_id"])))
+        start_session(pending["user_id"])
         flash("Você entrou.", "success")
         return redirect(pending.get("next") or url_for("wallet.index"))
     status = 422 if request.method == "POST" else 200
@@ -167,10 +223,21 @@ def login_twofactor():
 @bp.get("/account/security")
 @login_required
 def security():
-    return render_template("auth/security.html", state=twofactor.state(current_user.id),
+    return security_page()
+
+
+def security_page(status: int = 200, **forms):
+    """/account/security: 2FA, password, e-mail, anti-phishing code, devices and logs (forms with errors passed in)."""
+    from .forms import AntiPhishingForm
+    account = db.call_one("api.get_account", user_id=current_user.id)
+    forms.setdefault("disable_form", TwoFactorDisableForm())
+    forms.setdefault("phishing_form", AntiPhishingForm(anti_phishing_code=account["anti_phishing_code"] or ""))
+    return render_template("auth/security.html", state=twofactor.state(current_user.id), account=account,
+                           sessions=db.call("api.list_sessions", user_id=current_user.id,
+                                            current_session_id=current_user.session_id),
                            logins=db.call("api.list_login_events", user_id=current_user.id, max_rows=20),
                            events=db.call("api.list_security_events", user_id=current_user.id, max_rows=20),
-                           disable_form=TwoFactorDisableForm())
+                           action_form=ActionForm(), **forms), status
 
 
 @bp.route("/account/2fa", methods=["GET", "POST"])
@@ -188,7 +255,8 @@ def twofactor_setup():
         try:
             # the database checks the first code against the pending secret
             db.call("api.confirm_totp_enrolment", user_id=current_user.id, code=twofactor.normalize(form.totp_code.data),
-                    recovery_code_hashes=[twofactor.hash_recovery_code(c) for c in codes], ip=request.remote_addr)
+                    recovery_code_hashes=[twofactor.hash_recovery_code(c) for c in codes], ip=request.remote_addr,
+                    session_id=current_user.session_id)
         except DomainError as exc:
             form_error(form, exc)
         else:
@@ -208,16 +276,13 @@ def twofactor_disable():
     if form.validate_on_submit():
         # the database checks the code (a recovery code cannot turn 2FA off)
         outcome = db.call_one("api.disable_totp", user_id=current_user.id, code=twofactor.normalize(form.totp_code.data),
-                              ip=request.remote_addr)["disable_totp"]
+                              ip=request.remote_addr, session_id=current_user.session_id)["disable_totp"]
         if outcome == "ok":
             flash("Verificação em duas etapas desativada. Por segurança, saques e envios ficam pausados por 24 h.",
                   "warning")
             return redirect(url_for("auth.security"))
         form.totp_code.errors = [twofactor.MESSAGES.get(outcome, twofactor.MESSAGES["wrong"])]
-    return render_template("auth/security.html", state=twofactor.state(current_user.id),
-                           logins=db.call("api.list_login_events", user_id=current_user.id, max_rows=20),
-                           events=db.call("api.list_security_events", user_id=current_user.id, max_rows=20),
-                           disable_form=form), 422
+    return security_page(422, disable_form=form)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -226,7 +291,7 @@ def twofactor_disable():
 def change_password():
     form = PasswordChangeForm()
     form.user_email = current_user.email
-    enabled = twofactor.is_enabled(current_user.id)
+    enabled = current_user.twofactor_on
     if form.validate_on_submit():
         current_hash = db.call_one("api.get_password_hash", user_id=current_user.id)["get_password_hash"]
         if not check_password_hash(current_hash, form.current_password.data):
@@ -237,11 +302,12 @@ def change_password():
             try:
                 twofactor.require_code(form.totp_code.data, context="password")
                 db.call("api.change_password", user_id=current_user.id,
-                        password_hash=generate_password_hash(form.new_password.data), ip=request.remote_addr)
+                        password_hash=generate_password_hash(form.new_password.data), ip=request.remote_addr,
+                        session_id=current_user.session_id)
             except DomainError as exc:
                 form_error(form, exc)
             else:
-                flash("Senha alterada.", "success")
+                flash("Senha alterada. As outras sessões da sua conta foram encerradas.", "success")
                 return redirect(url_for("auth.security"))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/password.html", form=form, twofactor_enabled=enabled), status

@@ -18,6 +18,7 @@ import os
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.utils import formatdate
 from urllib.parse import unquote, urlsplit
 
 from .. import db
@@ -40,12 +41,18 @@ def _setting(app, name: str, default: str = "") -> str:
 
 
 def build_message(app, row: dict) -> EmailMessage:
+    from ..auth.mail import mail_domain
     base = _setting(app, "APP_URL", "http://127.0.0.1:8000").rstrip("/")
     msg = EmailMessage()
     msg["From"] = _setting(app, "MAIL_FROM", "bs-market <no-reply@bs-market.local>")
     msg["To"] = row["email"]
     msg["Subject"] = f"bs-market: {SUBJECTS.get(row['kind'].split('.')[0], 'Aviso')}"
-    body = [f"Olá, {row['display_name']}.", "", row["message"], ""]
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = f"<notification-{row['notification_id']}@{mail_domain(app)}>"  # a resend is the same message
+    # every e-mail of ours shows the customer's anti-phishing code at the top
+    body = ([f"Código anti-phishing: {row['anti_phishing_code']}", ""] if row.get("anti_phishing_code") else
+            [f"Dica: defina um código anti-phishing em {base}/account/security e ele aparecerá no topo de todo e-mail nosso.", ""])
+    body += [f"Olá, {row['display_name']}.", "", row["message"], ""]
     if row.get("link"):
         link = row["link"] if row["link"].startswith("http") else base + row["link"]
         body += [f"Veja em: {link}", ""]

@@ -12,9 +12,8 @@ from . import bp
 @bp.app_context_processor
 def unread_badge():
     def unread_notifications() -> int:
-        if not current_user.is_authenticated:
-            return 0
-        return db.call_one("api.count_unread_notifications", user_id=current_user.id)["count_unread_notifications"]
+        # loaded with the user (api.session_user): no query of its own
+        return current_user.unread_notifications if current_user.is_authenticated else 0
     return {"unread_notifications": unread_notifications}
 
 
