@@ -126,7 +126,7 @@ alter table core.security_events drop constraint security_events_kind_check;
 alter table core.security_events add constraint security_events_kind_check check (kind in (
   'twofactor_enabled', 'twofactor_disabled', 'twofactor_failed', 'recovery_code_used',
   'password_changed', 'kyc_data_confirmed', 'kyc_documents_submitted', 'kyc_approved', 'kyc_rejected',
-  'withdrawal_destination_added',
+  'withdrawal_destination_added', 'crypto_address_added',
   'email_verified', 'email_change_requested', 'email_changed', 'password_reset_requested', 'password_reset',
   'new_device_login', 'session_ended', 'other_sessions_ended', 'anti_phishing_code_set',
   'twofactor_recovery_requested', 'twofactor_recovered', 'twofactor_recovery_rejected'));

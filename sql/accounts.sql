@@ -619,7 +619,8 @@ begin
   v_until := core.pause_exits(v_user.id, core.setting('twofactor_recovery_exit_pause_hours')::int, 'twofactor_recovered');
   perform core.end_sessions(v_user.id, 'twofactor_recovered');
   update core.twofactor_recovery_requests r
-     set status = 'approved', reviewed_by = admin_id, reviewed_at = now(), review_reason = btrim(reason)
+     set status = 'approved', reviewed_by = admin_id, reviewed_at = now(),
+         review_reason = btrim(approve_twofactor_recovery.reason)
    where r.id = v_request.id;
   perform core.audit(admin_id, 'approve_twofactor_recovery', v_user.id, reason,
                      jsonb_build_object('request_id', v_request.id, 'exits_paused_until', v_until));
@@ -645,7 +646,8 @@ declare
   v_email text;
 begin
   update core.twofactor_recovery_requests r
-     set status = 'rejected', reviewed_by = admin_id, reviewed_at = now(), review_reason = btrim(reason)
+     set status = 'rejected', reviewed_by = admin_id, reviewed_at = now(),
+         review_reason = btrim(reject_twofactor_recovery.reason)
    where r.id = v_request.id;
   perform core.audit(admin_id, 'reject_twofactor_recovery', v_request.user_id, reason,
                      jsonb_build_object('request_id', v_request.id));

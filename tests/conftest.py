@@ -237,3 +237,21 @@ def login(forms, db_url):
             assert response.status_code == 302, response.get_data(as_text=True)[:2000]
         return response
     return do
+
+
+@pytest.fixture
+def mail_sink(app):
+    """A real SMTP sink (webapp/sandbox/mail.py, aiosmtpd) on a free port; the app's SMTP_URL points at it.
+    `mail_sink.deliver()` runs the worker's mail job once, as the worker process would."""
+    from webapp.auth.tasks import send_account_mail
+    from webapp.sandbox.mail import MailSink
+    sink = MailSink(smtp_port=free_port()).start()
+    app.config["SMTP_URL"] = sink.url
+    app.config.setdefault("APP_URL", "http://localhost")
+
+    def deliver() -> int:
+        with app.app_context():
+            return send_account_mail(app)
+    sink.deliver = deliver
+    yield sink
+    sink.stop()
