@@ -353,3 +353,34 @@ def test_worker_functions_are_the_workers(owner):
         assert owner.execute("select has_function_privilege('exchange_worker', %s, 'EXECUTE') as ok", (fn,)).fetchone()["ok"]
     assert not owner.execute("select has_function_privilege('exchange_app', 'core.mark_email_verified(bigint)', "
                              "'EXECUTE') as ok").fetchone()["ok"]
+
+
+def test_each_refusal_has_its_code(owner, web, worker, demo):
+    """BST01 unknown, BST02 expired, BST03 used/replaced, BSR01 too soon, BSU01 taken — by SQLSTATE."""
+    alice = demo["alice@example.com"]
+    web.execute("select api.request_password_reset('alice@example.com')")
+    mail = owner.execute("select id from core.mail_outbox where kind = 'password_reset'").fetchone()["id"]
+    raw = "t" * 43
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    worker.execute("select admin.issue_mail_token(%s, %s)", (mail, digest))
+    assert sqlstate(web, "select api.get_password_reset(%s)", ("0" * 64,)) == "BST01"
+    assert sqlstate(web, "select api.reset_password(%s, %s)", (digest, "short")) == "BSV01"
+    owner.execute("update core.account_tokens set expires_at = now() - interval '1 s' where mail_id = %s", (mail,))
+    assert sqlstate(web, "select api.get_password_reset(%s)", (digest,)) == "BST02"
+    owner.execute("update core.account_tokens set expires_at = now() + interval '1 h' where mail_id = %s", (mail,))
+    assert web.execute("select api.reset_password(%s, %s) as u", (digest, "h" * 40)).fetchone()["u"] == alice
+    assert sqlstate(web, "select api.reset_password(%s, %s)", (digest, "h" * 40)) == "BST03"
+    # a replaced link: the next request revokes it, and its unsent mail is cancelled when the worker gets to it
+    web.execute("select api.request_password_reset('bob@example.com')")
+    web.execute("select api.request_password_reset('bob@example.com')")
+    first, second = owner.execute("select id from core.mail_outbox where kind = 'password_reset' and recipient = "
+                                  "'bob@example.com' order by id").fetchall()
+    assert owner.execute("select status from core.mail_outbox where id = %s", (first["id"],)).fetchone()["status"] == "cancelled"
+    assert worker.execute("select admin.issue_mail_token(%s, %s) as e", (first["id"], "1" * 64)).fetchone()["e"] is None
+    owner.execute("update core.settings set value = '3600' where name = 'verification_resend_seconds'")
+    carla = web.execute("select api.register_user('carla@example.com', %s, 'Carla') as id", ("x" * 40,)).fetchone()["id"]
+    assert sqlstate(web, "select api.resend_verification(%s)", (carla,)) == "BSR01"
+    assert sqlstate(web, "select api.resend_verification(%s)", (alice,)) == "BSS01"
+    assert sqlstate(web, "select api.request_email_change(%s, 'bob@example.com')", (alice,)) == "BSU01"
+    assert sqlstate(web, "select api.set_anti_phishing_code(%s, 'abc')", (alice,)) == "BSV01"
+    assert second  # (the newer link stays usable)

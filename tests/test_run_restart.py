@@ -126,9 +126,11 @@ def run_env(admin_url, tmp_path):
     env.update({
         "DATABASE_URL": url_for_db(admin_url, name), "PORT": str(free_port()),
         "MP_SANDBOX_PORT": str(free_port()), "BINANCE_SANDBOX_PORT": str(free_port()),
+        "MAIL_SANDBOX_PORT": str(free_port()), "MAIL_SMTP_PORT": str(free_port()),
         "BSM_LOCAL_DIR": str(tmp_path / "local"), "PYTHONUNBUFFERED": "1",
     })
     env.pop("APP_URL", None)
+    env.pop("SMTP_URL", None)
     env.pop("SECRET_KEY", None)
     # a database of ours is seeded only once marked as a development one
     from webapp import migrate
@@ -186,7 +188,8 @@ def p2p_pix_confirmed(run: Run, db) -> str:
 
 
 def assert_all_gone(env: dict):
-    ports = [int(env[k]) for k in ("PORT", "MP_SANDBOX_PORT", "BINANCE_SANDBOX_PORT")]
+    ports = [int(env[k]) for k in ("PORT", "MP_SANDBOX_PORT", "BINANCE_SANDBOX_PORT", "MAIL_SANDBOX_PORT",
+                                   "MAIL_SMTP_PORT")]
     wait_until(lambda: not processes_with(env["BSM_LOCAL_DIR"]), 10, "every process of the run to end")
     assert [p for p in ports if listening(p)] == []
 
