@@ -75,6 +75,10 @@ ROUTES = [
     Route("POST", "/language/<code>", "anon", path={"code": "en"}),
     Route("POST", "/webhooks/mercadopago", "anon", {"type": "payment", "data.id": "123"}),
     Route("POST", "/logout", "logout"),
+    Route("POST", "/password/forgot", "anon", {"email": "nobody@example.com"}),
+    Route("POST", "/password/reset/<token>", "anon", {"password": "uma-senha-forte-9", "confirm": "uma-senha-forte-9"},
+          path={"token": "A" * 43}),
+    Route("POST", "/login/2fa/recovery", "anon", {"reason": "Perdi o celular ontem."}),
     # the customer
     Route("POST", "/wallet", "alice", {"recipient_email": "bob@example.com", "currency": "BRL", "amount": "1,00",
                                        "idempotency_key": "{key}"}),
@@ -114,6 +118,11 @@ ROUTES = [
                                                  "new_password": "outra-senha-forte-7",
                                                  "confirm": "outra-senha-forte-7", "totp_code": ""}),
     Route("POST", "/notifications/read", "alice"),
+    Route("POST", "/account/email/resend", "alice"),
+    Route("POST", "/account/email", "alice", {"new_email": "alice2-{n}@example.com", "current_password": DEMO_PASSWORD}),
+    Route("POST", "/account/anti-phishing", "alice", {"anti_phishing_code": "girassol-42"}),
+    Route("POST", "/account/sessions/<int:session_id>/end", "alice", ids="session"),
+    Route("POST", "/account/sessions/end-others", "alice"),
     # the back office
     Route("POST", "/admin/disputes/<int:trade_id>", "admin", {"outcome": "refund", "at_fault": "",
                                                               "note": "Decidido."}, ids="trade"),
@@ -121,6 +130,8 @@ ROUTES = [
           ids="submission", path={"decision": "reject"}),
     Route("POST", "/admin/users/<int:user_id>/<any(freeze, unfreeze):action>", "admin", {"reason": "Teste"},
           ids="user", path={"action": "freeze"}),
+    Route("POST", "/admin/twofactor-recoveries/<int:request_id>/<any(approve, reject):decision>", "admin",
+          {"reason": "Motivo do teste", "totp_code": ""}, ids="recovery", path={"decision": "reject"}),
     Route("POST", "/admin/users/<int:user_id>/adjust", "admin", {"currency": "BRL", "amount": "1,00",
                                                                  "reason": "Teste", "idempotency_key": "{key}"},
           ids="user"),
@@ -293,6 +304,9 @@ def _world(app, owner, demo):
         "deposit": ([deposit(alice)], [deposit(bob)]),
         "user": ([alice], [bob, carol]),
         "quote": ([quote(alice)], [quote(bob)]), "order": ([], []), "clawback": ([], []), "crypto_address": ([], []), "crypto_withdrawal": ([], []), "proof": ([], []), "document": ([], []), "submission": ([], []),
+        # only others' sessions: ending alice's own would log the fuzzing browser out
+        "session": ([], [r["id"] for r in owner.execute("select id from core.user_sessions where user_id = %s", (bob,))]),
+        "recovery": ([], []),
     }
     return {"alice": alice, "bob": bob, "carol": carol, "admin": admin, "ids": ids}
 
