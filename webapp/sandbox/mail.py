@@ -124,7 +124,7 @@ th{background:#212529;color:#fff}a{color:#0a58ca}.muted{color:#6c757d;font-size:
 pre{background:#fff;padding:1rem;border:1px solid #e3e5e8;white-space:pre-wrap;font-size:1rem;line-height:1.5}
 .top{display:flex;gap:1rem;align-items:center}.badge{background:#ffc107;border-radius:.5rem;padding:.1rem .5rem;font-size:.8em}
 button{padding:.3rem .8rem}</style></head><body>
-<div class="top"><h1>📬 Caixa de entrada <span class="badge">sandbox</span></h1>
+<div class="top"><h1>Caixa de entrada <span class="badge">sandbox</span></h1>
 <form method="post" action="/_sandbox/mail/clear"><button>Apagar tudo</button></form></div>
 <p class="muted">Todo e-mail que a bs-market envia em modo sandbox chega aqui (SMTP {{ smtp }}); nada sai desta máquina.
 Clique num e-mail para lê-lo e seguir os links.</p>
