@@ -42,7 +42,7 @@ from ..auth.guards import admin_required  # noqa: E402
 
 @bp.route("/withdrawals", methods=["GET", "POST"])
 @login_required
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_WITHDRAWAL"], methods=["POST"])
 def index():
     form = WithdrawalForm()
     provider = pix_provider_name(current_app.config)
