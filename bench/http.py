@@ -556,6 +556,45 @@ def measure(names, scripts, urls, connections, seconds, repeat) -> dict[str, dic
     return {name: median_result(rs) for name, rs in runs.items()}
 
 
+def profile(app: "Server", script: Path, url: str, connections: int, seconds: int, workdir: Path) -> None:
+    """Sample every gunicorn worker with py-spy while wrk runs; print self and inclusive time by function."""
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if not spy:
+        raise SystemExit("py-spy not found: pip install py-spy (or set PY_SPY)")
+    workers = subprocess.run(["pgrep", "-P", str(app.proc.pid)], capture_output=True, text=True).stdout.split()
+    wrk(script, url, connections, 2)
+    spies = [subprocess.Popen([spy, "record", "-p", pid, "-d", str(seconds), "-r", "200", "-f", "raw", "-o",
+                               str(workdir / f"{pid}.txt"), "--nonblocking"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for pid in workers]
+    result = wrk(script, url, connections, seconds)
+    for p in spies:
+        p.wait()
+    log(f"  {result['rps']:.0f} req/s under py-spy")
+    inclusive, own, total = {}, {}, 0
+    for pid in workers:
+        path = workdir / f"{pid}.txt"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            if not any("wsgi" in f or "flask" in f for f in frames):
+                continue   # idle threads waiting in the selector
+            n = int(count)
+            total += n
+            for frame in set(re.sub(r":\d+\)", ")", f) for f in frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+            leaf = re.sub(r":\d+\)", ")", frames[-1])
+            own[leaf] = own.get(leaf, 0) + n
+    log(f"  {total} busy samples")
+    log("  inclusive:")
+    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:60]:
+        log(f"    {100 * n / total:5.1f}%  {frame}")
+    log("  self:")
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:30]:
+        log(f"    {100 * n / total:5.1f}%  {frame}")
+
+
 def report(title: str, results: dict, kinds: dict) -> None:
     judged = verdicts(results, kinds)
     log(f"\n{title}")
@@ -579,6 +618,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-growth", action="store_true")
     parser.add_argument("--only", help="comma-separated targets (hello is always measured)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--profile", metavar="TARGET",
+                        help="py-spy (PY_SPY or on PATH) samples the app's workers during TARGET; prints the top frames")
     args = parser.parse_args(argv)
 
     if not shutil.which("wrk"):
@@ -626,6 +667,9 @@ def main(argv=None) -> int:
             scripts[name] = path
             urls[name] = hello.url if name == "hello" else app.url
 
+        if args.profile:
+            profile(app, scripts[args.profile], urls[args.profile], args.connections, args.seconds, workdir)
+            return 0
         small_counts = counts(url)
         log(f"\nsmall database: {small_counts}")
         small = measure(names, scripts, urls, args.connections, args.seconds, args.repeat)

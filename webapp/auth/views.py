@@ -36,6 +36,8 @@ class User:
     role: str
     status: str
     kyc_level: int
+    twofactor_on: bool = False
+    unread_notifications: int = 0
 
     is_authenticated = True
     is_active = True
@@ -55,15 +57,18 @@ class User:
 
 @bp.app_context_processor
 def twofactor_helpers():
-    # a function, so only the pages that ask for a code look it up
-    return {"twofa_on": lambda: current_user.is_authenticated and twofactor.is_enabled(current_user.id)}
+    # read with the user by the loader (api.get_user): no call of its own
+    return {"twofa_on": lambda: current_user.is_authenticated and current_user.twofactor_on}
+
+
+USER_COLUMNS = ("email", "display_name", "role", "status", "kyc_level", "twofactor_on", "unread_notifications")
 
 
 @login_manager.user_loader
 def load_user(user_id: str):
+    """The request's user, in its one database call (with the 2FA flag and the unread count)."""
     row = db.call_one("api.get_user", user_id=int(user_id))
-    return User(id=row["user_id"], **{k: row[k] for k in ("email", "display_name", "role", "status", "kyc_level")}) \
-        if row else None
+    return User(id=row["user_id"], **{k: row[k] for k in USER_COLUMNS}) if row else None
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -12,9 +12,8 @@ from . import bp
 @bp.app_context_processor
 def unread_badge():
     def unread_notifications() -> int:
-        if not current_user.is_authenticated:
-            return 0
-        return db.call_one("api.count_unread_notifications", user_id=current_user.id)["count_unread_notifications"]
+        # counted by the user loader (api.get_user), with the user
+        return current_user.unread_notifications if current_user.is_authenticated else 0
     return {"unread_notifications": unread_notifications}
 
 
