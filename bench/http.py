@@ -113,7 +113,8 @@ def parse_wrk(output: str) -> dict:
 
 def median_result(runs: list[dict]) -> dict:
     """Medians of several rounds of one target (req/s and latencies each on their own)."""
-    return {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms", "mean_ms")} | {
+    keys = [k for k in ("rps", "p50_ms", "p99_ms", "mean_ms", "web_cpu_ms", "db_cpu_ms") if k in runs[0]]
+    return {key: statistics.median(r[key] for r in runs) for key in keys} | {
         "rounds": [round(r["rps"]) for r in runs]}
 
 
@@ -541,18 +542,55 @@ def wrk(script: Path, url: str, connections: int, seconds: float) -> dict:
     return out
 
 
+def tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children, read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, total = [root_pid], 0.0
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append((int(entry.name), fields))
+    seen = set()
+    while pids:
+        pid = pids.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+        pids.extend(child for child, _ in children.get(pid, []))
+    return total
+
+
+CPU_ROOTS: dict[str, int] = {}   # "app", "hello", "db" -> root pid, filled by main()
+
+
 def measure(names, scripts, urls, connections, seconds, repeat) -> dict[str, dict]:
     runs: dict[str, list] = {name: [] for name in names}
     for round_ in range(repeat):
         log(f"  round {round_ + 1}/{repeat} (load {load()})")
         for name in names:
             wrk(scripts[name], urls[name], connections, 2)   # warm-up
+            server = "hello" if name == "hello" else "app"
+            cpu0 = {k: tree_cpu(v) for k, v in CPU_ROOTS.items()}
             result = wrk(scripts[name], urls[name], connections, seconds)
+            cpu = {k: tree_cpu(v) - cpu0[k] for k, v in CPU_ROOTS.items()}
+            done = max(result["ok"], 1)
+            result["web_cpu_ms"] = 1000 * cpu.get(server, 0) / done
+            result["db_cpu_ms"] = 1000 * cpu.get("db", 0) / done
             if result["bad"] or result["errors"]:
                 raise SystemExit(f"{name}: {result['bad']} unexpected statuses, {result['errors']} socket errors\n"
                                  f"{result['stderr']}")
             runs[name].append(result)
-            log(f"    {name:<11} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms")
+            log(f"    {name:<11} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms"
+                f"  CPU per request: web {result['web_cpu_ms']:.2f} ms, database {result['db_cpu_ms']:.2f} ms")
     return {name: median_result(rs) for name, rs in runs.items()}
 
 
@@ -598,13 +636,13 @@ def profile(app: "Server", script: Path, url: str, connections: int, seconds: in
 def report(title: str, results: dict, kinds: dict) -> None:
     judged = verdicts(results, kinds)
     log(f"\n{title}")
-    log(f"  {'target':<11} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}  goal")
+    log(f"  {'target':<11} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} {'web CPU':>8} {'db CPU':>7}  goal")
     for name, result in results.items():
         v = judged[name]
         goal = "" if v["goal"] is None else f">= {v['goal']:.2f} {'met' if v['ratio_ok'] else 'NOT met'}"
         p99 = "" if name == "hello" else f", p99 {'met' if v['p99_ok'] else 'NOT met'}"
         log(f"  {name:<11} {result['rps']:8.0f} {result['p50_ms']:7.1f} {result['p99_ms']:7.1f} {v['ratio']:6.2f}"
-            f"  {goal}{p99}   rounds {result['rounds']}")
+            f" {result.get('web_cpu_ms', 0):6.2f}ms {result.get('db_cpu_ms', 0):5.2f}ms  {goal}{p99}   rounds {result['rounds']}")
 
 
 def main(argv=None) -> int:
@@ -656,6 +694,8 @@ def main(argv=None) -> int:
         servers += [app, hello]
         app.wait("/healthz")
         hello.wait("/")
+        CPU_ROOTS.update(app=app.proc.pid, hello=hello.proc.pid,
+                         db=int((cluster.datadir / "postmaster.pid").read_text().split()[0]))
         sessions = [login(app.url, c["email"]) for c in people["customers"]]
         run_id = uuid.uuid4().hex[:8]
         scripts, urls = {}, {}

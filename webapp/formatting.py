@@ -5,9 +5,11 @@ in the customer's language (pt-BR by default).
 """
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_DOWN, Decimal, localcontext
 
-from babel.numbers import format_currency, format_decimal
+from babel import Locale
+from babel.numbers import format_currency, format_decimal, parse_pattern
 from flask_babel import format_datetime, get_locale, gettext
 
 SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
@@ -16,11 +18,23 @@ SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
 DISPLAY_MIN = 8
 
 
-def _locale() -> str:
+@functools.lru_cache(maxsize=16)
+def _babel_locale(name: str) -> Locale:
+    return Locale.parse(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(digits: int):
+    # Parsed once: a page of offers formats a hundred amounts.
+    return parse_pattern("#,##0." + "0" * digits if digits else "#,##0")
+
+
+def _locale() -> Locale:
+    """The request's locale (a Locale object: babel parses a string again on every call)."""
     try:
-        return str(get_locale() or "pt_BR")
+        return get_locale() or _babel_locale("pt_BR")
     except Exception:  # outside a request (CLI, worker)
-        return "pt_BR"
+        return _babel_locale("pt_BR")
 
 
 def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
@@ -28,13 +42,21 @@ def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
         return "—"
     # Wide enough for any numeric the database can hold (the default 28 digits
     # fail on a huge stored value, and a page must never answer 500 for one).
+    amount = Decimal(amount)
+    loc = _babel_locale(locale) if locale else _locale()
+    # Keyed by the digits and exponent (1.0 and 1.00 are equal Decimals, shown differently).
+    return _money(amount.as_tuple(), currency, loc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _money(digits: tuple, currency: str, locale: Locale) -> str:
+    """Babel's formatting is the costliest part of a page of amounts, and a pure function: memoized."""
     with localcontext() as ctx:
         ctx.prec = 200
-        return _money(Decimal(amount), currency, locale)
+        return _format_money(Decimal(digits), currency, locale)
 
 
-def _money(amount: Decimal, currency: str, locale: str | None) -> str:
-    locale = locale or _locale()
+def _format_money(amount: Decimal, currency: str, locale: Locale) -> str:
     if currency == "BRL":
         return format_currency(amount, "BRL", locale=locale).replace("\xa0", " ")
     scale = SCALES.get(currency, 8)
@@ -42,8 +64,7 @@ def _money(amount: Decimal, currency: str, locale: str | None) -> str:
     exact = amount.normalize()
     digits = max(shown, -exact.as_tuple().exponent if exact.as_tuple().exponent < 0 else 0)
     digits = min(digits, scale)
-    pattern = "#,##0." + "0" * digits if digits else "#,##0"
-    return f"{format_decimal(amount, format=pattern, locale=locale, decimal_quantization=False)} {currency}"
+    return f"{format_decimal(amount, format=_pattern(digits), locale=locale, decimal_quantization=False)} {currency}"
 
 
 def plain(amount, currency: str) -> str:
