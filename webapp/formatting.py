@@ -10,7 +10,8 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 
 from babel import Locale
 from babel.numbers import format_currency, format_decimal, parse_pattern
-from flask_babel import format_datetime, get_locale, gettext
+from flask_babel import format_datetime, get_locale, get_translations, gettext
+from jinja2.ext import _make_new_gettext, _make_new_ngettext
 
 SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
 # Display at most this many decimals for long-scale assets (ETH keeps 18 in
@@ -116,6 +117,16 @@ def init_app(app):
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["plain_amount"] = plain
     app.jinja_env.filters["datetimeformat"] = datetimeformat
+
+    @app.context_processor
+    def page_translations():
+        # `_()` in a template resolves `gettext` from the context first: bound
+        # here once per page to the request's catalog, instead of Flask-Babel
+        # looking up the request, the domain and the locale again for each of
+        # the page's dozens of strings. Same newstyle wrappers as Jinja's own.
+        translations = get_translations()
+        return {"gettext": _make_new_gettext(translations.ugettext),
+                "ngettext": _make_new_ngettext(translations.ungettext)}
 
     @app.context_processor
     def navigation():

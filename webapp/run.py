@@ -141,7 +141,7 @@ def main() -> int:
             start(f"Binance sandbox on :{binance_port}",
                   [python, "-m", "webapp.sandbox.binance", "--port", binance_port,
                    "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
-        start("web", [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+        start("web", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                       "--graceful-timeout", "5", "--control-socket", str(run_dir / "gunicorn.ctl"),
                       "--access-logfile", "-", "wsgi:app"])
         start("worker", flask + ["worker"])
