@@ -11,7 +11,8 @@ One run (docs/PERFORMANCE.md, "Web performance", explains the numbers):
    api/admin functions: N customers (one per wrk connection: KYC level 2 with their own CPF, funded
    with BRL through admin.adjust_balance), N recipients, N makers each with a SELL BTC offer (PIX),
    one open trade per customer; then a history of --small-entries journal entries
-   (load_history: balanced transfers among ~1000 customers, the bench customers included);
+   (load_history: balanced transfers among ~1000 customers, the bench customers included) and
+   --small-offers P2P offers (so the book shows a full page on both databases);
 2. starts the exchange with the Procfile's `web:` command, unchanged (its gunicorn settings come
    from gunicorn.conf.py), and the bare hello app (bench/hello.py) with the same command and
    `wsgi:app` replaced by `bench.hello:app`;
@@ -670,6 +671,7 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians are printed")
     parser.add_argument("--small-entries", type=int, default=10_000)
+    parser.add_argument("--small-offers", type=int, default=1_000)
     parser.add_argument("--entries", type=int, default=1_000_000, help="journal entries for the growth run")
     parser.add_argument("--offers", type=int, default=100_000, help="P2P offers for the growth run")
     parser.add_argument("--no-growth", action="store_true")
@@ -700,6 +702,9 @@ def main(argv=None) -> int:
         poller = PricePoller(url)
         people = seed(url, args.connections)
         load_history(url, args.small_entries)
+        # Enough offers that the book shows a full page (50) on the small database too:
+        # the growth compares the same page, not 16 rows with 50.
+        load_offers(url, args.small_offers)
         env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=uuid.uuid4().hex,
                    RATELIMIT_WITHDRAWAL="1000000 per minute")
         for key in ("APP_DATABASE_URL", "AUDIT_DATABASE_URL", "WORKER_DATABASE_URL"):
