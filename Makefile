@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench psql db-url lint check i18n sql-docs clean-db
+.PHONY: run test bench bench-http psql db-url lint check i18n sql-docs clean-db
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.ledger
+
+# The web under wrk, next to a bare Flask hello (docs/PERFORMANCE.md, "Web performance"; needs wrk).
+bench-http: $(STAMP)
+	@command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk"; exit 1; }
+	$(PY) -m bench.http
 
 # The DBA's door: psql as the owner on the running database.
 psql: $(STAMP)

@@ -95,12 +95,18 @@ grant execute on function api.record_login(text, boolean, text) to exchange_app;
 comment on function api.record_login(text, boolean, text) is
   'Records a login attempt and decides it: outcome ok, bad_credentials, or locked (after login_max_failures failures in a row the account is locked for login_lock_minutes). Every attempt is logged in core.login_events.';
 
-create or replace function api.get_user(user_id bigint)
-returns table (user_id bigint, email text, display_name text, role text, status text, kyc_level int)
+-- The web's user loader: the one database call every logged-in page makes
+-- (the navigation's badge and the 2FA field read its last two columns).
+drop function if exists api.get_user(bigint);
+create function api.get_user(user_id bigint)
+returns table (user_id bigint, email text, display_name text, role text, status text, kyc_level int,
+               twofactor_on boolean, unread_notifications int)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select u.id, u.email, u.display_name, u.role, u.status, u.kyc_level
+  select u.id, u.email, u.display_name, u.role, u.status, u.kyc_level, u.twofactor_on,
+         (select count(*)::int from core.notifications n where n.user_id = u.id and n.read_at is null)
   from core.users u where u.id = get_user.user_id
 $$;
 revoke all on function api.get_user(bigint) from public;
 grant execute on function api.get_user(bigint) to exchange_app;
-comment on function api.get_user(bigint) is 'The profile of a user (the session''s current user).';
+comment on function api.get_user(bigint) is
+  'The profile of a user (the session''s current user), with whether 2FA is on and how many notifications are unread: everything a page needs about its user, in one call.';

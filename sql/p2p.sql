@@ -619,29 +619,62 @@ returns table (offer_id bigint, maker_id bigint, maker_name text, is_mine boolea
                expires_at timestamptz, completed_trades bigint, completion_rate numeric, avg_release_seconds numeric,
                positive_ratings bigint, negative_ratings bigint)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  -- Bounded however many offers are active (migration 0018): the best max_rows
+  -- fixed-price offers come in price order from p2p_offers_book_fixed_idx, the
+  -- best of each crypto's floating offers in premium order from
+  -- p2p_offers_book_floating_idx (a floating price grows with its premium);
+  -- each scan stops after max_rows offers that pass the filters, and only
+  -- those candidates get their maker's reputation.
+  with k as (select least(greatest(list_p2p_offers.max_rows, 1), 200) as n),
+  candidates as (
+    (select o.*, o.fixed_price as price
+     from core.p2p_offers o
+     where o.status = 'active' and o.price_type = 'fixed' and o.side = list_p2p_offers.side
+       and o.expires_at > now() and o.remaining_amount > 0
+       and (list_p2p_offers.crypto is null or o.crypto = list_p2p_offers.crypto)
+       and (list_p2p_offers.payment_method is null or list_p2p_offers.payment_method = any (o.payment_methods))
+       and (list_p2p_offers.amount_brl is null
+            or (list_p2p_offers.amount_brl between o.min_brl and o.max_brl
+                and list_p2p_offers.amount_brl <= o.remaining_amount * o.fixed_price))
+       and exists (select from core.users u where u.id = o.user_id and u.status = 'active')
+       and not core.p2p_blocked(list_p2p_offers.user_id, o.user_id)
+     order by case when o.side = 'SELL' then o.fixed_price else -o.fixed_price end, o.id
+     limit (select n from k))
+    union all
+    (select f.*
+     from (values ('BTC'), ('ETH'), ('USDT')) c (code)
+     -- the index price once per crypto (NULL when stale: those offers are listed last, without a price)
+     left join lateral (select p.price from core.latest_price(c.code) p where not p.stale) ip on true
+     cross join lateral (
+       select o.*, round(ip.price * (1 + o.premium_percent / 100), 2) as price
+       from core.p2p_offers o
+       where o.status = 'active' and o.price_type = 'floating' and o.side = list_p2p_offers.side
+         and o.crypto = c.code
+         and o.expires_at > now() and o.remaining_amount > 0
+         and (list_p2p_offers.payment_method is null or list_p2p_offers.payment_method = any (o.payment_methods))
+         and (list_p2p_offers.amount_brl is null
+              or (list_p2p_offers.amount_brl between o.min_brl and o.max_brl
+                  and list_p2p_offers.amount_brl <= o.remaining_amount * round(ip.price * (1 + o.premium_percent / 100), 2)))
+         and exists (select from core.users u where u.id = o.user_id and u.status = 'active')
+         and not core.p2p_blocked(list_p2p_offers.user_id, o.user_id)
+       order by case when o.side = 'SELL' then o.premium_percent else -o.premium_percent end, o.id
+       limit (select n from k)) f
+     where list_p2p_offers.crypto is null or c.code = list_p2p_offers.crypto)
+  )
   select o.id, o.user_id, u.display_name, o.user_id = list_p2p_offers.user_id, o.side, o.crypto,
-         o.price_type, o.premium_percent, p.price, o.remaining_amount,
-         round(o.remaining_amount * p.price, 2), o.min_brl, least(o.max_brl, round(o.remaining_amount * p.price, 2)),
+         o.price_type, o.premium_percent, o.price, o.remaining_amount,
+         round(o.remaining_amount * o.price, 2), o.min_brl, least(o.max_brl, round(o.remaining_amount * o.price, 2)),
          o.payment_methods, o.payment_window_minutes, o.min_counterparty_kyc, o.min_counterparty_trades, o.terms,
          o.expires_at, s.completed_trades, s.completion_rate, s.avg_release_seconds, s.positive_ratings, s.negative_ratings
-  from core.p2p_offers o
-  join core.users u on u.id = o.user_id and u.status = 'active'
-  cross join lateral (select core.p2p_listed_price(o) as price) p
+  from candidates o
+  join core.users u on u.id = o.user_id
   cross join lateral core.p2p_user_stats(o.user_id) s
-  where o.status = 'active' and o.expires_at > now() and o.remaining_amount > 0
-    and o.side = list_p2p_offers.side
-    and (list_p2p_offers.crypto is null or o.crypto = list_p2p_offers.crypto)
-    and (list_p2p_offers.payment_method is null or list_p2p_offers.payment_method = any (o.payment_methods))
-    and (list_p2p_offers.amount_brl is null
-         or (list_p2p_offers.amount_brl between o.min_brl and o.max_brl
-             and list_p2p_offers.amount_brl <= o.remaining_amount * p.price))
-    and not core.p2p_blocked(list_p2p_offers.user_id, o.user_id)
   -- Best first: the lowest price to buy from a seller, the highest to sell to a buyer.
-  order by p.price is null,
-           case when list_p2p_offers.side = 'SELL' then p.price end asc,
-           case when list_p2p_offers.side = 'BUY' then p.price end desc,
+  order by o.price is null,
+           case when list_p2p_offers.side = 'SELL' then o.price end asc,
+           case when list_p2p_offers.side = 'BUY' then o.price end desc,
            o.id
-  limit least(greatest(max_rows, 1), 200)
+  limit (select n from k)
 $$;
 revoke all on function api.list_p2p_offers(bigint, text, text, text, numeric, int) from public;
 grant execute on function api.list_p2p_offers(bigint, text, text, text, numeric, int) to exchange_app;

@@ -59,6 +59,8 @@ def from_environment() -> dict:
         "MAIL_FROM": env.get("MAIL_FROM", "bs-market <no-reply@bs-market.local>"),
         "UPLOAD_DIR": env.get("UPLOAD_DIR", str(Path(__file__).resolve().parent.parent / ".local" / "uploads")),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # PIX withdrawal requests per client address (make bench-http raises it: wrk has one address).
+        "RATELIMIT_WITHDRAWAL": env.get("RATELIMIT_WITHDRAWAL", "10 per minute"),
         "SESSION_COOKIE_SECURE": env.get("APP_URL", "").startswith("https://"),
         "SANDBOX": sandbox_mp or sandbox_binance,
     }

@@ -5,10 +5,13 @@ in the customer's language (pt-BR by default).
 """
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_DOWN, Decimal, localcontext
 
-from babel.numbers import format_currency, format_decimal
-from flask_babel import format_datetime, get_locale, gettext
+from babel import Locale
+from babel.numbers import format_currency, format_decimal, parse_pattern
+from flask_babel import format_datetime, get_locale, get_translations, gettext
+from jinja2.ext import _make_new_gettext, _make_new_ngettext
 
 SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
 # Display at most this many decimals for long-scale assets (ETH keeps 18 in
@@ -16,11 +19,23 @@ SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
 DISPLAY_MIN = 8
 
 
-def _locale() -> str:
+@functools.lru_cache(maxsize=16)
+def _babel_locale(name: str) -> Locale:
+    return Locale.parse(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(digits: int):
+    # Parsed once: a page of offers formats a hundred amounts.
+    return parse_pattern("#,##0." + "0" * digits if digits else "#,##0")
+
+
+def _locale() -> Locale:
+    """The request's locale (a Locale object: babel parses a string again on every call)."""
     try:
-        return str(get_locale() or "pt_BR")
+        return get_locale() or _babel_locale("pt_BR")
     except Exception:  # outside a request (CLI, worker)
-        return "pt_BR"
+        return _babel_locale("pt_BR")
 
 
 def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
@@ -28,13 +43,21 @@ def money(amount, currency: str = "BRL", locale: str | None = None) -> str:
         return "—"
     # Wide enough for any numeric the database can hold (the default 28 digits
     # fail on a huge stored value, and a page must never answer 500 for one).
+    amount = Decimal(amount)
+    loc = _babel_locale(locale) if locale else _locale()
+    # Keyed by the digits and exponent (1.0 and 1.00 are equal Decimals, shown differently).
+    return _money(amount.as_tuple(), currency, loc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _money(digits: tuple, currency: str, locale: Locale) -> str:
+    """Babel's formatting is the costliest part of a page of amounts, and a pure function: memoized."""
     with localcontext() as ctx:
         ctx.prec = 200
-        return _money(Decimal(amount), currency, locale)
+        return _format_money(Decimal(digits), currency, locale)
 
 
-def _money(amount: Decimal, currency: str, locale: str | None) -> str:
-    locale = locale or _locale()
+def _format_money(amount: Decimal, currency: str, locale: Locale) -> str:
     if currency == "BRL":
         return format_currency(amount, "BRL", locale=locale).replace("\xa0", " ")
     scale = SCALES.get(currency, 8)
@@ -42,8 +65,7 @@ def _money(amount: Decimal, currency: str, locale: str | None) -> str:
     exact = amount.normalize()
     digits = max(shown, -exact.as_tuple().exponent if exact.as_tuple().exponent < 0 else 0)
     digits = min(digits, scale)
-    pattern = "#,##0." + "0" * digits if digits else "#,##0"
-    return f"{format_decimal(amount, format=pattern, locale=locale, decimal_quantization=False)} {currency}"
+    return f"{format_decimal(amount, format=_pattern(digits), locale=locale, decimal_quantization=False)} {currency}"
 
 
 def plain(amount, currency: str) -> str:
@@ -95,6 +117,16 @@ def init_app(app):
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["plain_amount"] = plain
     app.jinja_env.filters["datetimeformat"] = datetimeformat
+
+    @app.context_processor
+    def page_translations():
+        # `_()` in a template resolves `gettext` from the context first: bound
+        # here once per page to the request's catalog, instead of Flask-Babel
+        # looking up the request, the domain and the locale again for each of
+        # the page's dozens of strings. Same newstyle wrappers as Jinja's own.
+        translations = get_translations()
+        return {"gettext": _make_new_gettext(translations.ugettext),
+                "ngettext": _make_new_ngettext(translations.ungettext)}
 
     @app.context_processor
     def navigation():

@@ -10,10 +10,13 @@ refuse numbers the database could not hold, with a message.
 """
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 
-from flask import flash, request
+from babel import support
+from flask import current_app, flash, request
+from flask_babel import get_locale
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField as _FlaskFileField
 from flask_wtf.form import _Auto, _is_submitted
@@ -21,6 +24,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict, MultiDict
 from wtforms import DecimalField
 from wtforms import IntegerField as _IntegerField
 from wtforms.fields import FileField as _WTFileField
+from wtforms.i18n import messages_path
 from wtforms.validators import ValidationError
 from wtforms.widgets import TextInput
 
@@ -39,6 +43,11 @@ NOT_A_FILE = N_("Este campo recebe um arquivo.")
 BAD_VALUE = N_("Valor inválido.")
 BAD_CHARACTERS = N_("O texto contém caracteres inválidos.")
 TOO_LONG = N_("Texto longo demais (máximo de 4.000 caracteres).")
+
+
+@functools.lru_cache(maxsize=8)
+def _wtforms_translations(locale: str):
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 
 def _is_file_field(field) -> bool:
@@ -83,6 +92,13 @@ class Form(FlaskForm):
     input_errors: dict
 
     class Meta(FlaskForm.Meta):
+        def get_translations(self, form):
+            # Flask-WTF reads WTForms' own catalog from disk on every request;
+            # it never changes while the process runs, so once per locale.
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return _wtforms_translations(str(get_locale() or "pt_BR"))
+
         def wrap_formdata(self, form, formdata):
             form.input_errors = {}
             if formdata is _Auto:

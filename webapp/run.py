@@ -150,7 +150,7 @@ def main() -> int:
             start(f"mail sandbox (SMTP :{smtp_port}, inbox http://127.0.0.1:{mail_port}/_sandbox/mail)",
                   [python, "-m", "webapp.sandbox.mail", "--smtp-port", smtp_port, "--port", mail_port,
                    "--state-dir", str(LOCAL / "mail")])
-        start("web", [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+        start("web", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                       "--graceful-timeout", "5", "--control-socket", str(run_dir / "gunicorn.ctl"),
                       "--access-logfile", "-", "wsgi:app"])
         start("worker", flask + ["worker"])

@@ -7,7 +7,6 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from .. import db, limiter
-from ..auth import twofactor
 from ..auth.twofactor import qr_data_uri
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
@@ -89,7 +88,7 @@ def _withdraw_page(coin: str, form: CryptoWithdrawalForm, address_form: AddressF
         form.idempotency_key.data = str(uuid.uuid4())
     return render_template("crypto/withdraw.html", coin=coin, form=form, address_form=address_form,
                            networks={n["network"]: n for n in networks}, book=book, withdrawals=withdrawals,
-                           balance=wallet.get(coin), twofa=twofactor.is_enabled(current_user.id),
+                           balance=wallet.get(coin), twofa=current_user.twofactor_on,
                            action_form=ActionForm()), status
 
 

@@ -176,9 +176,10 @@ def my_offers(status: int = 200):
 @bp.route("/p2p/offers/<id:offer_id>", methods=["GET", "POST"])
 @login_required
 def offer(offer_id: int):
-    offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
+    # A trade opened from the form is one call: the form takes any method and
+    # api.open_p2p_trade refuses one the offer does not accept (BSV01 on the
+    # field); the offer is read only to show the page.
     form = OpenTradeForm()
-    form.payment_method.choices = [(m, METHOD_LABELS[m]) for m in offer["payment_methods"]]
     status = 200
     if form.validate_on_submit():
         try:
@@ -198,6 +199,8 @@ def offer(offer_id: int):
         status = 422
     if not form.idempotency_key.data:
         form.idempotency_key.data = str(uuid.uuid4())
+    offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
+    form.payment_method.choices = [(m, METHOD_LABELS[m]) for m in offer["payment_methods"]]
     return render_template("p2p/offer.html", offer=offer, form=form), status
 
 

@@ -8,7 +8,6 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 
 from .. import db, limiter
-from ..auth import twofactor
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
 from ..formatting import N_, datetimeformat
@@ -42,7 +41,7 @@ from ..auth.guards import admin_required  # noqa: E402
 
 @bp.route("/withdrawals", methods=["GET", "POST"])
 @login_required
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_WITHDRAWAL"], methods=["POST"])
 def index():
     form = WithdrawalForm()
     provider = pix_provider_name(current_app.config)
@@ -79,7 +78,7 @@ def _render(form, destination_form, status: int):
     destinations = db.call("api.list_withdrawal_destinations", user_id=current_user.id)
     return render_template("withdrawals/index.html", form=form, rows=rows, page=page,
                            pages=max(1, -(-total // PAGE_SIZE)), balance=balance, limits=limits,
-                           twofa=twofactor.is_enabled(current_user.id), cancel_form=ActionForm(),
+                           twofa=current_user.twofactor_on, cancel_form=ActionForm(),
                            destinations=destinations, destination_form=destination_form,
                            evp_ok="EVP" not in UNSUPPORTED_KEY_TYPES.get(provider, ())), status
 
