@@ -49,16 +49,19 @@ language plpgsql stable as $$
 #variable_conflict use_column
 declare
   v record;
-  v_qty jsonb := '{}';     -- position per currency (text, exact)
-  v_cost jsonb := '{}';
+  v_codes text[] := array(select c.code from core.currencies c where c.kind = 'crypto' order by c.code);
+  v_qty numeric[] := array_fill(0::numeric, array[cardinality(v_codes)]);   -- position per currency
+  v_cost numeric[] := array_fill(0::numeric, array[cardinality(v_codes)]);
+  i int;
   q numeric;
   c numeric;
   v_out numeric;
 begin
   for v in
-    select m.entry_id, m.created_at, m.currency, m.entry_kind, m.net,
-           (select o.brl_amount from core.market_orders o where o.entry_id = m.entry_id) as market_brl,
-           (select t.brl_amount from core.p2p_trades t where t.release_entry_id = m.entry_id) as p2p_brl
+    -- (the BRL of an entry from the customer's own orders and trades, joined
+    -- once, not looked up per movement: neither entry column is indexed)
+    select m.entry_id, m.created_at, m.currency, m.entry_kind, m.net, o.brl_amount as market_brl,
+           t.brl_amount as p2p_brl
     from (select p.entry_id, e.created_at, e.kind as entry_kind, p.currency, sum(p.amount) as net
           from core.accounts a
           join core.currencies cur on cur.code = a.currency and cur.kind = 'crypto'
@@ -67,10 +70,16 @@ begin
           where a.user_id = tax_ledger.user_id and e.created_at < tax_ledger.until
           group by p.entry_id, e.created_at, e.kind, p.currency
           having sum(p.amount) <> 0) m
+    left join core.market_orders o on o.user_id = tax_ledger.user_id and o.entry_id = m.entry_id
+    left join (select t.release_entry_id, t.brl_amount from core.p2p_trades t where t.buyer_id = tax_ledger.user_id
+               union all
+               select t.release_entry_id, t.brl_amount from core.p2p_trades t where t.seller_id = tax_ledger.user_id) t
+      on t.release_entry_id = m.entry_id
     order by m.created_at, m.entry_id, m.currency
   loop
-    q := coalesce((v_qty ->> v.currency)::numeric, 0);
-    c := coalesce((v_cost ->> v.currency)::numeric, 0);
+    i := array_position(v_codes, v.currency);
+    q := v_qty[i];
+    c := v_cost[i];
     entry_id := v.entry_id; occurred_at := v.created_at; currency := v.currency;
     if v.net > 0 then
       kind := case v.entry_kind when 'market_buy' then 'buy_desk'
@@ -104,8 +113,8 @@ begin
     end if;
     position_quantity := q;
     position_cost := c;
-    v_qty := jsonb_set(v_qty, array[v.currency], to_jsonb(q::text));
-    v_cost := jsonb_set(v_cost, array[v.currency], to_jsonb(c::text));
+    v_qty[i] := q;
+    v_cost[i] := c;
     return next;
   end loop;
 end
