@@ -305,8 +305,12 @@ begin
     raise exception 'Ainda não é possível encerrar a conta: %.', v_missing using errcode = 'BSC01';
   end if;
   update core.users u set status = 'closed' where u.id = close_account.user_id;
-  insert into core.account_closures (user_id, ip, reason)
-  values (close_account.user_id, close_account.ip, btrim(coalesce(close_account.reason, '')));
+  -- (closed again after an operator reopened it: the retention counts from now)
+  insert into core.account_closures as c (user_id, ip, reason)
+  values (close_account.user_id, close_account.ip, btrim(coalesce(close_account.reason, '')))
+  on conflict on constraint account_closures_pkey do update
+    set closed_at = now(), ip = excluded.ip, reason = excluded.reason, anonymise_blocked = null,
+        anonymise_checked_at = null;
   insert into core.privacy_requests (user_id, kind, ip) values (close_account.user_id, 'closure', close_account.ip);
   return now();
 end
@@ -401,7 +405,14 @@ begin
     order by c.closed_at, c.user_id limit least(greatest(max_rows, 1), 500)
     for update skip locked
   loop
-    perform from core.users u where u.id = v.user_id for update;
+    if (select u.status from core.users u where u.id = v.user_id for update) <> 'closed' then
+      -- reopened by an operator since: nothing to anonymise
+      update core.account_closures c set anonymise_blocked = 'conta reaberta', anonymise_checked_at = now()
+       where c.user_id = v.user_id;
+      user_id := v.user_id; outcome := 'reopened'; files_queued := 0;
+      return next;
+      continue;
+    end if;
     -- Money that arrived after the closure (an on-chain deposit, a PIX
     -- clawback debt) belongs to a person we must still be able to find.
     select string_agg(b.message, '; ') into v_blocked
@@ -422,7 +433,7 @@ $$;
 revoke all on function admin.anonymise_due_accounts(int) from public;
 grant execute on function admin.anonymise_due_accounts(int) to exchange_worker, exchange_admin;
 comment on function admin.anonymise_due_accounts(int) is
-  'Worker: anonymises (core.anonymise_user) up to max_rows closed accounts whose closure is older than personal_data_retention_years; an account that holds a balance or a debt again is left as is, with the reason in account_closures.anonymise_blocked (outcome blocked). Returns each account handled and the files queued for deletion.';
+  'Worker: anonymises (core.anonymise_user) up to max_rows closed accounts whose closure is older than personal_data_retention_years; an account that holds a balance or a debt again is left as is, with the reason in account_closures.anonymise_blocked (outcome blocked); one an operator reopened is left too (outcome reopened). Returns each account handled and the files queued for deletion.';
 
 create or replace function admin.file_deletions_due(max_rows int default 50)
 returns table (deletion_id bigint, store text, path text)

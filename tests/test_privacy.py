@@ -324,6 +324,14 @@ def test_money_arriving_after_closure_blocks_anonymisation(app, owner, web, demo
     closure = one(owner, "select * from core.account_closures where user_id = %s", bob)
     assert closure["anonymised_at"] is None and "BTC" in closure["anonymise_blocked"]
     assert one(owner, "select email from core.users where id = %s", bob)["email"] == "bob@example.com"
+    # an operator reopens it (admin.set_user_status): it is not anonymised; closed again, the period restarts
+    owner.execute("select admin.set_user_status(%s, %s, 'active', 'cliente voltou')", (admin, bob))
+    assert [r["outcome"] for r in owner.execute("select * from admin.anonymise_due_accounts()")] == ["reopened"]
+    zero_out(owner, admin, bob)
+    web.execute("select api.close_account(%s)", (bob,))
+    assert owner.execute("select * from admin.anonymise_due_accounts()").fetchall() == []
+    assert one(owner, "select closed_at > now() - interval '1 minute' as fresh from core.account_closures "
+                      "where user_id = %s", bob)["fresh"]
     books(owner)
 
 
