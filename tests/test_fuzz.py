@@ -114,6 +114,9 @@ ROUTES = [
                                                  "new_password": "outra-senha-forte-7",
                                                  "confirm": "outra-senha-forte-7", "totp_code": ""}),
     Route("POST", "/notifications/read", "alice"),
+    Route("POST", "/account/privacy/export", "alice", {"format": "json"}),
+    Route("POST", "/account/close", "alice", {"password": DEMO_PASSWORD, "totp_code": "", "reason": "Teste",
+                                              "confirm": "y"}),
     # the back office
     Route("POST", "/admin/disputes/<int:trade_id>", "admin", {"outcome": "refund", "at_fault": "",
                                                               "note": "Decidido."}, ids="trade"),
