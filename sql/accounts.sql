@@ -414,7 +414,7 @@ begin
     select u.id, u.email, u.display_name, u.role, u.status, u.kyc_level, u.twofactor_on,
            (select count(*)::int from core.notifications n where n.user_id = u.id and n.read_at is null),
            u.email_verified_at is not null, v_session.id
-    from core.users u where u.id = v_session.user_id;
+    from core.users u where u.id = v_session.user_id and u.status <> 'closed';  -- a closed account's sessions end
 end
 $$;
 revoke all on function api.session_user(text) from public;

@@ -75,6 +75,11 @@ begin
     return query select 'locked', v_user.id, v_user.locked_until;
     return;
   end if;
+  if password_ok and v_user.status = 'closed' then
+    -- closed by the customer (sql/privacy.sql): said only to whoever knows the password
+    return query select 'closed', v_user.id, null::timestamptz;
+    return;
+  end if;
   if password_ok then
     update core.users u set failed_logins = 0, locked_until = null, last_login_at = now() where u.id = v_user.id;
     return query select 'ok', v_user.id, null::timestamptz;
@@ -93,7 +98,7 @@ $$;
 revoke all on function api.record_login(text, boolean, text) from public;
 grant execute on function api.record_login(text, boolean, text) to exchange_app;
 comment on function api.record_login(text, boolean, text) is
-  'Records a login attempt and decides it: outcome ok, bad_credentials, or locked (after login_max_failures failures in a row the account is locked for login_lock_minutes). Every attempt is logged in core.login_events.';
+  'Records a login attempt and decides it: outcome ok, bad_credentials, closed (the right password of an account its customer closed), or locked (after login_max_failures failures in a row the account is locked for login_lock_minutes). Every attempt is logged in core.login_events.';
 
 -- The web's user loader: the one database call every logged-in page makes
 -- (the navigation's badge and the 2FA field read its last two columns).
@@ -104,9 +109,9 @@ returns table (user_id bigint, email text, display_name text, role text, status 
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select u.id, u.email, u.display_name, u.role, u.status, u.kyc_level, u.twofactor_on,
          (select count(*)::int from core.notifications n where n.user_id = u.id and n.read_at is null)
-  from core.users u where u.id = get_user.user_id
+  from core.users u where u.id = get_user.user_id and u.status <> 'closed'  -- a closed account's sessions end
 $$;
 revoke all on function api.get_user(bigint) from public;
 grant execute on function api.get_user(bigint) to exchange_app;
 comment on function api.get_user(bigint) is
-  'The profile of a user (the session''s current user), with whether 2FA is on and how many notifications are unread: everything a page needs about its user, in one call.';
+  'The profile of a user (the session''s current user), with whether 2FA is on and how many notifications are unread: everything a page needs about its user, in one call. No row for a closed account, so its sessions end.';

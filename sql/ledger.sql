@@ -71,11 +71,13 @@ begin
   end if;
   if v_user.status = 'frozen' then
     raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+  elsif v_user.status = 'closed' then
+    raise exception 'Esta conta foi encerrada.' using errcode = 'BSA03';
   end if;
   return v_user;
 end
 $$;
-comment on function core.assert_active_user(bigint) is 'The user row; refuses unknown or frozen users.';
+comment on function core.assert_active_user(bigint) is 'The user row; refuses unknown, frozen (BSA02) or closed (BSA03) users.';
 
 create or replace function core.assert_admin(admin_id bigint) returns core.users
 language plpgsql stable as $$
@@ -607,7 +609,7 @@ begin
   -- a posting (docs/PERFORMANCE.md). The checks below are those of
   -- core.assert_active_user, core.check_amount and core.user_account.
   select s.status as sender_status, r.id as to_id, r.status as to_status, c.scale,
-         s.status <> 'frozen' and r.status <> 'frozen' and r.id <> s.id and s.email_verified_at is not null
+         s.status = 'active' and r.status = 'active' and r.id <> s.id and s.email_verified_at is not null
            as parties_ok,
          s.email_verified_at is not null as verified,
          round(transfer.amount * f.value::numeric / 100, c.scale) as fee,
@@ -621,7 +623,7 @@ begin
          s.twofactor_on as twofa
     into v
   from core.users s
-  left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer'
+  left join core.users r on r.email = lower(btrim(recipient_email)) and r.role = 'customer' and r.status <> 'closed'
   left join core.currencies c on c.code = transfer.currency
   left join core.settings f on f.name = 'transfer_fee_percent'
   where s.id = transfer.user_id;
@@ -632,6 +634,8 @@ begin
       raise exception 'Cliente não encontrado.' using errcode = 'BSN01';
     elsif v.sender_status = 'frozen' then
       raise exception 'Conta bloqueada para movimentações. Fale com o suporte.' using errcode = 'BSA02';
+    elsif v.sender_status = 'closed' then
+      raise exception 'Esta conta foi encerrada.' using errcode = 'BSA03';
     elsif not v.verified then
       perform core.assert_email_verified(transfer.user_id);
     end if;
@@ -684,7 +688,7 @@ $$;
 revoke all on function api.transfer(bigint, text, text, numeric, text, text) from public;
 grant execute on function api.transfer(bigint, text, text, numeric, text, text) to exchange_app;
 comment on function api.transfer(bigint, text, text, numeric, text, text) is
-  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. An exit: with 2FA on it needs a fresh TOTP code (totp_code), and while PIX credits may still be clawed back the exit policy applies (sql/exits.sql). Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown recipient, BSV01 self or wrong 2FA code, BSV02/BSV03 amount, BSF01 insufficient funds, BSL01 what would remain does not cover PIX still maturing, BSA02 frozen or exits blocked, BSI01 key reused.';
+  'Sends an amount from the acting customer to another customer by e-mail, plus the transfer fee (setting transfer_fee_percent) to fee revenue. An exit: with 2FA on it needs a fresh TOTP code (totp_code), and while PIX credits may still be clawed back the exit policy applies (sql/exits.sql). Idempotent per (user, key): a replay returns the first entry and moves nothing. Errors: BSN01 unknown (or closed) recipient, BSV01 self or wrong 2FA code, BSV02/BSV03 amount, BSF01 insufficient funds, BSL01 what would remain does not cover PIX still maturing, BSA02 frozen or exits blocked, BSA03 sender closed, BSI01 key reused.';
 
 -- ---------------------------------------------------------------------------
 -- Operator operations

@@ -123,6 +123,9 @@ ROUTES = [
     Route("POST", "/account/anti-phishing", "alice", {"anti_phishing_code": "girassol-42"}),
     Route("POST", "/account/sessions/<int:session_id>/end", "alice", ids="session"),
     Route("POST", "/account/sessions/end-others", "alice"),
+    Route("POST", "/account/privacy/export", "alice", {"format": "json"}),
+    Route("POST", "/account/close", "alice", {"password": DEMO_PASSWORD, "totp_code": "", "reason": "Teste",
+                                              "confirm": "y"}),
     # the back office
     Route("POST", "/admin/disputes/<int:trade_id>", "admin", {"outcome": "refund", "at_fault": "",
                                                               "note": "Decidido."}, ids="trade"),

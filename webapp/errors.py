@@ -15,12 +15,12 @@ from .formatting import N_
 
 # One line per code of sql/ERROR_CODES.md (a test checks they agree).
 HTTP_STATUS = {
-    "BSA01": 403, "BSA02": 403, "BSN01": 404,
+    "BSA01": 403, "BSA02": 403, "BSA03": 403, "BSN01": 404,
     "BSV01": 422, "BSV02": 422, "BSV03": 422, "BSF01": 422,
     "BSI01": 409, "BSH01": 409, "BSH02": 409, "BSH03": 422,
     "BSU01": 409, "BSS01": 409, "BSL01": 422, "BSP01": 503,
     "BSE01": 403, "BSR01": 429, "BST01": 400, "BST02": 410, "BST03": 409,
-    "BSX01": 500, "BSX02": 500,
+    "BSX01": 500, "BSX02": 500, "BSC01": 409,
 }
 
 

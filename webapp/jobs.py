@@ -29,7 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 log = logging.getLogger("bs-market.worker")
 
 LEADER_LOCK = "bs-market:worker-leader"
-TASK_MODULES = ["deposits", "withdrawals", "crypto", "market", "p2p", "kyc", "audit", "notifications", "auth"]
+TASK_MODULES = ["deposits", "withdrawals", "crypto", "market", "p2p", "kyc", "audit", "notifications", "auth", "privacy"]
 
 
 # Every job belongs to a domain (the books check is in webapp/audit/tasks.py).

@@ -164,6 +164,11 @@ def login():
             start_session(result["user_id"])
             flash("Você entrou.", "success")
             return redirect(target)
+        if result["outcome"] == "closed":
+            # the customer closed this account (webapp/privacy): said only after the right password
+            form.password.errors = [N_("Esta conta foi encerrada a pedido do titular e não permite mais entrar. "
+                                       "Para falar sobre seus dados, escreva para dpo@bs-market.com.br.")]
+            return render_template("auth/login.html", form=form), 403
         if result["outcome"] == "locked":
             until = result["locked_until"].astimezone().strftime("%H:%M")
             form.password.errors = [f"Muitas tentativas erradas. Por segurança, a conta está bloqueada até {until}."]
