@@ -45,6 +45,7 @@ class Script:
         self.tina = one(owner, "select api.register_user('tina@example.com', %s, 'Tina Reis') as id",
                         generate_password_hash(DEMO_PASSWORD, method="pbkdf2:sha256:1000"))["id"]
         owner.execute("update core.users set kyc_level = 2 where id = %s", (self.tina,))
+        owner.execute("select core.mark_email_verified(%s)", (self.tina,))
         owner.execute("select * from admin.adjust_balance(%s, %s, 'BRL', 10000.00, 'saldo de teste', %s)",
                       (admin, self.tina, key()))
         self.at(2024, 10, 1, 9, 0)
