@@ -7,7 +7,9 @@
 -- archived whole, and let a reader of a month (a statement, the journal of a
 -- day) touch one partition. A posting carries its entry's `created_at` (the
 -- same transaction's now(), written with the entry by core.post_entry), so
--- an entry and its postings always sit in the same month.
+-- an entry and its postings always sit in the same month. A posting also
+-- carries its account's owner (user_id), as every per-customer row does
+-- (DESIGN.md §7: the Citus distribution column; tests/sql/test_citus_readiness.py).
 --
 -- What a unique index can no longer say on its own (on a partitioned table
 -- every unique index includes the partition key), and where it went:
@@ -89,6 +91,9 @@ create table core.postings (
   amount numeric not null,
   account_version bigint not null,
   balance_after numeric not null,
+  -- the account's owner (null: a system account), so that a customer's
+  -- postings can live with the customer's accounts (DESIGN.md §7, Citus)
+  user_id bigint,
   created_at timestamptz not null default now(),
   primary key (entry_id, leg, created_at),
   unique (account_id, account_version, created_at)
@@ -101,6 +106,7 @@ comment on table core.postings is
 create table core.hold_resolutions (
   hold_id bigint primary key,
   entry_id bigint not null,
+  user_id bigint,              -- the hold's customer (the resolving entry's)
   created_at timestamptz not null default now()
 );
 comment on table core.hold_resolutions is
@@ -152,12 +158,15 @@ select core.create_ledger_partition(m::date)
 insert into core.entries (id, kind, reference, description, user_id, resolves_hold_id, event_at, created_at)
 select id, kind, reference, description, user_id, resolves_hold_id, event_at, created_at
   from core.entries_unpartitioned;
-insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after, created_at)
-select p.entry_id, p.leg, p.account_id, p.currency, p.amount, p.account_version, p.balance_after,
+insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after, user_id,
+                           created_at)
+select p.entry_id, p.leg, p.account_id, p.currency, p.amount, p.account_version, p.balance_after, a.user_id,
        coalesce(e.created_at, now())
-  from core.postings_unpartitioned p left join core.entries_unpartitioned e on e.id = p.entry_id;
-insert into core.hold_resolutions (hold_id, entry_id, created_at)
-select resolves_hold_id, id, created_at from core.entries_unpartitioned where resolves_hold_id is not null;
+  from core.postings_unpartitioned p
+  left join core.entries_unpartitioned e on e.id = p.entry_id
+  left join core.accounts a on a.id = p.account_id;
+insert into core.hold_resolutions (hold_id, entry_id, user_id, created_at)
+select resolves_hold_id, id, user_id, created_at from core.entries_unpartitioned where resolves_hold_id is not null;
 
 -- 5. The old tables go (the reporting views that read them are rebuilt by
 --    sql/ right after the migrations).

@@ -234,7 +234,8 @@ begin
   -- refuses a second resolving entry (a partitioned table cannot hold the
   -- global unique index entries.resolves_hold_id had).
   if post_entry.resolves_hold_id is not null then
-    insert into core.hold_resolutions (hold_id, entry_id) values (post_entry.resolves_hold_id, v_entry);
+    insert into core.hold_resolutions (hold_id, entry_id, user_id)
+    values (post_entry.resolves_hold_id, v_entry, post_entry.user_id);
   end if;
 
   -- The entry, each account row written once, and all postings of the entry
@@ -251,10 +252,10 @@ begin
     update core.accounts a
        set balance = a.balance + v_moves[array_position(v_locked, a.id)], version = a.version + 1
      where a.id = any(v_locked)
-    returning a.id, a.currency, a.version, a.balance)
-  insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
+    returning a.id, a.currency, a.version, a.balance, a.user_id)
+  insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after, user_id)
   select v_entry, array_position(v_locked, m.id), m.id, m.currency, v_moves[array_position(v_locked, m.id)],
-         m.version, m.balance
+         m.version, m.balance, m.user_id
     from moved m;
 
   return v_entry;
@@ -991,6 +992,10 @@ create view reporting.books_health (check_name, detail) as
   select 'currency_mismatch', format('entry %s leg %s', p.entry_id, p.leg)
   from core.postings p join core.accounts a on a.id = p.account_id where a.currency <> p.currency
   union all
+  -- A posting names its account's owner (null for a system account).
+  select 'posting_owner', format('entry %s leg %s: user %s, account owner %s', p.entry_id, p.leg, p.user_id, a.user_id)
+  from core.postings p join core.accounts a on a.id = p.account_id where a.user_id is distinct from p.user_id
+  union all
   -- Every posting names an entry and an account that exist (core.post_entry
   -- writes them so; this finds any posting written by hand).
   select 'orphan_posting', format('entry %s leg %s: %s', p.entry_id, p.leg,
@@ -1054,7 +1059,7 @@ $$;
 revoke all on function admin.check_books() from public;
 grant execute on function admin.check_books() to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.check_books() is
-  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts, an entry''s customer owning one of its accounts, entry ids unique, hold resolutions recorded, rows naming existing entries, ledger partitions a month ahead) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
+  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts and their account''s owner, an entry''s customer owning one of its accounts, entry ids unique, hold resolutions recorded, rows naming existing entries, ledger partitions a month ahead) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
 
 
 create or replace function api.health()

@@ -82,8 +82,11 @@ def _create_app_through_pgbouncer(test_config: dict | None = None):
     return _create_app(through_pgbouncer(test_config))
 
 
-# Patched before any test module imports it (`from webapp import create_app`).
-webapp.create_app = _create_app_through_pgbouncer
+# Patched before any test module imports it (`from webapp import create_app`);
+# once, even when a test module imports this file again as tests.conftest.
+if not getattr(webapp.create_app, "through_pgbouncer", False):
+    _create_app_through_pgbouncer.through_pgbouncer = True
+    webapp.create_app = _create_app_through_pgbouncer
 
 
 @pytest.fixture(scope="session", autouse=True)

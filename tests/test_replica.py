@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from webapp.config import role_url
 from webapp.devcluster import Cluster
 
-from .conftest import free_port, url_for_db
+from tests.conftest import free_port, url_for_db
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
     from webapp import create_app, db
     dbname = db_url.rsplit("/", 1)[1]
     standby_url = url_for_db(replica.url("postgres"), dbname)
+    replay_lag(db_url, replica.url("postgres"))   # the test's database exists there too
     with psycopg.connect(standby_url, autocommit=True) as conn:
         assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is True
 
@@ -56,7 +57,7 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
     entry = web.execute("select * from api.transfer(user_id => %s, recipient_email => 'bob@example.com', "
                         "currency => 'BRL', amount => 12.34, idempotency_key => 'replica-1')",
                         (alice,)).fetchone()["entry_id"]
-    lag = replay_lag(db_url, standby_url)
+    lag = replay_lag(db_url, replica.url("postgres"))
     print(f"replay lag after a transfer: {lag * 1000:.1f} ms")
 
     # The reporting views, as exchange_auditor, on the standby.
@@ -71,7 +72,7 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
                       "AUDIT_DATABASE_URL": role_url(standby_url, "exchange_auditor"),
                       "WORKER_DATABASE_URL": role_url(db_url, "exchange_worker"), "DB_POOL_MAX": 2})
     try:
-        from .conftest import Forms
+        from tests.conftest import Forms
         client = app.test_client()
         response = Forms(client).post("/login", {"email": "auditor@example.com", "password": "demo-pass-2026"})
         assert response.status_code == 302
@@ -88,7 +89,7 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
 def test_the_auditor_cannot_write_on_either_and_the_standby_refuses_writes(replica, db_url, demo):
     dbname = db_url.rsplit("/", 1)[1]
     standby_url = url_for_db(replica.url("postgres"), dbname)
-    replay_lag(db_url, standby_url)
+    replay_lag(db_url, replica.url("postgres"))
     alice = demo["alice@example.com"]
     writes = [
         "insert into core.entries (kind) values ('forged')",
@@ -112,6 +113,6 @@ def test_the_auditor_cannot_write_on_either_and_the_standby_refuses_writes(repli
                 conn.execute(statement)
     # and the books on the primary are untouched
     with psycopg.connect(db_url, autocommit=True) as conn:
-        from .conftest import books
+        from tests.conftest import books
         books(conn)
     assert os.path.exists(replica.datadir / "standby.signal")
