@@ -144,6 +144,8 @@ fsync = on
 synchronous_commit = on
 log_min_messages = warning
 log_min_error_statement = panic
+# two-phase commit for the cross-shard transfer lab (docs/SCALING.md)
+max_prepared_transactions = 20
 """
         with open(self.datadir / "postgresql.conf", "a") as fh:
             fh.write(settings)
