@@ -41,8 +41,14 @@ declare
   v_gid text := %(gid)s;
   v_a_prepared boolean := false;
 begin
-  perform dblink_connect('shard_a', %(a)s);
-  perform dblink_connect('shard_b', %(b)s);
+  -- One connection per shard for the coordinator's session (Citus, too,
+  -- keeps its connections to the nodes): opened by the first transfer.
+  if not coalesce('shard_a' = any(dblink_get_connections()), false) then
+    perform dblink_connect('shard_a', %(a)s);
+  end if;
+  if not coalesce('shard_b' = any(dblink_get_connections()), false) then
+    perform dblink_connect('shard_b', %(b)s);
+  end if;
   begin
     perform dblink_exec('shard_a', 'begin');
     perform dblink_exec('shard_b', 'begin');
@@ -66,16 +72,12 @@ begin
       perform dblink_exec('shard_a', 'rollback', false);
     end if;
     perform dblink_exec('shard_b', 'rollback', false);
-    perform dblink_disconnect('shard_a');
-    perform dblink_disconnect('shard_b');
     raise;
   end;
   -- The decision: both prepared, so both commit (a coordinator that dies
   -- here leaves both prepared; recovery commits them, since both are).
   perform dblink_exec('shard_a', format('commit prepared %%L', v_gid || ':a'));
   perform dblink_exec('shard_b', format('commit prepared %%L', v_gid || ':b'));
-  perform dblink_disconnect('shard_a');
-  perform dblink_disconnect('shard_b');
 end
 $two_phase$
 """
@@ -85,7 +87,8 @@ def cross_shard_transfer(coordinator, shard_a: str, shard_b: str, admin_a: int, 
                          recipient: int, currency: str, amount: Decimal, gid: str | None = None) -> str:
     """Debit `sender` on shard A, credit `recipient` on shard B, atomically (2PC via dblink).
     `coordinator` is an autocommit connection on a database with the dblink extension; shard_a and
-    shard_b are libpq conninfo strings of a role that may call admin.adjust_balance."""
+    shard_b are libpq conninfo strings of a role that may call admin.adjust_balance. The dblink
+    connections stay open for the coordinator's session (the next transfer reuses them)."""
     gid = gid or f"xfer-{uuid.uuid4().hex[:20]}"
     params = {"gid": gid, "a": shard_a, "b": shard_b, "admin_a": admin_a, "admin_b": admin_b, "sender": sender,
               "recipient": recipient, "currency": currency, "amount": amount}
