@@ -105,6 +105,13 @@ def start_cluster(port: int, name: str):
     return cluster
 
 
+def stop_cluster(cluster) -> None:
+    """Stop and remove a cluster made by start_cluster (its temp folder too)."""
+    import shutil
+    cluster.destroy()
+    shutil.rmtree(cluster.base.parent, ignore_errors=True)
+
+
 def prepare_shard(cluster, dbname: str) -> tuple[str, dict]:
     """A migrated database with the demo customers (funded) and a demo admin with 2FA on."""
     from werkzeug.security import generate_password_hash
@@ -180,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 assert failures == [] and prepared == 0, (failures, prepared)
         print("books balanced on both clusters, no prepared transaction left")
     finally:
-        a.destroy()
-        b.destroy()
+        stop_cluster(a)
+        stop_cluster(b)
     return 0
 
 

@@ -104,6 +104,8 @@ def pgbouncer(pg):
     yield bouncer
     BOUNCER.clear()
     bouncer.stop()
+    import shutil
+    shutil.rmtree(bouncer.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

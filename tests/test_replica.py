@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import time
 from decimal import Decimal
@@ -30,6 +31,7 @@ def replica(pg):
     standby.start()
     yield standby
     standby.destroy()
+    shutil.rmtree(base.parent, ignore_errors=True)
 
 
 def replay_lag(primary_url: str, standby_url: str, timeout: float = 30.0) -> float:

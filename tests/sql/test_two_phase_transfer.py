@@ -8,7 +8,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from bench.two_phase import cross_shard_transfer, prepare_shard, start_cluster
+from bench.two_phase import cross_shard_transfer, prepare_shard, start_cluster, stop_cluster
 from tests.conftest import books, free_port
 from webapp.config import role_url
 
@@ -23,7 +23,7 @@ def shards(pg):
         b, users_b = prepare_shard(other, "two_phase_b")
         yield {"a": a, "b": b, "users_a": users_a, "users_b": users_b}
     finally:
-        other.destroy()
+        stop_cluster(other)
 
 
 def balance(url: str, user_id: int) -> Decimal:
