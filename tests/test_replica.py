@@ -22,16 +22,25 @@ from tests.conftest import free_port, url_for_db
 
 
 @pytest.fixture(scope="module")
-def replica(pg):
+def cluster_pair(pg):
+    """A small primary of its own (the session's test cluster holds hundreds of databases by the end
+    of a run: a base backup of it takes minutes), one migrated database with the demo data, and a
+    hot standby of it."""
     if pg is None:
-        pytest.skip("needs the private test cluster (TEST_DATABASE_ADMIN_URL is an external server)")
+        pytest.skip("needs private test clusters (TEST_DATABASE_ADMIN_URL is an external server)")
+    from bench.two_phase import prepare_shard, start_cluster, stop_cluster
+    primary = start_cluster(free_port(), "primary")
     base = Path(tempfile.mkdtemp(prefix="bsm-replica-")) / "pg"
     standby = Cluster(base=base, port=free_port())
-    standby.replicate_from(pg)
-    standby.start()
-    yield standby
-    standby.destroy()
-    shutil.rmtree(base.parent, ignore_errors=True)
+    try:
+        db_url, users = prepare_shard(primary, "replica_test")
+        standby.replicate_from(primary)
+        standby.start()
+        yield {"primary": primary, "standby": standby, "db_url": db_url, "users": users}
+    finally:
+        standby.destroy()
+        shutil.rmtree(base.parent, ignore_errors=True)
+        stop_cluster(primary)
 
 
 def replay_lag(primary_url: str, standby_url: str, timeout: float = 30.0) -> float:
@@ -47,8 +56,9 @@ def replay_lag(primary_url: str, standby_url: str, timeout: float = 30.0) -> flo
     raise AssertionError(f"the standby did not replay {target} within {timeout} s")
 
 
-def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica, db_url, demo, web, owner):
+def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(cluster_pair):
     from webapp import create_app, db
+    replica, db_url, demo = cluster_pair["standby"], cluster_pair["db_url"], cluster_pair["users"]
     dbname = db_url.rsplit("/", 1)[1]
     standby_url = url_for_db(replica.url("postgres"), dbname)
     replay_lag(db_url, replica.url("postgres"))   # the test's database exists there too
@@ -56,9 +66,11 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
         assert conn.execute("select pg_is_in_recovery()").fetchone()[0] is True
 
     alice = demo["alice@example.com"]
+    web = psycopg.connect(role_url(db_url, "exchange_app"), autocommit=True, row_factory=dict_row)
     entry = web.execute("select * from api.transfer(user_id => %s, recipient_email => 'bob@example.com', "
                         "currency => 'BRL', amount => 12.34, idempotency_key => 'replica-1')",
                         (alice,)).fetchone()["entry_id"]
+    web.close()
     lag = replay_lag(db_url, replica.url("postgres"))
     print(f"replay lag after a transfer: {lag * 1000:.1f} ms")
 
@@ -88,7 +100,8 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(replica
         db.close_pools(app)
 
 
-def test_the_auditor_cannot_write_on_either_and_the_standby_refuses_writes(replica, db_url, demo):
+def test_the_auditor_cannot_write_on_either_and_the_standby_refuses_writes(cluster_pair):
+    replica, db_url, demo = cluster_pair["standby"], cluster_pair["db_url"], cluster_pair["users"]
     dbname = db_url.rsplit("/", 1)[1]
     standby_url = url_for_db(replica.url("postgres"), dbname)
     replay_lag(db_url, replica.url("postgres"))
