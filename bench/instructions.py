@@ -1,6 +1,7 @@
 """CPU instructions per api.transfer, counted by callgrind: a repeatable measure of the ledger's cost.
 
     python -m bench.instructions            # needs valgrind (apt-get install valgrind)
+    INSTRUCTIONS_PORT=54387 python -m bench.instructions   # its cluster on another port
 
 Wall-clock throughput on a small shared VM moves by ±30 % between identical runs; the number of
 instructions a backend executes for a transfer does not (two runs agree to 0.1 %). So changes to
@@ -15,6 +16,7 @@ mode, parsing the statement, the function call, the commit).
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -65,7 +67,7 @@ def per_call(cluster: Cluster, workdir: Path, template: str, offset: int, name: 
 def main() -> int:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed: apt-get install valgrind")
-    cluster = Cluster(base=default_base().parent / "instructions", port=54349)
+    cluster = Cluster(base=default_base().parent / "instructions", port=int(os.environ.get("INSTRUCTIONS_PORT", "54349")))
     cluster.destroy()
     cluster.start()
     try:

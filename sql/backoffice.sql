@@ -199,7 +199,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   from core.assert_admin(customer_history.admin_id) a
   cross join core.accounts ac
   join core.postings p on p.account_id = ac.id
-  join core.entries e on e.id = p.entry_id
+  join core.entries e on e.id = p.entry_id and e.created_at = p.created_at
   where ac.user_id = customer_history.user_id
   order by e.id desc, p.leg
   limit least(greatest(max_rows, 1), 500)

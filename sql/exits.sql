@@ -523,12 +523,12 @@ begin
       -- to whom: another customer's account, or the world (withdrawal)
       select e.id as entry_id, e.kind, e.created_at as at, src.currency, -src.amount as amount,
              (select a2.user_id from core.postings p2 join core.accounts a2 on a2.id = p2.account_id
-              where p2.entry_id = e.id and p2.amount > 0 and a2.user_id is not null and a2.user_id <> h.to_user
+              where p2.entry_id = e.id and p2.created_at = e.created_at and p2.amount > 0 and a2.user_id is not null and a2.user_id <> h.to_user
               order by p2.amount desc limit 1) as to_user
       from core.entries e
       join lateral (select p.currency, sum(p.amount) as amount from core.postings p
                     join core.accounts a on a.id = p.account_id
-                    where p.entry_id = e.id and a.user_id = h.to_user group by p.currency) src on src.amount < 0
+                    where p.entry_id = e.id and p.created_at = e.created_at and a.user_id = h.to_user group by p.currency) src on src.amount < 0
       where e.created_at >= h.at and e.id > h.entry_id and h.to_user is not null
         and e.kind in ('transfer', 'p2p_settlement', 'p2p_release', 'withdrawal', 'crypto_withdrawal')
     ) m

@@ -232,6 +232,14 @@ begin
       using errcode = 'BSX01';
   end if;
 
+  -- A hold is resolved once, whatever month: the key of core.hold_resolutions
+  -- refuses a second resolving entry (a partitioned table cannot hold the
+  -- global unique index entries.resolves_hold_id had).
+  if post_entry.resolves_hold_id is not null then
+    insert into core.hold_resolutions (hold_id, entry_id, user_id)
+    values (post_entry.resolves_hold_id, v_entry, post_entry.user_id);
+  end if;
+
   -- The entry, each account row written once, and all postings of the entry
   -- in one statement (the statement trigger on postings proves them
   -- balanced), legs in lock order, each with its account's new version and
@@ -246,17 +254,17 @@ begin
     update core.accounts a
        set balance = a.balance + v_moves[array_position(v_locked, a.id)], version = a.version + 1
      where a.id = any(v_locked)
-    returning a.id, a.currency, a.version, a.balance)
-  insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
+    returning a.id, a.currency, a.version, a.balance, a.user_id)
+  insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after, user_id)
   select v_entry, array_position(v_locked, m.id), m.id, m.currency, v_moves[array_position(v_locked, m.id)],
-         m.version, m.balance
+         m.version, m.balance, m.user_id
     from moved m;
 
   return v_entry;
 end
 $$;
 comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
-  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts, a customer who owns none of them, a malformed kind (BSX01), off-scale amounts (BSV02) and overdrafts (BSF01), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
+  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts, a customer who owns none of them, a malformed kind (BSX01), off-scale amounts (BSV02), overdrafts (BSF01) and a second entry resolving the same hold (23505 on core.hold_resolutions), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
 
 -- The database itself checks every statement that inserts postings, in one
 -- query over the rows it inserted: each entry must sum to zero per currency
@@ -317,6 +325,62 @@ create or replace trigger admin_audit_log_immutable before update or delete on c
   for each row execute function core.tg_forbid_change();
 create or replace trigger admin_audit_log_no_truncate before truncate on core.admin_audit_log
   for each statement execute function core.tg_forbid_change();
+
+-- Monthly partitions of entries and postings (migration 0017): created ahead
+-- of time by the worker, so a month never starts without its partition.
+create or replace function core.create_ledger_partition(month date) returns boolean
+language plpgsql volatile as $$
+declare
+  v_from timestamptz := date_trunc('month', month::timestamp) at time zone 'UTC';
+  v_to timestamptz := (date_trunc('month', month::timestamp) + interval '1 month') at time zone 'UTC';
+  v_suffix text := to_char(month, 'YYYY_MM');
+  v_created boolean := false;
+  v_table text;
+begin
+  foreach v_table in array array['entries', 'postings'] loop
+    if to_regclass(format('core.%I', v_table || '_' || v_suffix)) is null then
+      execute format('create table core.%I partition of core.%I for values from (%L) to (%L)',
+                     v_table || '_' || v_suffix, v_table, v_from, v_to);
+      -- Row triggers reach partitions from the parent; TRUNCATE of a partition
+      -- by name does not fire the parent's statement trigger: its own does.
+      execute format('create trigger %I before truncate on core.%I for each statement execute function core.tg_forbid_change()',
+                     v_table || '_no_truncate', v_table || '_' || v_suffix);
+      execute format('comment on table core.%I is %L', v_table || '_' || v_suffix,
+                     format('Partition of core.%s for %s (UTC).', v_table, to_char(v_from at time zone 'UTC', 'YYYY-MM')));
+      v_created := true;
+    end if;
+  end loop;
+  return v_created;
+end
+$$;
+comment on function core.create_ledger_partition(date) is
+  'Creates the entries and postings partitions of the month containing `month` (UTC bounds) when missing, each with its TRUNCATE guard; true when it created any. Called by admin.ensure_ledger_partitions and the migration.';
+
+create or replace function admin.ensure_ledger_partitions(months_ahead int default 3)
+returns table (month text, created boolean)
+language plpgsql volatile security definer
+-- Creating a partition locks the parent briefly: never queue behind (and in
+-- front of) a long transaction; the hourly job tries again.
+set search_path = pg_catalog, pg_temp set lock_timeout = '2s' as $$
+declare
+  v_month timestamp;
+begin
+  if months_ahead is null or months_ahead not between 0 and 36 then
+    raise exception 'months_ahead must be between 0 and 36.' using errcode = 'BSV01', column = 'months_ahead';
+  end if;
+  for v_month in select generate_series(date_trunc('month', now() at time zone 'UTC'),
+                                        date_trunc('month', now() at time zone 'UTC') + make_interval(months => months_ahead),
+                                        interval '1 month') loop
+    month := to_char(v_month, 'YYYY-MM');
+    created := core.create_ledger_partition(v_month::date);
+    return next;
+  end loop;
+end
+$$;
+revoke all on function admin.ensure_ledger_partitions(int) from public;
+grant execute on function admin.ensure_ledger_partitions(int) to exchange_worker, exchange_admin;
+comment on function admin.ensure_ledger_partitions(int) is
+  'Makes sure the ledger''s monthly partitions (core.entries_YYYY_MM, core.postings_YYYY_MM) exist from this month (UTC) to months_ahead months ahead; one row per month, created = true when made now. The worker calls it hourly with 3; there is no default partition, so a missing month would stop posting (admin.check_books warns a month ahead: partitions_ahead). BSV01 when months_ahead is outside 0..36.';
 
 -- Accounts are never deleted, and what an account is (owner, currency,
 -- purpose, shard, whether it may go negative) never changes (ledger-guide P3,
@@ -583,7 +647,7 @@ begin
     (select * from core.postings q where q.account_id = v_locked
       order by q.account_version desc limit page * page_size)
   ) p
-  join core.entries e on e.id = p.entry_id
+  join core.entries e on e.id = p.entry_id and e.created_at = p.created_at
   order by p.entry_id desc, p.account_id
   offset (page - 1) * page_size limit page_size;
 end
@@ -854,7 +918,7 @@ create view reporting.journal as
 select e.id as entry_id, e.created_at, e.kind, e.reference, e.description, p.leg, p.account_id,
        a.user_id, a.purpose, p.currency, p.amount, p.balance_after
 from core.entries e
-join core.postings p on p.entry_id = e.id
+join core.postings p on p.entry_id = e.id and p.created_at = e.created_at
 join core.accounts a on a.id = p.account_id;
 comment on view reporting.journal is 'Every posting with its entry: the complete, append-only journal.';
 
@@ -936,12 +1000,16 @@ create view reporting.books_health (check_name, detail) as
   select 'currency_mismatch', format('entry %s leg %s', p.entry_id, p.leg)
   from core.postings p join core.accounts a on a.id = p.account_id where a.currency <> p.currency
   union all
+  -- A posting names its account's owner (null for a system account).
+  select 'posting_owner', format('entry %s leg %s: user %s, account owner %s', p.entry_id, p.leg, p.user_id, a.user_id)
+  from core.postings p join core.accounts a on a.id = p.account_id where a.user_id is distinct from p.user_id
+  union all
   -- Every posting names an entry and an account that exist (core.post_entry
   -- writes them so; this finds any posting written by hand).
   select 'orphan_posting', format('entry %s leg %s: %s', p.entry_id, p.leg,
                                   case when e.id is null then 'no such entry' else 'no such account' end)
   from core.postings p
-  left join core.entries e on e.id = p.entry_id
+  left join core.entries e on e.id = p.entry_id and e.created_at = p.created_at
   left join core.accounts a on a.id = p.account_id
   where e.id is null or a.id is null
   union all
@@ -950,7 +1018,43 @@ create view reporting.books_health (check_name, detail) as
   from core.entries e
   where e.user_id is not null
     and not exists (select from core.postings p join core.accounts a on a.id = p.account_id
-                    where p.entry_id = e.id and a.user_id = e.user_id);
+                    where p.entry_id = e.id and p.created_at = e.created_at and a.user_id = e.user_id)
+  union all
+  -- Entry ids are unique (drawn from one sequence); the partitioned primary
+  -- key (id, created_at) alone would allow one id in two months.
+  select 'duplicate_entry_id', format('entry id %s appears %s times', e.id, count(*))
+  from core.entries e group by e.id having count(*) > 1
+  union all
+  -- A hold resolved by an entry is recorded in core.hold_resolutions with it.
+  select 'hold_resolution', format('entry %s resolves hold %s without its core.hold_resolutions row', e.id, e.resolves_hold_id)
+  from core.entries e
+  where e.resolves_hold_id is not null
+    and not exists (select from core.hold_resolutions r where r.hold_id = e.resolves_hold_id and r.entry_id = e.id)
+  union all
+  -- Rows that name a journal entry (no foreign key can refer to the
+  -- partitioned entries): the entry exists.
+  select 'entry_reference', format('%s %s names entry %s, which does not exist', r.tbl, r.row_id, r.entry_id)
+  from (select 'holds' as tbl, h.id as row_id, h.created_entry_id as entry_id from core.holds h
+        union all select 'holds', h.id, h.resolved_entry_id from core.holds h
+        union all select 'hold_resolutions', r.hold_id, r.entry_id from core.hold_resolutions r
+        union all select 'pix_charges', c.id, c.entry_id from core.pix_charges c
+        union all select 'market_orders', o.id, o.entry_id from core.market_orders o
+        union all select 'p2p_trades', t.id, t.release_entry_id from core.p2p_trades t
+        union all select 'p2p_trades', t.id, t.brl_entry_id from core.p2p_trades t
+        union all select 'p2p_pix_payments', x.trade_id, x.entry_id from core.p2p_pix_payments x
+        union all select 'reversible_credits', x.id, x.entry_id from core.reversible_credits x
+        union all select 'pix_clawbacks', x.id, x.entry_id from core.pix_clawbacks x
+        union all select 'crypto_deposits', x.id, x.entry_id from core.crypto_deposits x) r
+  where r.entry_id is not null and not exists (select from core.entries e where e.id = r.entry_id)
+  union all
+  -- The ledger's partitions reach at least a month ahead (the worker keeps
+  -- three: admin.ensure_ledger_partitions); without one, posting stops.
+  select 'partitions_ahead', format('core.%s has no partition for %s (run admin.ensure_ledger_partitions)', t.tbl,
+                                    to_char(date_trunc('month', now() at time zone 'UTC') + interval '1 month', 'YYYY-MM'))
+  from (values ('entries'), ('postings')) t (tbl)
+  where not exists (select from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                    where n.nspname = 'core' and c.relispartition
+                      and c.relname = t.tbl || '_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '1 month', 'YYYY_MM'));
 comment on view reporting.books_health is 'Failures of admin.check_books() (ledger invariants). Healthy: empty.';
 
 grant select on all tables in schema reporting to exchange_auditor, exchange_admin;
@@ -963,7 +1067,7 @@ $$;
 revoke all on function admin.check_books() from public;
 grant execute on function admin.check_books() to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.check_books() is
-  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts, an entry''s customer owning one of its accounts) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
+  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts and their account''s owner, an entry''s customer owning one of its accounts, entry ids unique, hold resolutions recorded, rows naming existing entries, ledger partitions a month ahead) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
 
 
 create or replace function api.health()

@@ -916,8 +916,10 @@ begin
 
   -- Limits of both parties (per trade and per day, KYC level). Both
   -- customers are locked first (in id order), so two trades opened at the
-  -- same instant cannot both pass the daily limit.
-  perform from core.users u where u.id in (open_p2p_trade.user_id, v_offer.user_id) order by u.id for no key update;
+  -- same instant cannot both pass the daily limit. One customer per
+  -- statement (DESIGN.md §7: each lock stays on one shard under Citus).
+  perform from core.users u where u.id = least(open_p2p_trade.user_id, v_offer.user_id) for no key update;
+  perform from core.users u where u.id = greatest(open_p2p_trade.user_id, v_offer.user_id) for no key update;
   -- The seller's crypto leaves into escrow (an exit), and with BALANCE the
   -- buyer's BRL pays another customer: each is refused while their exits are
   -- blocked, and the taker confirms with 2FA when it is their value leaving.

@@ -45,7 +45,7 @@ select a.user_id, u.email, p.currency, a.purpose as bucket, p.entry_id, e.create
 from core.postings p
 join core.accounts a on a.id = p.account_id
 join core.users u on u.id = a.user_id
-join core.entries e on e.id = p.entry_id;
+join core.entries e on e.id = p.entry_id and e.created_at = p.created_at;
 comment on view reporting.customer_statements is
   'Every posting on a customer''s available and locked accounts, with its entry and the balance after it (filter by user_id and currency for one statement). Healthy: balance_after is never negative and the last balance_after of each account is its cached balance (reporting.balance_mismatches empty).';
 
@@ -84,7 +84,7 @@ select (e.created_at at time zone 'America/Sao_Paulo')::date as day, e.kind, p.c
        sum(p.amount) filter (where p.amount > 0) as moved,
        coalesce(sum(p.amount) filter (where a.purpose = 'fees'), 0) as fees
 from core.entries e
-join core.postings p on p.entry_id = e.id
+join core.postings p on p.entry_id = e.id and p.created_at = e.created_at
 join core.accounts a on a.id = p.account_id
 group by 1, e.kind, p.currency;
 comment on view reporting.activity_by_day is
@@ -95,7 +95,7 @@ select (e.created_at at time zone 'America/Sao_Paulo')::date as day, p.currency,
        count(distinct e.id) as entries, sum(p.amount) as fees
 from core.postings p
 join core.accounts a on a.id = p.account_id and a.purpose = 'fees'
-join core.entries e on e.id = p.entry_id
+join core.entries e on e.id = p.entry_id and e.created_at = p.created_at
 group by 1, p.currency, e.kind;
 comment on view reporting.fee_revenue_by_day is
   'Fee revenue per day (São Paulo time), currency and the kind of entry that earned it, from the postings on the fee accounts. Healthy: fees >= 0 (a negative day means more fees were refunded than earned).';
@@ -186,7 +186,7 @@ with ledger as (
          coalesce(sum(p.amount) filter (where a.user_id is not null), 0) as to_customers,
          coalesce(sum(p.amount) filter (where a.purpose like 'clearing%'), 0) as to_clearing
   from core.entries e
-  join core.postings p on p.entry_id = e.id
+  join core.postings p on p.entry_id = e.id and p.created_at = e.created_at
   join core.accounts a on a.id = p.account_id
   where e.kind in ('deposit', 'withdrawal')
   group by e.reference, e.kind
@@ -333,7 +333,7 @@ with cfg as (
 transfers as (
   select e.id as entry_id, e.created_at, e.user_id as sender_id, a.user_id as recipient_id, p.currency, p.amount
   from core.entries e
-  join core.postings p on p.entry_id = e.id
+  join core.postings p on p.entry_id = e.id and p.created_at = e.created_at
   join core.accounts a on a.id = p.account_id
   where e.kind = 'transfer' and a.user_id is not null and a.user_id <> e.user_id and p.amount > 0
 ),

@@ -6,6 +6,10 @@
   `web` / `worker`: the same as exchange_app / exchange_worker; `priced`: fresh index prices.
 - `app`, `client`: the Flask app on that database, CSRF on; `forms` posts forms with their token.
 - `books(conn)`: assert the books balance (zero-sum, cached = computed, nothing negative, holds).
+- `pgbouncer` (session, autouse): when the `pgbouncer` binary is installed (CI installs it), a
+  PgBouncer in transaction mode in front of the test cluster; every test app built with
+  `webapp.create_app` has its web, worker and audit pools routed through it (the worker's leader
+  lock stays direct: webapp/jobs.py leader_url). TEST_PGBOUNCER=0 turns it off.
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+import webapp
 from webapp import migrate
+from webapp import pgbouncer as pgbouncer_module
 from webapp.devcluster import Cluster
 
 TEMPLATE = "bsm_template"
@@ -49,6 +55,57 @@ def pg():
                 raise
     yield cluster
     cluster.destroy()
+
+
+# The session's PgBouncer, once started: {"port": …, "target_port": …}.
+BOUNCER: dict = {}
+POOLED_URLS = ("APP_DATABASE_URL", "WORKER_DATABASE_URL", "AUDIT_DATABASE_URL")
+
+
+def through_pgbouncer(config: dict | None) -> dict | None:
+    """The test app's pools through the session's PgBouncer (URLs of the test cluster only)."""
+    if not config or not BOUNCER:
+        return config
+    from psycopg.conninfo import conninfo_to_dict
+    config = dict(config)
+    for key in POOLED_URLS:
+        url = config.get(key)
+        if url and conninfo_to_dict(url).get("port") == str(BOUNCER["target_port"]):
+            config[key] = pgbouncer_module.via(url, BOUNCER["port"])
+    return config
+
+
+_create_app = webapp.create_app
+
+
+def _create_app_through_pgbouncer(test_config: dict | None = None):
+    return _create_app(through_pgbouncer(test_config))
+
+
+# Patched before any test module imports it (`from webapp import create_app`);
+# once, even when a test module imports this file again as tests.conftest.
+if not getattr(webapp.create_app, "through_pgbouncer", False):
+    _create_app_through_pgbouncer.through_pgbouncer = True
+    webapp.create_app = _create_app_through_pgbouncer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pgbouncer(pg):
+    """A PgBouncer (transaction mode) in front of the test cluster, when the binary is installed."""
+    if pg is None or os.environ.get("TEST_PGBOUNCER", "1") == "0" or not pgbouncer_module.binary():
+        yield None
+        return
+    # Idle server connections close within seconds: every test has its own
+    # database, so pools of finished tests must not pile up to max_connections.
+    bouncer = pgbouncer_module.Bouncer(pg.base.parent / "pgbouncer", free_port(), "127.0.0.1", pg.port,
+                                       server_idle_timeout=3)
+    bouncer.start()
+    BOUNCER.update(port=bouncer.port, target_port=pg.port)
+    yield bouncer
+    BOUNCER.clear()
+    bouncer.stop()
+    import shutil
+    shutil.rmtree(bouncer.base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import re
 from decimal import Decimal
 
 import pytest
+import requests
 
 from tests.conftest import books
 from webapp.errors import DomainError
@@ -115,6 +116,12 @@ def test_lost_webhook_is_credited_by_the_reconciler(app, client, forms, demo, lo
     login("alice@example.com")
     dep = deposit(forms, "99,90")
     row = charge(owner, dep)
+    # the notification of the charge's creation is delivered and booked first
+    # (else a late retry of it, on a loaded machine, would book the payment below)
+    wait_until(lambda: all(d["state"] != "pending" for d in
+                           requests.get(mp.url + "/_sandbox/webhooks", timeout=10).json()["deliveries"])
+               and owner.execute("select count(*) as n from core.provider_notifications "
+                                 "where processed_at is null").fetchone()["n"] == 0, what="the creation's notification")
     control(mp, "/_sandbox/webhooks/drop", drop=True)              # every notification is lost
     control(mp, f"/_sandbox/payments/{row['provider_payment_id']}/pay")
     assert charge(owner, dep)["status"] == "PENDING"

@@ -5,7 +5,9 @@ seeding, `make psql`); the web logs in as `exchange_app`, the worker as
 `exchange_worker` and the audit section as `exchange_auditor`: by default the
 same server and database as DATABASE_URL with the user swapped, or
 APP_DATABASE_URL, WORKER_DATABASE_URL and AUDIT_DATABASE_URL when set
-(production, with passwords).
+(production, with passwords). With PgBouncer in front (transaction mode),
+those three point at it, and DIRECT_DATABASE_URL (default: DATABASE_URL's
+server as exchange_worker) at the server itself, for the worker's leader lock.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ def from_environment() -> dict:
         "APP_DATABASE_URL": env.get("APP_DATABASE_URL") or (role_url(database_url, "exchange_app") if database_url else ""),
         "AUDIT_DATABASE_URL": env.get("AUDIT_DATABASE_URL") or (role_url(database_url, "exchange_auditor") if database_url else ""),
         "WORKER_DATABASE_URL": env.get("WORKER_DATABASE_URL") or (role_url(database_url, "exchange_worker") if database_url else ""),
+        # The worker's leader lock is a session advisory lock: straight to the
+        # server, never through PgBouncer (webapp/jobs.py leader_url).
+        "DIRECT_DATABASE_URL": env.get("DIRECT_DATABASE_URL", ""),
         "DB_POOL_MAX": int(env.get("DB_POOL_MAX", "10")),
         "APP_URL": env.get("APP_URL", f"http://127.0.0.1:{env.get('PORT', '8000')}"),
         "MERCADO_PAGO_ACCESS_TOKEN": env.get("MERCADO_PAGO_ACCESS_TOKEN", "TEST-sandbox-token" if sandbox_mp else ""),

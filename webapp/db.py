@@ -53,7 +53,10 @@ def make_pool(conninfo: str, name: str, max_size: int = 10) -> ConnectionPool:
     # Autocommit: a call is one statement, so it is its own transaction, in one
     # round trip (an explicit BEGIN/COMMIT around it cost two more per call).
     pool = ConnectionPool(conninfo, name=name, min_size=1, max_size=max_size, open=False,
-                          kwargs={"row_factory": dict_row, "autocommit": True,
+                          # prepare_threshold=None: no server-side prepared statements,
+                          # so the pools work through PgBouncer in transaction mode
+                          # (a statement prepared on one server connection is unknown on the next).
+                          kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": None,
                                   "application_name": f"bs-market-{name}"})
     pool.open(wait=False)
     return pool

@@ -144,6 +144,8 @@ fsync = on
 synchronous_commit = on
 log_min_messages = warning
 log_min_error_statement = panic
+# two-phase commit for the cross-shard transfer lab (docs/SCALING.md)
+max_prepared_transactions = 20
 """
         with open(self.datadir / "postgresql.conf", "a") as fh:
             fh.write(settings)
@@ -167,6 +169,20 @@ log_min_error_statement = panic
                 return
             time.sleep(0.2)
         raise RuntimeError(f"PostgreSQL did not start; see {self.logfile}")
+
+    def replicate_from(self, primary: "Cluster") -> None:
+        """Make this cluster a hot standby of `primary` (streaming replication): a base backup
+        (`pg_basebackup -R`, as the unprivileged user when we are root) on its first start; it then
+        keeps replaying the primary's WAL and answers read-only queries on its own port."""
+        if self.initialized():
+            return
+        self._prepare_dirs()
+        self._server_cmd("pg_basebackup", "-D", str(self.datadir), "-h", "127.0.0.1", "-p", str(primary.port),
+                         "-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast")
+        # The copied postgresql.conf names the primary's port and socket folder: this one's win.
+        with open(self.datadir / "postgresql.conf", "a") as fh:
+            fh.write(f"\n# hot standby of port {primary.port}\nport = {self.port}\n"
+                     f"unix_socket_directories = '{self.sockdir}'\nhot_standby = on\n")
 
     def stop(self, mode: str = "fast"):
         if self.running():

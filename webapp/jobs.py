@@ -1,7 +1,8 @@
 """The worker: APScheduler jobs, with exactly one leader across processes.
 
 `flask --app wsgi worker` runs `run_worker`. A worker becomes the leader by
-taking a PostgreSQL session advisory lock on a dedicated connection; the
+taking a PostgreSQL session advisory lock on a dedicated, direct connection
+(`leader_url`: never through PgBouncer); the
 others wait on standby and take over within seconds if the leader dies (its
 connection closes and the lock with it). Only the leader runs jobs.
 
@@ -47,6 +48,18 @@ def collect_jobs() -> list:
             raise
         jobs.extend(module.JOBS)
     return jobs
+
+
+def leader_url(app) -> str:
+    """Where the leader lock is taken: a session advisory lock needs its own server session, so never
+    through PgBouncer in transaction mode (which hands the server connection to others between
+    transactions). DIRECT_DATABASE_URL, else DATABASE_URL's server as exchange_worker, else the worker's URL."""
+    from .config import role_url
+    if app.config.get("DIRECT_DATABASE_URL"):
+        return app.config["DIRECT_DATABASE_URL"]
+    if app.config.get("DATABASE_URL"):
+        return role_url(app.config["DATABASE_URL"], "exchange_worker")
+    return app.config["WORKER_DATABASE_URL"]
 
 
 class Leadership:
@@ -103,7 +116,7 @@ def run_worker(app, stop: threading.Event | None = None, poll_seconds: float = 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     name = name or f"{socket.gethostname()}-{os.getpid()}"
-    leadership = Leadership(app.config["WORKER_DATABASE_URL"], name)
+    leadership = Leadership(leader_url(app), name)
     jobs = collect_jobs()
     log.info("worker started with %d jobs; waiting to lead", len(jobs))
     try:

@@ -16,6 +16,13 @@ A second `make run` must work like the first (issue 20):
 - ports: PORT (8000), MP_SANDBOX_PORT (8001), BINANCE_SANDBOX_PORT (8002),
   INTER_SANDBOX_PORT (8003), MAIL_SANDBOX_PORT (8004, the inbox page) and
   MAIL_SMTP_PORT (1025, the SMTP sink, used when SMTP_URL is not set).
+
+Growing past one machine (docs/SCALING.md):
+- `USE_PGBOUNCER=1`: a PgBouncer in transaction mode (PGBOUNCER_PORT, 6432) in front of the
+  database; the web, the worker's jobs and the audit section connect through it, migrations and
+  the worker's leader lock (DIRECT_DATABASE_URL) straight to the server;
+- `REPLICA=1`: a hot standby of the private cluster (pg_basebackup -R, REPLICA_PORT, 54330, in
+  `.local/pg-replica`); `/audit` reads from it (AUDIT_DATABASE_URL).
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-from .devcluster import PROJECT, Cluster
+from . import pgbouncer
+from .config import role_url
+from .devcluster import PROJECT, Cluster, default_base
 
 LOCAL = Path(os.environ.get("BSM_LOCAL_DIR") or PROJECT / ".local")
 STOP_GRACE_SECONDS = 10
@@ -75,6 +84,7 @@ def main() -> int:
     env = os.environ.copy()
     python = sys.executable
     cluster = None
+    replica = None
     children: list[subprocess.Popen] = []
     stopping = False
 
@@ -123,6 +133,37 @@ def main() -> int:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
 
+        if env.get("REPLICA") == "1":
+            if cluster is None:
+                print("REPLICA=1 builds a standby of the private cluster only; with DATABASE_URL set, "
+                      "point AUDIT_DATABASE_URL at your own replica", flush=True)
+            else:
+                replica = Cluster(base=cluster.base.parent / "pg-replica", port=int(env.get("REPLICA_PORT", "54330")))
+                print(f"starting the hot standby in {replica.datadir} (port {replica.port})", flush=True)
+                replica.replicate_from(cluster)
+                replica.start()
+                env.setdefault("AUDIT_DATABASE_URL", role_url(replica.url(), "exchange_auditor"))
+        if env.get("USE_PGBOUNCER") == "1":
+            if not pgbouncer.binary():
+                print(pgbouncer.INSTALL_HINT, flush=True)
+                return 1
+            from psycopg.conninfo import conninfo_to_dict
+            server = conninfo_to_dict(env["DATABASE_URL"])
+            passwords = {conninfo_to_dict(env[key]).get("user"): conninfo_to_dict(env[key]).get("password")
+                         for key in ("APP_DATABASE_URL", "WORKER_DATABASE_URL", "AUDIT_DATABASE_URL")
+                         if env.get(key) and conninfo_to_dict(env[key]).get("password")}
+            bouncer = pgbouncer.Bouncer(default_base().parent / "pgbouncer", int(env.get("PGBOUNCER_PORT", "6432")),
+                                        server.get("host", "127.0.0.1"), int(server.get("port", 5432)), passwords)
+            start(f"PgBouncer (transaction mode) on :{bouncer.port}", bouncer.command())
+            bouncer.process = children[-1]
+            bouncer.wait_ready()
+            env.setdefault("DIRECT_DATABASE_URL", role_url(env["DATABASE_URL"], "exchange_worker"))
+            pooled = [("APP_DATABASE_URL", "exchange_app"), ("WORKER_DATABASE_URL", "exchange_worker")]
+            if replica is None:   # the standby's few audit connections go to it directly
+                pooled.append(("AUDIT_DATABASE_URL", "exchange_auditor"))
+            for key, role in pooled:
+                env[key] = bouncer.url(env.get(key) or role_url(env["DATABASE_URL"], role))
+
         if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("webapp.sandbox.mercadopago"):
             env.setdefault("MERCADO_PAGO_BASE_URL", f"http://127.0.0.1:{mp_port}")
             start(f"Mercado Pago sandbox on :{mp_port}",
@@ -164,6 +205,8 @@ def main() -> int:
     auditor@example.com auditor (/audit)
   e-mail: {"sandbox inbox http://127.0.0.1:" + mail_port + "/_sandbox/mail" if env.get("SMTP_URL", "").endswith(":" + smtp_port) else env.get("SMTP_URL") or "not sent (SMTP_URL unset)"}
   database: make psql   (owner URL: {env['DATABASE_URL']})
+  web pool: {env.get('APP_DATABASE_URL') or 'DATABASE_URL as exchange_app'}
+  audit reads: {env.get('AUDIT_DATABASE_URL') or 'DATABASE_URL as exchange_auditor'}
   Ctrl-C stops everything.
 """, flush=True)
 
@@ -177,6 +220,9 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not cut the cleanup short
         stop_children(children)
+        if replica is not None:
+            print("stopping the hot standby", flush=True)
+            replica.stop()
         if cluster is not None:
             print("stopping PostgreSQL", flush=True)
             cluster.stop()

@@ -132,9 +132,10 @@ def test_a_directly_inserted_balanced_entry_is_accepted(owner, people):
         owner.execute("""with moved as (
                            update core.accounts a set balance = a.balance + m.amount, version = a.version + 1
                            from (values (%s::bigint, 1, -1.25), (%s::bigint, 2, 1.25)) m (id, leg, amount)
-                           where a.id = m.id returning m.leg, a.id, a.currency, m.amount, a.version, a.balance)
-                         insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
-                         select %s, leg, id, currency, amount, version, balance from moved""", (alice, bob, entry))
+                           where a.id = m.id returning m.leg, a.id, a.currency, m.amount, a.version, a.balance, a.user_id)
+                         insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after,
+                                                    user_id)
+                         select %s, leg, id, currency, amount, version, balance, user_id from moved""", (alice, bob, entry))
     assert balance(owner, people["alice"], "BRL") == Decimal("9998.75")
     assert balance(owner, people["bob"], "BRL") == Decimal("5001.25")
     books(owner)

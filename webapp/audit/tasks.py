@@ -25,4 +25,14 @@ def publish_liabilities(app):
     return rows
 
 
-JOBS = [(record_books_check, 300), (publish_liabilities, 3600)]
+def ensure_ledger_partitions(app):
+    """Keep the ledger's monthly partitions three months ahead (no default partition: a month without
+    one would stop posting; admin.check_books alerts a month ahead)."""
+    rows = db.worker_call(app, "admin.ensure_ledger_partitions", months_ahead=3)
+    for row in rows:
+        if row["created"]:
+            log.info("created the ledger partitions for %s", row["month"])
+    return rows
+
+
+JOBS = [(record_books_check, 300), (publish_liabilities, 3600), (ensure_ledger_partitions, 3600)]
