@@ -147,11 +147,11 @@ class Stack:
     def start_worker(self):
         self._spawn("worker", [sys.executable, "-m", "flask", "--app", "wsgi", "worker"])
 
-    def kill_worker(self):
+    def kill_worker(self, sig=signal.SIGKILL):
         proc = self.procs.get("worker")
         if proc and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=30)
 
     def stop(self):
         for proc in self.procs.values():
@@ -531,10 +531,14 @@ class FaultInjector(threading.Thread):
              "payout_reject": 6, "mp_api_5xx": 8, "mp_api_timeout": 5, "binance_5xx": 8, "binance_timeout": 5,
              "binance_reject": 4, "binance_delay": 4, "webhooks_dropped": 5, "webhooks_dup_out_of_order": 9}
 
-    def __init__(self, seed: int, every: float, stack: Stack, stop: threading.Event):
+    def __init__(self, seed: int, every: float, stack: Stack, stop: threading.Event, cycle: bool = False,
+                 pace: float = 1.0):
+        """cycle: every kind once per round, in a shuffled order (the short test sees each kind);
+        pace scales how long each fault lasts."""
         super().__init__(name="chaos-faults", daemon=True)
         self.rng = random.Random(f"{seed}:faults")
-        self.every, self.stack, self.stop_event = every, stack, stop
+        self.every, self.stack, self.stop_event, self.cycle, self.pace = every, stack, stop, cycle, pace
+        self.rounds = 0
         self.counts = collections.Counter()
         self.notes = collections.Counter()
         self.errors: list[str] = []
@@ -543,8 +547,14 @@ class FaultInjector(threading.Thread):
         kinds, weights = zip(*self.KINDS.items())
         with psycopg.connect(self.stack.url, autocommit=True) as owner:
             self.owner = owner
+            plan: list[str] = []
             while not self.stop_event.wait(self.rng.expovariate(1 / self.every)):
-                kind = self.rng.choices(kinds, weights)[0]
+                if self.cycle:
+                    if not plan:
+                        plan = self.rng.sample(kinds, len(kinds))
+                    kind = plan.pop()
+                else:
+                    kind = self.rng.choices(kinds, weights)[0]
                 try:
                     getattr(self, kind)()
                     self.counts[kind] += 1
@@ -553,9 +563,12 @@ class FaultInjector(threading.Thread):
                     self.stack.mp_control("/_sandbox/payouts/mode", mode="approve")
                     if self.stack.procs["worker"].poll() is not None:
                         self.stack.start_worker()
+                if self.cycle and not plan:
+                    self.rounds += 1
 
     def pause(self, low: float, high: float):
-        self.stop_event.wait(self.rng.uniform(low, high))
+        # (not cut short by the end of the load: a fault always ends by restoring what it changed)
+        time.sleep(self.rng.uniform(low, high) * self.pace)
 
     def terminate_backends(self):
         pids = [r[0] for r in self.owner.execute(
@@ -733,7 +746,8 @@ def books(owner) -> dict:
 
 
 def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: float = 2.0,
-        users: int = 256, settle_timeout: float = 900, log=None) -> dict:
+        users: int = 256, settle_timeout: float = 900, fault_cycle: bool = False, fault_pace: float = 1.0,
+        log=None) -> dict:
     log = log or (lambda line: print(line, flush=True))
     workdir = Path(tempfile.mkdtemp(prefix="bsm-chaos-"))
     stack = Stack(workdir, log)
@@ -763,7 +777,7 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
         stats = collections.Counter()
         per = [ops // workers + (1 if i < ops % workers else 0) for i in range(workers)]
         clients = [Client(i, seed, per[i], stack, world, flask_app, stats, stop) for i in range(workers)]
-        injector = FaultInjector(seed, fault_every, stack, stop)
+        injector = FaultInjector(seed, fault_every, stack, stop, cycle=fault_cycle, pace=fault_pace)
         load_started = time.monotonic()
         for c in clients:
             c.start()
@@ -778,6 +792,8 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
                 log(f"[chaos] {stats['done']:>9,} ops in {elapsed:6.0f} s ({stats['done'] / elapsed:6.0f}/s), "
                     f"faults {sum(injector.counts.values())}")
         load_seconds = time.monotonic() - load_started
+        while fault_cycle and injector.rounds < 1 and injector.is_alive() and time.monotonic() - load_started < 300:
+            time.sleep(0.5)                      # the short test: every kind of fault at least once
         stop.set()
         injector.join(timeout=30)
         # faults off, the worker up, and the reconcilers settle everything
@@ -788,7 +804,15 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
             stack.start_worker()
         settle_started = time.monotonic()
         with psycopg.connect(stack.url, autocommit=True) as owner:
+            # The reconcilers look at every pending charge from now on, and a restarted worker runs each
+            # job at once: the settling takes seconds, not the reconcilers' minute-long cadences.
+            owner.execute("update core.settings set value = '0' where name = 'deposit_reconcile_after_minutes'")
+            restarted = time.monotonic()
             while True:
+                if time.monotonic() - restarted > 20:
+                    stack.kill_worker(signal.SIGTERM)
+                    stack.start_worker()
+                    restarted = time.monotonic()
                 left = pending(owner)
                 if not any(left.values()):
                     # and every payment approved at the provider is booked (lost webhooks: the reconciler)
