@@ -23,7 +23,7 @@ DB = "bsmarket"
 @pytest.fixture(scope="module")
 def source():
     root = Path(tempfile.mkdtemp(prefix="bsm-backup-"))
-    cluster = Cluster(base=root / "pg", port=free_port())
+    cluster = Cluster(base=root / "pg", port=free_port(), archive=True)
     cluster.start()
     cluster.ensure_database(DB)
     migrate.upgrade(cluster.url(DB), log=lambda *_: None)
@@ -87,7 +87,7 @@ def test_point_in_time_restore_and_restore_to_the_end(source):
     assert everything[-9:] == before + after
 
     # to T: the last entry is the last one committed before T, the later ones are absent
-    at_t = cluster.restore(backup, Cluster(base=root / "restore-t", port=free_port()), target_time.isoformat())
+    at_t = cluster.restore(backup, Cluster(base=root / "restore-t", port=free_port(), archive=True), target_time.isoformat())
     try:
         restored = entries(at_t.url(DB))
         assert restored[-1] == before[-1]
@@ -104,7 +104,7 @@ def test_point_in_time_restore_and_restore_to_the_end(source):
         at_t.destroy()
 
     # to the end of the archive: everything
-    at_end = cluster.restore(backup, Cluster(base=root / "restore-end", port=free_port()))
+    at_end = cluster.restore(backup, Cluster(base=root / "restore-end", port=free_port(), archive=True))
     try:
         assert entries(at_end.url(DB)) == everything
         check_books(at_end.url(DB))

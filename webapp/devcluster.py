@@ -97,7 +97,9 @@ def default_base() -> Path:
 class Cluster:
     """One PostgreSQL cluster: data directory, socket directory and port."""
 
-    def __init__(self, base: Path | None = None, port: int | None = None):
+    def __init__(self, base: Path | None = None, port: int | None = None, archive: bool | None = None):
+        # WAL archiving: on for the `make run` cluster (the default base), off for throwaway ones unless asked
+        self.archive = (base is None) if archive is None else archive
         self.base = Path(base) if base else default_base()
         self.datadir = self.base / "data"
         self.sockdir = self.base / "run"
@@ -158,7 +160,8 @@ log_min_error_statement = panic
 """
         with open(self.datadir / "postgresql.conf", "a") as fh:
             fh.write(settings)
-        self.enable_archiving()
+        if self.archive:
+            self.enable_archiving()
 
     def archiving_settings(self, archive_dir: Path) -> str:
         """WAL archiving into `archive_dir` (never overwriting a segment already there)."""
@@ -173,9 +176,9 @@ archive_timeout = 60
     def enable_archiving(self):
         """Turn WAL archiving on (a cluster made before it existed gets it at its next start)."""
         conf = self.datadir / "postgresql.conf"
+        self._own_dir(self.archive_dir)
         if "archive_mode = on" in conf.read_text():
             return
-        self._own_dir(self.archive_dir)
         with open(conf, "a") as fh:
             fh.write(self.archiving_settings(self.archive_dir))
 
@@ -190,9 +193,8 @@ archive_timeout = 60
         if not self.initialized():
             self.init()
         self._prepare_dirs()
-        if not self.running():
+        if self.archive and not self.running():
             self.enable_archiving()
-            self._own_dir(self.archive_dir)
         if self.running():
             return
         started = self._server_cmd("pg_ctl", "start", "-w", "-t", str(int(wait_seconds)), "-D", str(self.datadir),
@@ -270,7 +272,14 @@ recovery_target_action = 'promote'
             # append / create as the server user (the data directory is theirs, mode 0700)
             as_server("sh", "-c", f"cat {path} >> {target.datadir / name}")
             path.unlink()
-        target.start(wait_seconds=wait_seconds)
+        try:
+            target.start(wait_seconds=wait_seconds)
+        except RuntimeError as exc:
+            if "recovery ended before configured recovery target" in str(exc):
+                raise RuntimeError(f"the WAL archive ends before {target_time}: changes reach it when their "
+                                   "segment is full or archive_timeout (60 s) passes; wait a minute (or run "
+                                   "`select pg_switch_wal()` on the source) and restore again") from exc
+            raise
         import psycopg
         deadline = time.time() + wait_seconds
         with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
@@ -315,7 +324,7 @@ def main(argv: list[str]) -> int:
         target_time = os.environ.get("TARGET_TIME") or None
         backup = Path(os.environ["BACKUP"]) if os.environ.get("BACKUP") else cluster.latest_backup(target_time)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        target = Cluster(base=cluster.base / "restores" / stamp,
+        target = Cluster(base=cluster.base / "restores" / stamp, archive=True,
                          port=int(os.environ.get("RESTORE_PORT", DEFAULT_PORT + 1)))
         cluster.restore(backup, target, target_time)
         print(f"restored {backup.name} to {target_time or 'the end of the archive'} in {target.datadir}")
