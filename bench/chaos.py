@@ -733,6 +733,28 @@ def provider_effects(stack: Stack, owner) -> dict:
     return {"counts": dict(out), "problems": problems}
 
 
+def drain(flask_app, stop: threading.Event) -> list[threading.Thread]:
+    """While settling, extra loops of the worker's own jobs (their claims are FOR UPDATE SKIP LOCKED, so
+    they run safely beside the worker): at 1,000,000 operations the payouts, webhooks and charges queue
+    faster than one worker's cadence (10 payouts every 5 s) drains them."""
+    from webapp.deposits.tasks import attach_pending_charges, process_notifications, reconcile_charges
+    from webapp.withdrawals.tasks import process_withdrawals, recheck_withdrawals
+    jobs = [lambda a: process_withdrawals(a, max_rows=20)] * 3 + [process_notifications] * 3 + [
+        lambda a: attach_pending_charges(a, max_rows=50, min_age_seconds=0), recheck_withdrawals, reconcile_charges]
+
+    def loop(job):
+        while not stop.wait(0.05):
+            with flask_app.app_context():
+                try:
+                    job(flask_app)
+                except Exception:  # noqa: BLE001  (as the worker does: the next run retries)
+                    stop.wait(1)
+    threads = [threading.Thread(target=loop, args=(job,), daemon=True, name="chaos-drain") for job in jobs]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def books(owner) -> dict:
     """The books check of tests/conftest.py, counted instead of asserted."""
     q = lambda sql: owner.execute(sql).fetchall()  # noqa: E731
@@ -763,7 +785,7 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
             "AUDIT_DATABASE_URL": role_url(stack.url, "exchange_auditor"),
             "MERCADO_PAGO_ACCESS_TOKEN": MP_TOKEN, "MERCADO_PAGO_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "MERCADO_PAGO_BASE_URL": stack.mp, "APP_URL": stack.web, "PIX_PROVIDER": "mercadopago",
-            "PIX_PROVIDER_TIMEOUT": 4, "DB_POOL_MAX": 8})
+            "PIX_PROVIDER_TIMEOUT": 4, "DB_POOL_MAX": 12})
         # prices and filters come from the worker's first polls
         with psycopg.connect(stack.url, autocommit=True) as owner:
             deadline = time.monotonic() + 60
@@ -808,6 +830,8 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
             # job at once: the settling takes seconds, not the reconcilers' minute-long cadences.
             owner.execute("update core.settings set value = '0' where name = 'deposit_reconcile_after_minutes'")
             restarted = time.monotonic()
+            drained = threading.Event()
+            drainers = drain(flask_app, drained)
             while True:
                 if time.monotonic() - restarted > 20:
                     stack.kill_worker(signal.SIGTERM)
@@ -823,6 +847,9 @@ def run(ops: int = 1_000_000, workers: int = 32, seed: int = 2026, fault_every: 
                     break
                 time.sleep(3)
             settle_seconds = time.monotonic() - settle_started
+            drained.set()
+            for t in drainers:
+                t.join(timeout=60)
             stack.kill_worker()
             left = pending(owner)
             effects = provider_effects(stack, owner)

@@ -12,7 +12,7 @@ from bench.chaos import FaultInjector, run
 
 def test_short_chaos_run_has_no_violations():
     report = run(ops=int(os.environ.get("CHAOS_TEST_OPS", 3000)), workers=8, seed=int(os.environ.get("CHAOS_SEED", 15)),
-                 users=64, fault_every=0.3, fault_cycle=True, fault_pace=0.3, settle_timeout=120,
+                 users=64, fault_every=0.3, fault_cycle=True, fault_pace=0.2, settle_timeout=120,
                  log=lambda *_: None)
     details = report["violation_details"]
     assert report["violations"] == dict.fromkeys(report["violations"], 0), details
