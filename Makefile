@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-http psql db-url lint check i18n sql-docs clean-db
+.PHONY: run test bench bench-http psql db-url lint check i18n sql-docs clean-db chaos backup restore
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -56,3 +56,15 @@ check: lint test
 
 clean-db:
 	$(PY) -m webapp.devcluster stop; rm -rf .local/pg
+
+# docs/RELIABILITY.md: the exchange hammered while things die (CHAOS_OPS, CHAOS_WORKERS, CHAOS_SEED).
+chaos: $(STAMP)
+	$(PY) -m bench.chaos
+
+# A base backup of the `make run` cluster (its WAL is archived), and a point-in-time restore of it
+# into a new data directory: make restore TARGET_TIME='2026-12-02 17:40:00+00' [BACKUP=dir] [RESTORE_PORT=n]
+backup: $(STAMP)
+	@$(PY) -m webapp.devcluster backup
+
+restore: $(STAMP)
+	@TARGET_TIME="$(TARGET_TIME)" $(PY) -m webapp.devcluster restore

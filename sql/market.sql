@@ -738,7 +738,9 @@ returns table (order_id bigint, user_id bigint, symbol text, side text, client_o
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select o.id, o.user_id, o.symbol, o.side, o.client_order_id, o.quote_order_qty, o.quantity,
          floor(extract(epoch from now() - o.created_at))::int,
-         o.created_at < now() - make_interval(secs => core.setting('market_order_lost_seconds')::int),
+         -- lost counts from when the order was sent (placed_at), not from when it was confirmed: an
+         -- order queued behind a slow Binance call is not lost, and Binance may still fill it (chaos run)
+         coalesce(o.placed_at, o.created_at) < now() - make_interval(secs => core.setting('market_order_lost_seconds')::int),
          o.checks, o.last_note
   from core.market_orders o
   where o.status = 'EXECUTING'
@@ -750,7 +752,7 @@ $$;
 revoke all on function admin.list_stuck_market_orders(int, int) from public;
 grant execute on function admin.list_stuck_market_orders(int, int) to exchange_worker, exchange_admin;
 comment on function admin.list_stuck_market_orders(int, int) is
-  'Orders EXECUTING for longer than older_than_seconds (default: setting market_reconcile_after_seconds), oldest first, for the reconciler; lost = older than market_order_lost_seconds (if Binance does not know it by then, it never will).';
+  'Orders EXECUTING for longer than older_than_seconds (default: setting market_reconcile_after_seconds), oldest first, for the reconciler; lost = sent to Binance (placed_at; never sent: confirmed) longer than market_order_lost_seconds ago (if Binance does not know it by then, it never will).';
 
 -- ---------------------------------------------------------------------------
 -- Customer: orders and portfolio

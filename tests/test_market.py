@@ -310,3 +310,39 @@ def test_other_customers_quotes_and_orders_are_hidden(client, forms, login, mark
     assert client.get(quote_url).status_code == 404
     assert client.get(order_url).status_code == 404
     assert client.get(order_url + "/status").status_code == 404
+
+
+def test_an_order_queued_behind_a_slow_one_is_not_taken_for_lost(app, market, owner, sandbox):
+    """Found by `make chaos` (docs/RELIABILITY.md): the worker used to stamp a whole batch placed before
+    sending the first, and the reconciler counted "lost" from the customer's confirmation; an order
+    queued behind a slow Binance call was failed as lost (hold released), then sent and filled at
+    Binance with no ledger effect. Now each order is stamped just before it is sent, and lost counts
+    from then."""
+    import threading
+    import time
+    alice = market["alice@example.com"]
+    for n in range(3):
+        q = owner.execute("select * from api.create_quote(%s, 'buy', 'BTC', 100)", (alice,)).fetchone()
+        owner.execute("select * from api.execute_quote(%s, %s, %s)", (alice, q["quote_id"], f"slow-{n}"))
+    control(sandbox, "next_order", mode="delay", delay_seconds=2)   # the first answer outlives the 1 s timeout
+    done = {}
+
+    def place():
+        with app.app_context():
+            done.update(tasks.place_orders(app))
+    worker = threading.Thread(target=place)
+    worker.start()
+    time.sleep(0.5)                                    # the worker is waiting on Binance for the first order
+    sent = owner.execute("select count(*) as n from core.market_orders where placed_at is not null").fetchone()["n"]
+    worker.join(timeout=30)
+    assert sent == 1                                   # the two others are not stamped sent while they wait
+    assert done == {"EXECUTING": 1, "COMPLETED": 2}    # the slow one is left to the reconciler
+    # confirmed an hour ago but sent just now: not lost
+    owner.execute("update core.market_orders set created_at = now() - interval '1 hour' where status = 'EXECUTING'")
+    stuck = owner.execute("select * from admin.list_stuck_market_orders(0)").fetchall()
+    assert len(stuck) == 1 and not stuck[0]["lost"]
+    time.sleep(2)                                      # Binance fills it
+    assert tasks.reconcile_orders(app) == {"COMPLETED": 1}
+    assert [o["status"] for o in sandbox_orders(sandbox)] == ["FILLED"] * 3
+    assert owner.execute("select count(*) as n from core.entries where kind = 'market_buy'").fetchone()["n"] == 3
+    books(owner)

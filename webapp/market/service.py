@@ -198,7 +198,13 @@ def place_confirmed(app, max_rows: int = 20) -> dict:
     """Worker: send the orders customers confirmed (admin.market_orders_to_place marks each placed,
     committed, before it is sent once). Returns {status: count}."""
     counts: dict[str, int] = {}
-    for row in _call(app, "admin.market_orders_to_place", max_rows=max_rows):
+    # One at a time: each order is stamped placed_at just before it is sent, so the reconciler's
+    # "lost" clock starts when Binance could first see it, not while it waits behind a slow call.
+    for _ in range(max_rows):
+        rows = _call(app, "admin.market_orders_to_place", max_rows=1)
+        if not rows:
+            break
+        row = rows[0]
         try:
             status = place_order(app, row)
         except Exception:  # placed: the reconciler finishes it

@@ -27,6 +27,12 @@ Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
   POST /_sandbox/payouts/<id>/notify           re-send the last payout notification
   GET  /_sandbox/webhooks[?resource_id=]       delivery attempts
   POST /_sandbox/webhooks/drop                 {drop: true|false} lose notifications on purpose
+  POST /_sandbox/webhooks/chaos                {delay_max?: s, duplicates?: n} (bench/chaos.py) every
+                                               notification waits a random 0..delay_max s before its first
+                                               try (so they arrive out of order) and is sent 1+duplicates times
+  POST /_sandbox/faults                        {count: n, status?: 5xx, sleep?: s} (bench/chaos.py) the next n
+                                               API calls (/v1/...) answer `status` without acting, or first
+                                               sleep `sleep` s (a client timeout) and then act
   GET  /_sandbox/state                         everything, as JSON
   POST /_sandbox/reset                         forget everything
 Emulator convenience, NOT in the real API (clients must not depend on it):
@@ -47,6 +53,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import secrets
 import threading
 import time
@@ -193,6 +200,19 @@ class State:
             self.payout_mode = self.config["PAYOUT_MODE"]
             self.payout_reject_detail = "by_bank"
             self.drop_webhooks = False
+            self.webhook_delay_max = 0.0     # /_sandbox/webhooks/chaos
+            self.webhook_duplicates = 0
+            self.faults: list[dict] = []     # /_sandbox/faults, consumed by the next API calls
+
+    def take_fault(self) -> dict | None:
+        with self.lock:
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            fault["remaining"] -= 1
+            if fault["remaining"] <= 0:
+                self.faults.pop(0)
+            return dict(fault)
 
     # ---- webhooks
     def notify(self, resource: str, resource_id: str, url: str | None, body: dict,
@@ -209,12 +229,16 @@ class State:
             if self.drop_webhooks:
                 d.state = "dropped"
                 return d
-        threading.Thread(target=self._deliver, args=(d,), daemon=True,
-                         name=f"mp-webhook-{d.delivery_id}").start()
+            copies, delay_max = 1 + self.webhook_duplicates, self.webhook_delay_max
+        for _ in range(copies):
+            threading.Thread(target=self._deliver, args=(d, random.uniform(0, delay_max) if delay_max else 0),
+                             daemon=True, name=f"mp-webhook-{d.delivery_id}").start()
         return d
 
-    def _deliver(self, d: Delivery):
+    def _deliver(self, d: Delivery, delay: float = 0):
         """Try, then retry after each interval, until a 2xx or the intervals run out."""
+        if delay:
+            time.sleep(delay)
         intervals = list(self.config["WEBHOOK_RETRY_INTERVALS"])
         secret = self.config["WEBHOOK_SECRET"]
         data_id = str(d.body["data"]["id"])
@@ -466,6 +490,19 @@ def create_app(config: dict | None = None) -> Flask:
         if len(key) > 64:
             raise bad_request("X-Idempotency-Key must be at most 64 characters", 4292)
         return key
+
+    @app.before_request
+    def _injected_fault():
+        # /_sandbox/faults: the provider answering 5xx (without acting) or slowly (then acting).
+        if not request.path.startswith("/v1/"):
+            return None
+        fault = state.take_fault()
+        if fault is None:
+            return None
+        if fault.get("sleep"):
+            time.sleep(float(fault["sleep"]))
+            return None
+        return mp_error(int(fault.get("status") or 503), "injected fault (sandbox)", "service_unavailable")
 
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
@@ -1012,6 +1049,25 @@ def create_app(config: dict | None = None) -> Flask:
         value = params.get("drop", True)
         state.drop_webhooks = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
         return _done({"drop": state.drop_webhooks})
+
+    @app.post("/_sandbox/webhooks/chaos")
+    def sandbox_webhook_chaos():
+        params = _control_body()
+        with state.lock:
+            state.webhook_delay_max = max(0.0, float(params.get("delay_max", 0) or 0))
+            state.webhook_duplicates = max(0, int(params.get("duplicates", 0) or 0))
+        return _done({"delay_max": state.webhook_delay_max, "duplicates": state.webhook_duplicates})
+
+    @app.post("/_sandbox/faults")
+    def sandbox_faults():
+        params = _control_body()
+        status, sleep = int(params.get("status") or 0), float(params.get("sleep") or 0)
+        if not sleep and not 500 <= status <= 599:
+            raise bad_request("a fault needs status 5xx or sleep > 0", 4000)
+        fault = {"remaining": max(1, int(params.get("count", 1))), "status": status, "sleep": sleep}
+        with state.lock:
+            state.faults.append(fault)
+        return _done(dict(fault))
 
     @app.get("/_sandbox/state")
     def sandbox_state():
