@@ -197,6 +197,7 @@ def setup_world(stack: Stack, users: int, admins: int) -> dict:
         ids = [u for u, _ in created]
         customers, admin_ids = ids[:users], ids[users:]
         owner.execute("update core.users set kyc_level = 2 where id = any(%s)", (customers,))
+        owner.execute("select core.mark_email_verified(u) from unnest(%s::bigint[]) u", (ids,))
         owner.execute("update core.users set role = 'admin' where id = any(%s)", (admin_ids,))
         for a in admin_ids:
             owner.execute("insert into core.user_totp (user_id, secret, confirmed_at) values (%s, %s, now())",

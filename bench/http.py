@@ -220,6 +220,7 @@ def seed(url: str, n: int) -> dict:
                 conn.execute("select api.submit_kyc_data(%s, %s, %s, date '1990-05-17', 'Rua do Teste, 1, São Paulo - SP')",
                              (uid, f"Cliente Bench {prefix.upper()}{i}", doc))
                 conn.execute("update core.users set kyc_level = 2 where id = %s", (uid,))
+                conn.execute("select core.mark_email_verified(%s)", (uid,))
                 for currency, amount in (("BRL", "1000000000.00"), ("BTC", "1000")):
                     conn.execute("select admin.adjust_balance(%s, %s, %s, %s, 'Saldo do benchmark', %s)",
                                  (admin, uid, currency, amount, f"bench-{uid}-{currency}"))
@@ -285,9 +286,9 @@ def load_history(url: str, total_entries: int, people: int = 1000, chunk: int = 
                     select m.entry_id, 1::smallint as leg, p.account_id, -0.01::numeric as amount from mv m join part p on p.i = m.f
                     union all
                     select m.entry_id, 2::smallint, p.account_id, 0.01 from mv m join part p on p.i = m.t""")
-                conn.execute("""insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after)
+                conn.execute("""insert into core.postings (entry_id, leg, account_id, currency, amount, account_version, balance_after, user_id)
                     select l.entry_id, l.leg, l.account_id, 'BRL', l.amount,
-                           a.version + row_number() over w, a.balance + sum(l.amount) over w
+                           a.version + row_number() over w, a.balance + sum(l.amount) over w, a.user_id
                     from legs l join core.accounts a on a.id = l.account_id
                     window w as (partition by l.account_id order by l.entry_id rows between unbounded preceding and current row)""")
                 conn.execute("""update core.accounts a set balance = a.balance + d.net, version = a.version + d.n

@@ -70,6 +70,7 @@ def test_point_in_time_restore_and_restore_to_the_end(source):
         admin, alice, bob = ids
         owner.execute("update core.users set role = 'admin' where id = %s", (admin,))
         owner.execute("update core.users set kyc_level = 2 where id = any(%s)", ([alice, bob],))
+        owner.execute("select core.mark_email_verified(u) from unnest(%s::bigint[]) u", (ids,))
         owner.execute("select * from core.post_adjustment(%s, %s, 'BRL', 1000.00, 'saldo', 'bk-seed')", (admin, alice))
 
     backup = cluster.backup()

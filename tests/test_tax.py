@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
@@ -56,11 +56,16 @@ class Script:
     def at(self, year, month, day, hour=12, minute=0):
         """Every entry since the last step happened at this moment of Brasília."""
         when = datetime(year, month, day, hour, minute, tzinfo=BRT)
+        # the ledger is partitioned by month: the month must exist, and an entry's postings carry its time
+        self.owner.execute("select core.create_ledger_partition(%s::date)", (when.astimezone(timezone.utc).date(),))
         self.owner.execute("alter table core.entries disable trigger entries_immutable")
+        self.owner.execute("alter table core.postings disable trigger postings_immutable")
         try:
             self.owner.execute("update core.entries set created_at = %s where id > %s", (when, self.mark))
+            self.owner.execute("update core.postings set created_at = %s where entry_id > %s", (when, self.mark))
         finally:
             self.owner.execute("alter table core.entries enable trigger entries_immutable")
+            self.owner.execute("alter table core.postings enable trigger postings_immutable")
         self.mark = self._last_entry()
 
     def desk(self, side, crypto, amount, executed, cumm, price):

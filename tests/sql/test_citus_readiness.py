@@ -28,6 +28,7 @@ DISTRIBUTION_COLUMN = "user_id"
 # customer's operations, written by operators or the worker.
 REFERENCE_TABLES = {
     "currencies": "the currency registry (code, scale): read by every posting",
+    "tax_asset_codes": "the IRPF Bens e Direitos code of each crypto: read by the tax statement",
     "settings": "operator settings (fee shards and rates, windows, thresholds): read by every operation",
     "kyc_limits": "limits per KYC level: read by every money operation",
     "prices": "Binance index prices (written by the worker): quotes, floating P2P prices, the exit policy",
