@@ -391,7 +391,10 @@ begin
   update core.security_events s set ip = null, detail = null where s.user_id = v_id;
   delete from core.notifications n where n.user_id = v_id;
   update core.user_sessions s set ip = null, user_agent = '', browser = '' where s.user_id = v_id;
-  update core.mail_outbox m set recipient = v_email, params = '{}' where m.user_id = v_id;
+  -- a mail not sent yet will not be: its address is gone
+  update core.mail_outbox m set recipient = v_email, params = '{}',
+         status = case when m.status = 'pending' then 'cancelled' else m.status end
+   where m.user_id = v_id;
   update core.twofactor_recovery_requests r set reason = 'anonimizado', ip = null where r.user_id = v_id;
   delete from core.recovery_codes r where r.user_id = v_id;
   delete from core.user_totp t where t.user_id = v_id;

@@ -260,6 +260,11 @@ def test_anonymisation_after_the_retention_period_keeps_the_books(app, owner, we
                   (world["deposits"][alice],))
     zero_out(owner, admin, alice)
     web.execute("select api.close_account(%s, null, '', '198.51.100.4')", (alice,))
+    # a mail still queued for her, and a device she logged in from
+    owner.execute("insert into core.mail_outbox (user_id, recipient, kind) values (%s, 'alice@example.com', 'new_device')",
+                  (alice,))
+    owner.execute("insert into core.user_sessions (user_id, token_hash, ip, user_agent, browser) "
+                  "values (%s, repeat('a', 64), '203.0.113.9', 'Mozilla/5.0 Firefox/130', 'Firefox / Linux')", (alice,))
     books_before = owner.execute(
         "select p.entry_id, p.leg, p.amount, p.balance_after from core.postings p join core.accounts a "
         "on a.id = p.account_id where a.user_id = %s order by 1, 2", (alice,)).fetchall()
@@ -296,6 +301,11 @@ def test_anonymisation_after_the_retention_period_keeps_the_books(app, owner, we
     assert one(owner, "select original_name from core.p2p_proofs where user_id = %s", alice)["original_name"] == "anonimizado"
     assert one(owner, "select pix_key from core.withdrawal_destinations where user_id = %s", alice)["pix_key"] == "anonimizado"
     assert one(owner, "select ip from core.account_closures where user_id = %s", alice)["ip"] is None
+    mails = owner.execute("select recipient, status from core.mail_outbox where user_id = %s", (alice,)).fetchall()
+    assert {m["recipient"] for m in mails} == {user["email"]} and "pending" not in {m["status"] for m in mails}
+    assert "cancelled" in {m["status"] for m in mails}                # the queued one is never sent
+    assert [(r["ip"], r["browser"]) for r in owner.execute(
+        "select ip, browser from core.user_sessions where user_id = %s", (alice,))] == [(None, "")]
     everything = json.dumps(one(owner, "select api.export_my_data(%s) as d", alice)["d"], default=str)
     for personal in ("alice@example.com", "Alice Souza", ALICE_CPF, "203.0.113.7", "198.51.100.4", "988887777",
                      "Oi Bob", "Rua das Flores", "1990-05-17"):

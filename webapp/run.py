@@ -185,7 +185,7 @@ def main() -> int:
             start(f"Binance sandbox on :{binance_port}",
                   [python, "-m", "webapp.sandbox.binance", "--port", binance_port,
                    "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
-        if not env.get("SMTP_URL") and importlib.util.find_spec("webapp.sandbox.mail"):
+        if not env.get("SMTP_URL"):
             # Mail goes to a local sink; the inbox page shows it (links clickable).
             env["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
             start(f"mail sandbox (SMTP :{smtp_port}, inbox http://127.0.0.1:{mail_port}/_sandbox/mail)",
