@@ -10,7 +10,7 @@
 --      fetches the payment from the provider and reports it to
 --      admin.confirm_pix_charge, the one place a PIX payment is booked: a
 --      deposit is credited once (provider clearing account → customer), a P2P
---      charge is handed to admin.confirm_p2p_pix_payment (sql/p2p.sql).
+--      charge is handed to admin.confirm_p2p_pix_payment (sql/p2p/).
 -- Charges the provider call left without an id are retried by a job
 -- (admin.pix_charges_to_attach). Fresh deposits cannot be withdrawn for
 -- deposit_maturation_hours: each credited PIX is reversible exposure until then
@@ -246,7 +246,7 @@ begin
      set provider_payment_id = btrim(attach_pix_charge.provider_payment_id), qr_code = attach_pix_charge.qr_code,
          qr_code_base64 = attach_pix_charge.qr_code_base64, last_error = null, updated_at = now()
    where c.id = v_charge.id;
-  -- A PIX-confirmed P2P trade shows its charge on the trade page (sql/p2p.sql,
+  -- A PIX-confirmed P2P trade shows its charge on the trade page (sql/p2p/,
   -- looked up dynamically: the rails apply before the P2P file).
   if v_charge.purpose = 'p2p_trade' and v_charge.status = 'PENDING'
      and to_regprocedure('admin.attach_p2p_pix_charge(bigint,text,text,text,text,timestamptz)') is not null then
@@ -482,7 +482,7 @@ begin
 
   if v_charge.purpose = 'p2p_trade' then
     -- The P2P domain decides (release, review, credit to the buyer…);
-    -- looked up dynamically because sql/p2p.sql applies after this file.
+    -- looked up dynamically because sql/p2p/ applies after this file.
     if to_regprocedure('admin.confirm_p2p_pix_payment(bigint,numeric,text,text)') is null then
       update core.pix_charges c
          set status = 'REVIEW', status_detail = 'P2P indisponível: pagamento aguardando a equipe',

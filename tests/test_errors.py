@@ -29,7 +29,7 @@ def documented() -> dict[str, int]:
 
 def raised_in_sql() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    for path in sorted((ROOT / "sql").glob("*.sql")) + sorted((ROOT / "migrations").glob("*.sql")):
+    for path in sorted((ROOT / "sql").rglob("*.sql")) + sorted((ROOT / "migrations").glob("*.sql")):
         for code in re.findall(r"errcode\s*=\s*'(BS[A-Z0-9]{3})'", path.read_text()):
             found.setdefault(code, set()).add(path.name)
     return found

@@ -41,7 +41,7 @@ def sql_files() -> list[Path]:
 def sql_hash() -> str:
     digest = hashlib.sha256()
     for path in sql_files():
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(path.relative_to(SQL).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

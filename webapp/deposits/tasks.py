@@ -5,7 +5,7 @@
 - reconcile_charges: charges still pending after deposit_reconcile_after_minutes
   are looked up at the provider and confirmed or expired (a lost webhook loses no money);
 - create_pending_p2p_charges: PIX-confirmed P2P trades that still have no charge
-  (when sql/p2p.sql provides admin.pending_p2p_pix_charges);
+  (when sql/p2p/pix_confirmed.sql provides admin.pending_p2p_pix_charges);
 - process_notifications: webhook deliveries the web queued are fetched from the
   provider and booked (a deposit credited, a clawback, a payout settled);
 - cancel_ended_trade_charges: the PIX charge of a P2P trade that ended is cancelled

@@ -1,7 +1,7 @@
 """P2P marketplace: the offer book, offers, escrowed trades with chat and proofs, reputation, disputes.
 
 Customer pages live under /p2p; the dispute back office (admins only) under /admin/disputes, on the same
-blueprint (registered without a URL prefix). Every state change is one api.*/admin.* call (sql/p2p.sql).
+blueprint (registered without a URL prefix). Every state change is one api.*/admin.* call (sql/p2p/).
 """
 from flask import Blueprint
 
