@@ -22,7 +22,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import DEMO_PASSWORD, books
-from tests.test_market_sql import fill, quote, settle, setup_market
+from tests.sql.test_market_sql import fill, quote, settle, setup_market
 
 BRT = ZoneInfo("America/Sao_Paulo")
 BTC_TO = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"

@@ -8,7 +8,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.conftest import DEMO_PASSWORD, books
 from tests.test_tax import Script, run_year
-from tests.test_market_sql import setup_market
+from tests.sql.test_market_sql import setup_market
 
 WIDTHS = {"mobile": 390, "desktop": 1280}
 
