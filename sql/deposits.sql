@@ -25,18 +25,13 @@ language plpgsql stable as $$
 declare
   v_cpf text;
 begin
-  -- core.kyc_profiles belongs to the KYC domain (a later migration): looked
-  -- up dynamically so that the rails work with or without it.
-  if to_regclass('core.kyc_profiles') is null then
-    return null;
-  end if;
-  execute 'select k.cpf from core.kyc_profiles k where k.user_id = $1' into v_cpf using rails_payer_cpf.user_id;
+  select k.cpf into v_cpf from core.kyc_profiles k where k.user_id = rails_payer_cpf.user_id;
   v_cpf := nullif(regexp_replace(coalesce(v_cpf, ''), '\D', '', 'g'), '');
   return case when length(v_cpf) = 11 then v_cpf end;
 end
 $$;
 comment on function core.rails_payer_cpf(bigint) is
-  'The CPF a customer verified in KYC (11 digits), sent as the payer of their PIX charges; NULL when unknown or when the KYC table does not exist yet.';
+  'The CPF a customer verified in KYC (11 digits), sent as the payer of their PIX charges; NULL when unknown.';
 
 create or replace function core.rails_when(at timestamptz) returns text
 language sql stable as $$
@@ -246,13 +241,12 @@ begin
      set provider_payment_id = btrim(attach_pix_charge.provider_payment_id), qr_code = attach_pix_charge.qr_code,
          qr_code_base64 = attach_pix_charge.qr_code_base64, last_error = null, updated_at = now()
    where c.id = v_charge.id;
-  -- A PIX-confirmed P2P trade shows its charge on the trade page (sql/p2p/,
-  -- looked up dynamically: the rails apply before the P2P file).
-  if v_charge.purpose = 'p2p_trade' and v_charge.status = 'PENDING'
-     and to_regprocedure('admin.attach_p2p_pix_charge(bigint,text,text,text,text,timestamptz)') is not null then
-    execute 'select admin.attach_p2p_pix_charge($1, $2, $3, $4, $5, $6)'
-      using v_charge.trade_id, v_charge.provider, btrim(attach_pix_charge.provider_payment_id),
-            attach_pix_charge.qr_code, attach_pix_charge.qr_code_base64, v_charge.expires_at;
+  -- A PIX-confirmed P2P trade shows its charge on the trade page
+  -- (sql/p2p/pix_confirmed.sql: applied after this file, which is fine, since
+  -- PL/pgSQL resolves the call when it runs).
+  if v_charge.purpose = 'p2p_trade' and v_charge.status = 'PENDING' then
+    perform admin.attach_p2p_pix_charge(v_charge.trade_id, v_charge.provider, btrim(attach_pix_charge.provider_payment_id),
+                                        attach_pix_charge.qr_code, attach_pix_charge.qr_code_base64, v_charge.expires_at);
   end if;
   return true;
 end
@@ -260,7 +254,7 @@ $$;
 revoke all on function admin.attach_pix_charge(bigint, text, text, text, text) from public;
 grant execute on function admin.attach_pix_charge(bigint, text, text, text, text) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.attach_pix_charge(bigint, text, text, text, text) is
-  'Records the provider''s payment id and QR code (copia-e-cola, PNG base64) of a charge after the provider created it; for a P2P charge also calls admin.attach_p2p_pix_charge when it exists. true when recorded, false when the same payment was already recorded (idempotent); BSS01 a different payment is already attached; BSN01 unknown charge.';
+  'Records the provider''s payment id and QR code (copia-e-cola, PNG base64) of a charge after the provider created it; for a P2P charge also calls admin.attach_p2p_pix_charge. true when recorded, false when the same payment was already recorded (idempotent); BSS01 a different payment is already attached; BSN01 unknown charge.';
 
 create function admin.note_pix_charge_error(charge_id bigint, error text)
 returns void
@@ -481,19 +475,10 @@ begin
   perform core.check_amount('BRL', confirm_pix_charge.paid_amount, 'paid_amount');
 
   if v_charge.purpose = 'p2p_trade' then
-    -- The P2P domain decides (release, review, credit to the buyer…);
-    -- looked up dynamically because sql/p2p/ applies after this file.
-    if to_regprocedure('admin.confirm_p2p_pix_payment(bigint,numeric,text,text)') is null then
-      update core.pix_charges c
-         set status = 'REVIEW', status_detail = 'P2P indisponível: pagamento aguardando a equipe',
-             paid_amount = confirm_pix_charge.paid_amount, payer_cpf = v_cpf, end_to_end_id = confirm_pix_charge.end_to_end_id,
-             paid_at = now(), resolved_at = now(), updated_at = now()
-       where c.id = v_charge.id;
-      return query select v_charge.id, v_charge.purpose, 'review'::text, 'REVIEW'::text, false;
-      return;
-    end if;
-    execute 'select p.outcome from admin.confirm_p2p_pix_payment($1, $2, $3, $4) p'
-      into v_p2p using v_charge.trade_id, confirm_pix_charge.paid_amount, v_cpf, v_pid;
+    -- The P2P domain decides (release, review, credit to the buyer…):
+    -- sql/p2p/pix_confirmed.sql, resolved when this runs.
+    select p.outcome into v_p2p
+      from admin.confirm_p2p_pix_payment(v_charge.trade_id, confirm_pix_charge.paid_amount, v_cpf, v_pid) p;
     update core.pix_charges c
        set status = 'PAID', status_detail = v_p2p, paid_amount = confirm_pix_charge.paid_amount, payer_cpf = v_cpf,
            end_to_end_id = confirm_pix_charge.end_to_end_id, paid_at = now(), resolved_at = now(), updated_at = now()
@@ -557,12 +542,9 @@ begin
   if create_p2p_pix_charge.expires_at is null or create_p2p_pix_charge.expires_at <= now() then
     raise exception 'A cobrança PIX precisa de um prazo no futuro.' using errcode = 'BSV01', column = 'expires_at';
   end if;
-  -- The trade belongs to the P2P domain (migration 0007), read dynamically:
-  -- the payer is its buyer and the amount must be its BRL amount.
-  if to_regclass('core.p2p_trades') is not null then
-    execute 'select t.buyer_id, t.brl_amount, t.payment_method from core.p2p_trades t where t.id = $1'
-      into v_buyer, v_brl, v_method using create_p2p_pix_charge.trade_id;
-  end if;
+  -- The payer is the trade's buyer and the amount must be its BRL amount.
+  select t.buyer_id, t.brl_amount, t.payment_method into v_buyer, v_brl, v_method
+    from core.p2p_trades t where t.id = create_p2p_pix_charge.trade_id;
   if v_buyer is null then
     raise exception 'Negociação P2P % não encontrada.', create_p2p_pix_charge.trade_id using errcode = 'BSN01';
   end if;

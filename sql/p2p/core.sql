@@ -70,17 +70,12 @@ language plpgsql stable as $$
 declare
   v_cpf text;
 begin
-  -- core.kyc_profiles belongs to the KYC domain (migration 0006); looked up
-  -- dynamically so this file applies with or without it.
-  if to_regclass('core.kyc_profiles') is null then
-    return null;
-  end if;
-  execute 'select k.cpf from core.kyc_profiles k where k.user_id = $1' into v_cpf using user_cpf.user_id;
+  select k.cpf into v_cpf from core.kyc_profiles k where k.user_id = user_cpf.user_id;
   return nullif(regexp_replace(coalesce(v_cpf, ''), '\D', '', 'g'), '');
 end
 $$;
 comment on function core.user_cpf(bigint) is
-  'The CPF (11 digits) a customer verified in KYC (core.kyc_profiles), or NULL when none (or when the KYC table does not exist yet).';
+  'The CPF (11 digits) a customer verified in KYC (core.kyc_profiles), or NULL when none.';
 
 create or replace function core.p2p_offer_price(offer core.p2p_offers) returns numeric
 language plpgsql stable as $$

@@ -542,8 +542,6 @@ def test_balance_method_all_or_nothing_when_buyer_is_short(p2p):
 
 def buyer_cpf(p2p, user_id) -> str:
     """The buyer's KYC CPF (the KYC domain's core.kyc_profiles; the demo customers have one)."""
-    if p2p.owner.execute("select to_regclass('core.kyc_profiles') as t").fetchone()["t"] is None:
-        pytest.skip("core.kyc_profiles is absent (KYC migration 0006 not applied): the CPF-match path needs it")
     cpf = p2p.owner.execute("select core.user_cpf(%s) as cpf", (user_id,)).fetchone()["cpf"]
     if cpf is None:
         pytest.skip("the demo buyer has no KYC CPF")
