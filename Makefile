@@ -13,7 +13,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m webapp.run
+	$(PY) -m devserver.run
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -28,13 +28,13 @@ bench-http: $(STAMP)
 
 # The DBA's door: psql as the owner on the running database.
 psql: $(STAMP)
-	@$(PY) -m webapp.devcluster psql
+	@$(PY) -m devserver.cluster psql
 
 db-url: $(STAMP)
-	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m webapp.devcluster url; fi
+	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m devserver.cluster url; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check --select F,E9 webapp tests bench docs
+	$(VENV)/bin/ruff check --select F,E9 webapp sandbox devserver tests bench docs
 
 # Source strings are Portuguese; the English catalog translates them. Form
 # labels, validator messages and flashes are extracted by their call names and
@@ -55,7 +55,7 @@ sql-docs: $(STAMP)
 check: lint test
 
 clean-db:
-	$(PY) -m webapp.devcluster stop; rm -rf .local/pg
+	$(PY) -m devserver.cluster stop; rm -rf .local/pg
 
 # docs/RELIABILITY.md: the exchange hammered while things die (CHAOS_OPS, CHAOS_WORKERS, CHAOS_SEED).
 chaos: $(STAMP)
@@ -64,7 +64,7 @@ chaos: $(STAMP)
 # A base backup of the `make run` cluster (its WAL is archived), and a point-in-time restore of it
 # into a new data directory: make restore TARGET_TIME='2026-12-02 17:40:00+00' [BACKUP=dir] [RESTORE_PORT=n]
 backup: $(STAMP)
-	@$(PY) -m webapp.devcluster backup
+	@$(PY) -m devserver.cluster backup
 
 restore: $(STAMP)
-	@TARGET_TIME="$(TARGET_TIME)" $(PY) -m webapp.devcluster restore
+	@TARGET_TIME="$(TARGET_TIME)" $(PY) -m devserver.cluster restore

@@ -5,8 +5,8 @@
 
 What runs (docs/RELIABILITY.md explains it, and what it cannot do):
 
-- a throwaway PostgreSQL cluster (webapp.devcluster.Cluster in a temp dir, migrated), the Mercado Pago and
-  Binance emulators (webapp/sandbox/, real subprocesses over HTTP), the web (gunicorn, as the Procfile runs
+- a throwaway PostgreSQL cluster (devserver.cluster.Cluster in a temp dir, migrated), the Mercado Pago and
+  Binance emulators (sandbox/, real subprocesses over HTTP), the web (gunicorn, as the Procfile runs
   it: it receives the emulator's signed webhooks) and the worker (`flask --app wsgi worker`, a real process);
 - CHAOS_WORKERS client threads (32), each with its own connections, draw CHAOS_OPS operations (1,000,000) in
   all from a random generator seeded by CHAOS_SEED and their number: transfers (BRL and BTC), wallet reads,
@@ -51,7 +51,7 @@ from psycopg.rows import dict_row
 
 from webapp import migrate
 from webapp.config import role_url
-from webapp.devcluster import PROJECT, Cluster
+from devserver.cluster import PROJECT, Cluster
 
 DB = "chaos"
 WEBHOOK_SECRET = "chaos-webhook-secret"
@@ -125,11 +125,11 @@ class Stack:
                         PIX_PROVIDER="mercadopago", PIX_PROVIDER_TIMEOUT="4", DB_POOL_MAX="8",
                         UPLOAD_DIR=str(self.workdir / "uploads"), PYTHONUNBUFFERED="1")
         py = sys.executable
-        self._spawn("mp", [py, "-m", "webapp.sandbox.mercadopago", "--port", str(self.ports["mp"]),
+        self._spawn("mp", [py, "-m", "sandbox.mercadopago", "--port", str(self.ports["mp"]),
                            "--access-token", MP_TOKEN, "--webhook-secret", WEBHOOK_SECRET,
                            "--retry-intervals", "1,2,4,8", "--timeout-sleep", "6", "--expire-every", "0",
                            "--state-dir", str(self.workdir / "sandbox")])
-        self._spawn("binance", [py, "-m", "webapp.sandbox.binance", "--port", str(self.ports["binance"]),
+        self._spawn("binance", [py, "-m", "sandbox.binance", "--port", str(self.ports["binance"]),
                                 "--api-key", BINANCE_KEY, "--secret-key", BINANCE_SECRET,
                                 "--weight-limit", "1000000"])
         self._spawn("web", [py, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind",

@@ -56,7 +56,7 @@ from werkzeug.security import generate_password_hash
 
 from webapp import migrate
 from webapp.config import role_url
-from webapp.devcluster import PROJECT, Cluster, default_base
+from devserver.cluster import PROJECT, Cluster, default_base
 
 DB = "bench_http"
 PASSWORD = "bench-http-pass-2026"

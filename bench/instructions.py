@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from bench import ledger
-from webapp.devcluster import Cluster, _run_as, default_base
+from devserver.cluster import Cluster, _run_as, default_base
 
 TRANSFER = "select * from api.transfer({sender}, 'c{recipient}@bench.test', 'BRL', {amount}, '{key}')"
 EMPTY = "select * from api.health()"

@@ -45,7 +45,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from webapp import migrate
 from webapp.config import role_url
-from webapp.devcluster import Cluster, default_base, pg_bindir
+from devserver.cluster import Cluster, default_base, pg_bindir
 
 LEDGER_DB = "bench_ledger"
 PGBENCH_DB = "bench_pgbench"

@@ -6,7 +6,7 @@
 
 The ledger database of `make bench` (bench/ledger.py: 1000 funded customers, the same one-call
 transfer script) on its own cluster (BENCH_PGBOUNCER_PORT, default 54385), and a PgBouncer
-(webapp/pgbouncer.py, pool of 8 server connections per database and role) in front of it. Each
+(devserver/pgbouncer.py, pool of 8 server connections per database and role) in front of it. Each
 round runs pgbench at each client count direct, then through the bouncer, back to back; the
 query protocol is `-M extended` in both (what psycopg with prepare_threshold=None does: no named
 prepared statements, which transaction mode cannot keep).
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from bench import ledger
 from webapp.config import role_url
-from webapp.devcluster import Cluster, default_base, pg_bindir
-from webapp.pgbouncer import Bouncer, binary
+from devserver.cluster import Cluster, default_base, pg_bindir
+from devserver.pgbouncer import Bouncer, binary
 
 
 RECONNECTING = re.compile(r"tps = ([0-9.]+) \(including reconnection times\)")

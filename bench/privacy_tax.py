@@ -3,7 +3,7 @@
     python -m bench.privacy_tax                   # 5000 movements
     python -m bench.privacy_tax --movements 20000
 
-Starts a throwaway cluster (webapp.devcluster.Cluster on a free port, destroyed at the end), migrates
+Starts a throwaway cluster (devserver.cluster.Cluster on a free port, destroyed at the end), migrates
 it, funds two customers through admin.adjust_balance and moves BTC between them with api.transfer
 (every transfer is a movement of both customers' tax ledger: half in, half out, so the average cost
 is recomputed at each). Then times, as exchange_app, each function a page calls (best of 5):
@@ -23,7 +23,7 @@ import psycopg
 
 from webapp import migrate
 from webapp.config import role_url
-from webapp.devcluster import Cluster
+from devserver.cluster import Cluster
 
 
 def free_port() -> int:

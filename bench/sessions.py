@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from webapp import migrate
     from webapp.config import role_url
-    from webapp.devcluster import Cluster
+    from devserver.cluster import Cluster
     cluster = Cluster(base=Path(tempfile.mkdtemp(prefix="bsm-bench-sessions-")) / "pg", port=free_port())
     cluster.start()
     try:

@@ -99,7 +99,7 @@ def cross_shard_transfer(coordinator, shard_a: str, shard_b: str, admin_a: int, 
 
 
 def start_cluster(port: int, name: str):
-    from webapp.devcluster import Cluster
+    from devserver.cluster import Cluster
     cluster = Cluster(base=Path(tempfile.mkdtemp(prefix=f"bsm-{name}-")) / "pg", port=port)
     cluster.start()
     return cluster

@@ -165,7 +165,7 @@ def generate_fresh(server_url: str | None) -> str:
     from webapp import migrate
     cluster = None
     if server_url is None:
-        from webapp.devcluster import Cluster
+        from devserver.cluster import Cluster
         cluster = Cluster(base=Path(tempfile.mkdtemp(prefix="bsm-sqldocs-")) / "pg", port=free_port())
         cluster.start()
         server_url = cluster.url("postgres")

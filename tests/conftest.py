@@ -25,9 +25,9 @@ import pytest
 from psycopg.rows import dict_row
 
 import webapp
+from devserver import pgbouncer as pgbouncer_module
+from devserver.cluster import Cluster
 from webapp import migrate
-from webapp import pgbouncer as pgbouncer_module
-from webapp.devcluster import Cluster
 
 TEMPLATE = "bsm_template"
 _counter = itertools.count(1)
@@ -298,10 +298,10 @@ def login(forms, db_url):
 
 @pytest.fixture
 def mail_sink(app):
-    """A real SMTP sink (webapp/sandbox/mail.py, aiosmtpd) on a free port; the app's SMTP_URL points at it.
+    """A real SMTP sink (sandbox/mail.py, aiosmtpd) on a free port; the app's SMTP_URL points at it.
     `mail_sink.deliver()` runs the worker's mail job once, as the worker process would."""
     from webapp.auth.tasks import send_account_mail
-    from webapp.sandbox.mail import MailSink
+    from sandbox.mail import MailSink
     sink = MailSink(smtp_port=free_port()).start()
     app.config["SMTP_URL"] = sink.url
     app.config.setdefault("APP_URL", "http://localhost")

@@ -2,7 +2,7 @@
 test_webhooks, test_inter_rails): the app served over real HTTP on a free port
 (so the emulators can deliver webhooks to it), and small helpers.
 
-The emulators are the real ones (webapp/sandbox/*), started in threads.
+The emulators are the real ones (sandbox/*), started in threads.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Issue 14, accounts: real mail (outbox → worker → SMTP sink), e-mail verification, password reset,
 lost-2FA recovery and the anti-phishing code. Every mail is read from a real aiosmtpd sink
-(webapp/sandbox/mail.py) and its link followed through the app. Sessions: tests/test_sessions.py."""
+(sandbox/mail.py) and its link followed through the app. Sessions: tests/test_sessions.py."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import DEMO_PASSWORD, Forms, enable_totp, totp_code
-from webapp.sandbox.mail import InboxServer, links_of, text_of
+from sandbox.mail import InboxServer, links_of, text_of
 
 CARLA = {"display_name": "Carla Dias", "email": "carla@example.com", "password": "um-cavalo-azul-42",
          "confirm": "um-cavalo-azul-42"}

@@ -1,5 +1,5 @@
 """Backups that restore (issue 15 part 2): WAL archiving, a base backup, and a point-in-time restore into a
-new cluster, on a throwaway cluster of its own (the `make backup` / `make restore` code: webapp.devcluster)."""
+new cluster, on a throwaway cluster of its own (the `make backup` / `make restore` code: devserver.cluster)."""
 from __future__ import annotations
 
 import shutil
@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from tests.conftest import books, free_port
 from webapp import migrate
 from webapp.config import role_url
-from webapp.devcluster import Cluster
+from devserver.cluster import Cluster
 
 DB = "bsmarket"
 

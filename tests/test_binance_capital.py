@@ -16,7 +16,7 @@ from webapp.providers.binance import (
     WITHDRAW_FAILURE, WITHDRAW_PROCESSING, WITHDRAW_REJECTED, BinanceAuthError, BinanceClient,
     BinanceOutcomeUnknown, BinanceRejected, CoinConfig, sign,
 )
-from webapp.sandbox.binance import BackgroundServer, create_app
+from sandbox.binance import BackgroundServer, create_app
 
 KEY, SECRET = "cap-key", "cap-secret"
 D = Decimal

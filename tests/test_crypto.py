@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from tests.conftest import books, enable_totp, totp_code
 from webapp.crypto import service
 from webapp.providers.binance import BinanceClient
-from webapp.sandbox.binance import BackgroundServer, create_app as create_sandbox
+from sandbox.binance import BackgroundServer, create_app as create_sandbox
 
 KEY, SECRET = "crypto-key", "crypto-secret"
 D = Decimal

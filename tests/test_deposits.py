@@ -14,7 +14,7 @@ from tests.rails_support import (
     setting, wait_until, worker_call,
 )
 from webapp.deposits import tasks
-from webapp.sandbox.mercadopago import start_in_thread
+from sandbox.mercadopago import start_in_thread
 
 
 @pytest.fixture(scope="module")

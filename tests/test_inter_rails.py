@@ -13,8 +13,8 @@ from tests.rails_support import (
 )
 from webapp.deposits import tasks as deposit_tasks
 from webapp.providers import get_pix_provider
-from webapp.sandbox import certs
-from webapp.sandbox.inter import start_in_thread
+from sandbox import certs
+from sandbox.inter import start_in_thread
 from webapp.withdrawals import tasks as withdrawal_tasks
 
 CLIENT_ID, CLIENT_SECRET, PIX_KEY = "rails-inter-client", "rails-inter-secret", "12345678000195"

@@ -11,7 +11,7 @@ import requests
 from tests.conftest import books
 from webapp.market import service, tasks
 from webapp.providers.binance import BinanceClient
-from webapp.sandbox.binance import BackgroundServer, create_app as create_sandbox
+from sandbox.binance import BackgroundServer, create_app as create_sandbox
 
 KEY, SECRET = "market-key", "market-secret"
 

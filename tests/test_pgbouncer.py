@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from webapp import db, jobs, pgbouncer as pgbouncer_module
+from devserver import pgbouncer as pgbouncer_module
+from webapp import db, jobs
 
 pytestmark = pytest.mark.skipif(not pgbouncer_module.binary(), reason="pgbouncer is not installed")
 

@@ -13,7 +13,7 @@ import requests
 from tests.conftest import books
 from tests.rails_support import app_call, brl, charge, close_app, control, make_app, mp_config, process
 from webapp.deposits import service, tasks
-from webapp.sandbox.mercadopago import start_in_thread
+from sandbox.mercadopago import start_in_thread
 
 ALICE_CPF = "52601815906"
 

@@ -10,7 +10,7 @@ import requests
 
 from webapp import jobs
 from webapp.market import tasks
-from webapp.sandbox.binance import BackgroundServer, create_app as create_sandbox
+from sandbox.binance import BackgroundServer, create_app as create_sandbox
 
 KEY, SECRET = "poller-key", "poller-secret"
 

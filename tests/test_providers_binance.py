@@ -17,7 +17,7 @@ from webapp.providers.binance import (
     BinanceAuthError, BinanceClient, BinanceOutcomeUnknown, BinanceRateLimited, BinanceRejected,
     BinanceUnavailable, Kline, SymbolInfo, round_to_step, sign,
 )
-from webapp.sandbox.binance import BackgroundServer, SymbolSpec, create_app
+from sandbox.binance import BackgroundServer, SymbolSpec, create_app
 
 KEY, SECRET = "test-key", "test-secret"
 D = Decimal

@@ -20,8 +20,8 @@ from webapp.providers.base import (
 from webapp.providers.inter import (
     InterClient, devolucao_id, idempotency_uuid, parse_pix_webhook, resolve_cert, txid_for,
 )
-from webapp.sandbox import certs
-from webapp.sandbox.inter import start_in_thread
+from sandbox import certs
+from sandbox.inter import start_in_thread
 
 CLIENT_ID, CLIENT_SECRET, PIX_KEY = "test-client", "test-secret", "12345678000195"
 

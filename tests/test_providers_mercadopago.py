@@ -24,7 +24,7 @@ from webapp.providers.mercadopago import (
     MercadoPagoClient, WebhookSignatureError, check_webhook_signature, idempotency_key,
     sign_webhook, verify_webhook_signature,
 )
-from webapp.sandbox.mercadopago import start_in_thread
+from sandbox.mercadopago import start_in_thread
 
 SECRET = "test-webhook-secret"
 TOKEN = "TEST-1234-sandbox"

@@ -16,7 +16,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from webapp.config import role_url
-from webapp.devcluster import Cluster
+from devserver.cluster import Cluster
 
 from tests.conftest import free_port, url_for_db
 

@@ -1,10 +1,10 @@
 """Issue 20: a second `make run` keeps working.
 
-The real `python -m webapp.run` (gunicorn with 2 workers, the worker, the Mercado Pago
+The real `python -m devserver.run` (gunicorn with 2 workers, the worker, the Mercado Pago
 and Binance emulators as subprocesses) on free ports, with its runtime directory
 (BSM_LOCAL_DIR) in a temp folder and DATABASE_URL on a fresh database of the test
 cluster (so the private cluster of `make run` itself is not started: that part is
-devcluster's own and untouched here). Twice: each run credits a deposit and
+the dev cluster's own and untouched here). Twice: each run credits a deposit and
 completes a PIX-confirmed P2P trade paid through the emulator's signed webhook;
 after SIGINT no process of the run is left and no port is listening.
 """
@@ -85,12 +85,12 @@ class Browser:
 
 
 class Run:
-    """One `python -m webapp.run`."""
+    """One `python -m devserver.run`."""
 
     def __init__(self, env: dict, log: Path):
         self.env, self.log = env, log
         # Its own session, like a terminal's foreground job: `stop(group=True)` is Ctrl-C.
-        self.proc = subprocess.Popen([sys.executable, "-m", "webapp.run"], cwd=PROJECT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "devserver.run"], cwd=PROJECT, env=env,
                                      stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{env['PORT']}"
         self.mp = f"http://127.0.0.1:{env['MP_SANDBOX_PORT']}"

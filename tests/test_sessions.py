@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.conftest import DEMO_PASSWORD, Forms, totp_code
-from webapp.sandbox.mail import text_of
+from sandbox.mail import text_of
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CHROME_ANDROID = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -17,7 +17,7 @@ from tests.conftest import books
 from tests.rails_support import (
     app_call, brl, charge, close_app, control, deposit_entries, make_app, mp_config, process, signed_post,
 )
-from webapp.sandbox.mercadopago import start_in_thread
+from sandbox.mercadopago import start_in_thread
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from tests.rails_support import (
 )
 from webapp.errors import DomainError
 from webapp.withdrawals import tasks
-from webapp.sandbox.mercadopago import start_in_thread
+from sandbox.mercadopago import start_in_thread
 
 CPF = "52601815906"   # alice's own (her KYC): a CPF key must be the holder's
 

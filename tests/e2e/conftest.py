@@ -78,7 +78,7 @@ def screenshot():
 def mp():
     """The Mercado Pago emulator, for journeys that go through the BRL rails."""
     from tests.rails_support import mp_config
-    from webapp.sandbox.mercadopago import start_in_thread
+    from sandbox.mercadopago import start_in_thread
     server = start_in_thread(mp_config())
     yield server
     server.shutdown()

@@ -7,7 +7,7 @@ import re
 
 from tests.rails_support import JobsThread
 from webapp.auth.tasks import send_account_mail
-from webapp.sandbox.mail import InboxServer
+from sandbox.mail import InboxServer
 
 def open_latest_mail(page, inbox_url: str, subject: str):
     """The inbox page, newest first: open the first mail with this subject."""

@@ -11,7 +11,7 @@ import requests
 
 from tests.conftest import DEMO_PASSWORD, books
 from webapp.crypto import service
-from webapp.sandbox.binance import BackgroundServer, create_app as create_sandbox
+from sandbox.binance import BackgroundServer, create_app as create_sandbox
 
 pytest.importorskip("playwright.sync_api")
 

@@ -14,7 +14,7 @@ KEY, SECRET = "e2e-key", "e2e-secret"
 
 @pytest.fixture
 def sandbox():
-    from webapp.sandbox.binance import BackgroundServer, create_app as create_sandbox
+    from sandbox.binance import BackgroundServer, create_app as create_sandbox
     server = BackgroundServer(create_sandbox({"api_key": KEY, "secret_key": SECRET, "seed": 21}))
     requests.post(f"{server.url}/_sandbox/price", json={"symbol": "BTCBRL", "price": "560000"}, timeout=2)
     yield server

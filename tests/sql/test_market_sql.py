@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tests.conftest import books
-from webapp.sandbox.binance import DEFAULT_SYMBOLS, SymbolSpec, _symbol_json
+from sandbox.binance import DEFAULT_SYMBOLS, SymbolSpec, _symbol_json
 
 
 def binance_filters(status: str = "TRADING") -> dict:

@@ -2,7 +2,7 @@
 SDK), PIX payouts (`/v1/transaction-intents`, plain `requests`: not in the SDK)
 and webhook signature verification (providers.md A-D).
 
-`base_url` points the client at the local emulator (webapp/sandbox/mercadopago.py)
+`base_url` points the client at the local emulator (sandbox/mercadopago.py)
 or at any other host: the SDK has no setting for it, so an `HttpClient`
 subclass rewrites `https://api.mercadopago.com` on every request (providers.md C).
 

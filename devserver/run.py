@@ -12,7 +12,7 @@ A second `make run` must work like the first (issue 20):
   and the ports are free when it returns;
 - runtime files live under `.local/` (BSM_LOCAL_DIR overrides it): the gunicorn
   control socket in `.local/run/`, the emulators' id high-water marks in
-  `.local/sandbox/` (their ids never repeat after a restart, webapp/sandbox/ids.py);
+  `.local/sandbox/` (their ids never repeat after a restart, sandbox/ids.py);
 - ports: PORT (8000), MP_SANDBOX_PORT (8001), BINANCE_SANDBOX_PORT (8002),
   INTER_SANDBOX_PORT (8003), MAIL_SANDBOX_PORT (8004, the inbox page) and
   MAIL_SMTP_PORT (1025, the SMTP sink, used when SMTP_URL is not set).
@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 from . import pgbouncer
-from .config import role_url
-from .devcluster import PROJECT, Cluster, default_base
+from webapp.config import role_url
+from .cluster import PROJECT, Cluster, default_base
 
 LOCAL = Path(os.environ.get("BSM_LOCAL_DIR") or PROJECT / ".local")
 STOP_GRACE_SECONDS = 10
@@ -164,32 +164,32 @@ def main() -> int:
             for key, role in pooled:
                 env[key] = bouncer.url(env.get(key) or role_url(env["DATABASE_URL"], role))
 
-        if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("webapp.sandbox.mercadopago"):
+        if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("sandbox.mercadopago"):
             env.setdefault("MERCADO_PAGO_BASE_URL", f"http://127.0.0.1:{mp_port}")
             start(f"Mercado Pago sandbox on :{mp_port}",
-                  [python, "-m", "webapp.sandbox.mercadopago", "--port", mp_port,
+                  [python, "-m", "sandbox.mercadopago", "--port", mp_port,
                    "--webhook-secret", "sandbox-webhook-secret", "--state-dir", str(state_dir)])
         if (env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID")
-                and importlib.util.find_spec("webapp.sandbox.inter")):
+                and importlib.util.find_spec("sandbox.inter")):
             # Banco Inter sandbox (mTLS): certificates made once in .local/inter-certs,
             # where webapp/config.py points the client when INTER_CLIENT_ID is unset.
-            from .sandbox import certs
+            from sandbox import certs
             certs.generate(PROJECT / ".local" / "inter-certs")
             env.setdefault("INTER_BASE_URL", f"https://127.0.0.1:{inter_port}")
             start(f"Banco Inter sandbox on :{inter_port}",
-                  [python, "-m", "webapp.sandbox.inter", "--port", inter_port,
+                  [python, "-m", "sandbox.inter", "--port", inter_port,
                    "--certs-dir", str(PROJECT / ".local" / "inter-certs"),
                    "--retry-intervals", "2,5,15,60", "--state-dir", str(state_dir)])
-        if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("webapp.sandbox.binance"):
+        if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("sandbox.binance"):
             env.setdefault("BINANCE_BASE_URL", f"http://127.0.0.1:{binance_port}")
             start(f"Binance sandbox on :{binance_port}",
-                  [python, "-m", "webapp.sandbox.binance", "--port", binance_port,
+                  [python, "-m", "sandbox.binance", "--port", binance_port,
                    "--api-key", "sandbox-key", "--secret-key", "sandbox-secret"])
         if not env.get("SMTP_URL"):
             # Mail goes to a local sink; the inbox page shows it (links clickable).
             env["SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
             start(f"mail sandbox (SMTP :{smtp_port}, inbox http://127.0.0.1:{mail_port}/_sandbox/mail)",
-                  [python, "-m", "webapp.sandbox.mail", "--smtp-port", smtp_port, "--port", mail_port,
+                  [python, "-m", "sandbox.mail", "--smtp-port", smtp_port, "--port", mail_port,
                    "--state-dir", str(LOCAL / "mail")])
         start("web", [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
                       "--graceful-timeout", "5", "--control-socket", str(run_dir / "gunicorn.ctl"),

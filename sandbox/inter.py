@@ -1,6 +1,6 @@
 """A local Banco Inter (API PJ v2) for development and tests, over real HTTPS
 with client-certificate verification (mTLS: `ssl.CERT_REQUIRED`, local CA from
-webapp/sandbox/certs.py). Follows providers.md E (community-SDK sourced, UNVERIFIED).
+sandbox/certs.py). Follows providers.md E (community-SDK sourced, UNVERIFIED).
 
 Endpoints (all need a Bearer token with the right scope, except the token call):
   POST   /oauth/v2/token                       client credentials (form body)
@@ -29,9 +29,9 @@ Sandbox controls (no token; not part of Inter):
   GET  /_sandbox/state
 
 Ids the emulator makes (e2e, rtrId, loc) never repeat, across restarts too
-(webapp/sandbox/ids.py, `--state-dir`); the txid is the client's.
+(sandbox/ids.py, `--state-dir`); the txid is the client's.
 
-Run: `python -m webapp.sandbox.inter --port 8003 --certs-dir .local/inter-certs
+Run: `python -m sandbox.inter --port 8003 --certs-dir .local/inter-certs
 --client-id ID --client-secret SECRET --pix-key KEY` (certificates are created
 in --certs-dir when missing); in tests use `start_in_thread(config, certs)`.
 """
@@ -54,8 +54,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, normalize_phone, parse_decimal
-from webapp.sandbox import certs as certs_module
-from webapp.sandbox.ids import IdSource, base36
+from sandbox import certs as certs_module
+from sandbox.ids import IdSource, base36
 
 BR_TZ = timezone(timedelta(hours=-3))
 TXID_RE = re.compile(r"^[a-zA-Z0-9]{26,35}$")
@@ -677,7 +677,7 @@ def start_in_thread(config: dict | None, cert_paths: certs_module.CertPaths,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m webapp.sandbox.inter",
+    parser = argparse.ArgumentParser(prog="python -m sandbox.inter",
                                      description="Local Banco Inter emulator (mTLS, PIX cob, banking PIX).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8003)

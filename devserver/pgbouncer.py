@@ -13,7 +13,7 @@ settings are `SET LOCAL` or function `SET` clauses, advisory locks are
 `pg_advisory_xact_lock` (except the leader's, on its direct connection), and
 nothing LISTENs through it (pg_notify is fine: it is sent at commit).
 
-    python -m webapp.pgbouncer --target-port 54329 --port 6432   # in the foreground, as make run does
+    python -m devserver.pgbouncer --target-port 54329 --port 6432   # in the foreground, as make run does
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .devcluster import _is_root, _run_as
+from .cluster import _is_root, _run_as
 
 ROLES = ("exchange_app", "exchange_worker", "exchange_auditor", "exchange_admin", "postgres")
 INSTALL_HINT = ("pgbouncer not found: install Debian's package (`apt-get install -y pgbouncer`; "
@@ -73,7 +73,7 @@ class Bouncer:
         (self.base / "userlist.txt").write_text(users)
         auth = "scram-sha-256" if self.passwords else "trust"
         self.config.write_text(f"""\
-; written by webapp/pgbouncer.py
+; written by devserver/pgbouncer.py
 [databases]
 ; every database of the server, pooled per (database, role)
 * = host={self.target_host} port={self.target_port}

@@ -39,10 +39,10 @@ Emulator convenience, NOT in the real API (clients must not depend on it):
   GET  /v1/transaction-intents/search?external_reference=
 
 Ids (payments, refunds, notifications, payouts, e2e) never repeat, across restarts too
-(webapp/sandbox/ids.py; `--state-dir` keeps the high-water marks). The charges themselves
+(sandbox/ids.py; `--state-dir` keeps the high-water marks). The charges themselves
 live in memory: a restarted emulator no longer knows the old ones (404).
 
-Run: `python -m webapp.sandbox.mercadopago --port 8001 --webhook-secret s3cret`
+Run: `python -m sandbox.mercadopago --port 8001 --webhook-secret s3cret`
 (see `--help`); in tests use `start_in_thread(config)`.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ from werkzeug.serving import make_server
 
 from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, parse_brcode, parse_decimal
 from webapp.providers.mercadopago import sign_webhook
-from webapp.sandbox.ids import IdSource, base36
+from sandbox.ids import IdSource, base36
 
 MP_TZ = timezone(timedelta(hours=-4))     # Mercado Pago answers in -04:00
 CANCELLABLE = ("pending", "in_process", "authorized")
@@ -94,7 +94,7 @@ DEFAULTS = {
     "MERCHANT_NAME": "BS MARKET LTDA",
     "MERCHANT_CITY": "SAO PAULO",
     "COLLECTOR_ID": 987654321,
-    "FIRST_PAYMENT_ID": 1312345678,   # a floor: ids come from the clock (webapp/sandbox/ids.py)
+    "FIRST_PAYMENT_ID": 1312345678,   # a floor: ids come from the clock (sandbox/ids.py)
     "STATE_DIR": None,                # where id high-water marks survive a restart (None: clock only)
 }
 
@@ -1204,7 +1204,7 @@ def start_in_thread(config: dict | None = None, host: str = "127.0.0.1", port: i
 def main(argv=None):
     env = os.environ
     app_url = env.get("APP_URL")
-    parser = argparse.ArgumentParser(prog="python -m webapp.sandbox.mercadopago",
+    parser = argparse.ArgumentParser(prog="python -m sandbox.mercadopago",
                                      description="Local Mercado Pago emulator (PIX charges, payouts, webhooks).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)

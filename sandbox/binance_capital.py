@@ -1,7 +1,7 @@
 """The Binance emulator's wallet: coin/network config, virtual sub-accounts with deposit
 addresses, sub-account deposit history, universal transfers (sweeps) and withdrawals.
 
-Registered on the app of `webapp.sandbox.binance` (same signature, timestamp, recvWindow
+Registered on the app of `sandbox.binance` (same signature, timestamp, recvWindow
 and weight rules as the Spot endpoints; errors in `{"code": .., "msg": ..}`):
 
   GET  /sapi/v1/capital/config/getall          coins BTC, ETH, USDT with networkList; free = master balance
@@ -65,7 +65,7 @@ from decimal import Decimal, InvalidOperation
 from flask import Flask, redirect, request
 
 from webapp import chain
-from webapp.sandbox.binance import ApiError, _int_param, _params, fmt
+from sandbox.binance import ApiError, _int_param, _params, fmt
 
 DAY_MS = 86_400_000
 MASTER = ""  # the master account, where an email is expected

@@ -8,12 +8,12 @@ runs as the unprivileged `postgres` user (created if missing); in that case
 the data directory must be reachable by that user, and a checkout inside a
 root-only home directory keeps its cluster under the system temp directory.
 
-    python -m webapp.devcluster start    # init if needed, start, print the owner URL
-    python -m webapp.devcluster stop
-    python -m webapp.devcluster url
-    python -m webapp.devcluster psql     # psql on it as the owner
-    python -m webapp.devcluster backup   # `make backup`: pg_basebackup into <base>/backups/<UTC time>
-    TARGET_TIME='2026-12-02 17:40:00+00' python -m webapp.devcluster restore
+    python -m devserver.cluster start    # init if needed, start, print the owner URL
+    python -m devserver.cluster stop
+    python -m devserver.cluster url
+    python -m devserver.cluster psql     # psql on it as the owner
+    python -m devserver.cluster backup   # `make backup`: pg_basebackup into <base>/backups/<UTC time>
+    TARGET_TIME='2026-12-02 17:40:00+00' python -m devserver.cluster restore
                                          # `make restore`: that backup + the WAL archive, replayed up to
                                          # TARGET_TIME into a new data directory, started and promoted
 
@@ -273,7 +273,7 @@ archive_timeout = 60
         as_server("cp", "-a", str(backup), str(target.datadir))
         as_server("chmod", "700", str(target.datadir))
         recovery = f"""
-# restored by webapp.devcluster from {backup}
+# restored by devserver.cluster from {backup}
 port = {target.port}
 unix_socket_directories = '{target.sockdir}'
 restore_command = 'cp {self.archive_dir}/%f %p'

@@ -1,6 +1,6 @@
 """Local Binance Spot emulator over real HTTP (providers.md section F).
 
-Run it:  python -m webapp.sandbox.binance --port 8002 --api-key K --secret-key S [--seed N]
+Run it:  python -m sandbox.binance --port 8002 --api-key K --secret-key S [--seed N]
 
 What it does like Binance:
 - Market data (`ping`, `time`, `ticker/price`, `ticker/24hr`, `avgPrice`, `klines`,
@@ -266,7 +266,7 @@ class SandboxState:
                             for name, spec in self.symbol_config.items()}
             self.frozen: dict[str, Decimal] = {}
             self.orders: dict[int, SandboxOrder] = {}
-            from webapp.sandbox.binance_capital import WalletState  # the capital/sub-account part
+            from sandbox.binance_capital import WalletState  # the capital/sub-account part
             self.wallet = WalletState(self, self.config)
             self.next_modes: list[dict] = []
             self.weight_limit = self.default_weight_limit
@@ -844,7 +844,7 @@ def create_app(config: dict | None = None) -> Flask:
             raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
         return app.json.response(state.trades_json(spec, _int_param(params, "orderId"), limit))
 
-    from webapp.sandbox.binance_capital import register_capital
+    from sandbox.binance_capital import register_capital
     register_capital(app, state, verify_signature)
     _register_controls(app, state)
     return app

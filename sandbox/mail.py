@@ -11,7 +11,7 @@ Mercado Pago sandbox page lists charges:
   GET /_sandbox/mail/messages.json   every message as JSON (to, subject, message_id, text)
   POST /_sandbox/mail/clear          forget every message
 
-Run: `python -m webapp.sandbox.mail --smtp-port 1025 --port 8004 --state-dir .local/mail`;
+Run: `python -m sandbox.mail --smtp-port 1025 --port 8004 --state-dir .local/mail`;
 in tests use `MailSink(smtp_port=0).start()` and `sink.messages()` / `sink.wait_for(…)`.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 `openssl` command-line tool: a local CA, a server certificate for
 localhost/127.0.0.1 and a client certificate, all signed by that CA.
 
-    python -m webapp.sandbox.certs .local/inter-certs [--force]
+    python -m sandbox.certs .local/inter-certs [--force]
 
 Files written into the directory: ca.crt ca.key server.crt server.key
 client.crt client.key client.pem (client cert + key in one file). Existing
@@ -96,7 +96,7 @@ def generate(directory: str | os.PathLike, force: bool = False,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m webapp.sandbox.certs",
+    parser = argparse.ArgumentParser(prog="python -m sandbox.certs",
                                      description="Make throwaway mTLS certificates for the Inter sandbox.")
     parser.add_argument("directory")
     parser.add_argument("--force", action="store_true", help="regenerate even if files exist")
