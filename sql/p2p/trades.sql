@@ -5,6 +5,226 @@
 -- Trades
 -- ---------------------------------------------------------------------------
 
+-- api.open_p2p_trade is the sequence of the steps below, each a core helper
+-- (security invoker, called only from it): lock and check the offer, price
+-- and size the trade, the payment details, the parties' locks, exits and
+-- limits, the fees, the escrow, and the offer's new remaining amount.
+
+create or replace function core.p2p_take_offer(taker core.users, offer_id bigint, payment_method text)
+returns core.p2p_offers
+language plpgsql volatile as $$
+declare
+  v_offer core.p2p_offers;
+  v_maker core.users;
+begin
+  -- Two takers racing for the same offer queue here; the second sees what
+  -- the first left.
+  select * into v_offer from core.p2p_offers o where o.id = p2p_take_offer.offer_id for update;
+  if not found then
+    raise exception 'Oferta não encontrada.' using errcode = 'BSN01';
+  end if;
+  if v_offer.user_id = taker.id then
+    raise exception 'Esta oferta é sua: não é possível negociar com você mesmo.' using errcode = 'BSV01';
+  end if;
+  if core.p2p_blocked(taker.id, v_offer.user_id) then
+    raise exception 'Você não pode negociar com este anunciante.' using errcode = 'BSA01';
+  end if;
+  if v_offer.status = 'filled' or (v_offer.status = 'active' and v_offer.remaining_amount = 0) then
+    raise exception 'Esta oferta já foi totalmente negociada.' using errcode = 'BSS01';
+  elsif v_offer.status = 'paused' then
+    raise exception 'Esta oferta está pausada pelo anunciante.' using errcode = 'BSS01';
+  elsif v_offer.status <> 'active' or v_offer.expires_at <= now() then
+    raise exception 'Esta oferta não está mais disponível.' using errcode = 'BSS01';
+  end if;
+  select * into v_maker from core.users u where u.id = v_offer.user_id;
+  if v_maker.status <> 'active' then
+    raise exception 'O anunciante está indisponível no momento.' using errcode = 'BSS01';
+  end if;
+  if p2p_take_offer.payment_method is null or not (p2p_take_offer.payment_method = any (v_offer.payment_methods)) then
+    raise exception 'Esta oferta não aceita essa forma de pagamento.' using errcode = 'BSV01', column = 'payment_method';
+  end if;
+  if taker.kyc_level < v_offer.min_counterparty_kyc then
+    raise exception 'Esta oferta exige verificação de nível % ou mais (o seu é %).', v_offer.min_counterparty_kyc, taker.kyc_level
+      using errcode = 'BSA01', hint = 'Complete sua verificação em /kyc.';
+  end if;
+  if v_offer.min_counterparty_trades > 0
+     and (select s.completed_trades from core.p2p_user_stats(taker.id) s) < v_offer.min_counterparty_trades then
+    raise exception 'Esta oferta exige ao menos % negociações concluídas.', v_offer.min_counterparty_trades
+      using errcode = 'BSA01';
+  end if;
+  return v_offer;
+end
+$$;
+comment on function core.p2p_take_offer(core.users, bigint, text) is
+  'Step of api.open_p2p_trade: locks the offer row (FOR UPDATE: racing takers queue) and checks that `taker` may take it with `payment_method` (not their own, not blocked, active and not expired, maker active, method accepted, KYC level and completed trades asked by the offer). Returns the locked offer. BSN01, BSV01, BSA01, BSS01.';
+
+create or replace function core.p2p_trade_size(offer core.p2p_offers, brl_amount numeric, crypto_amount numeric,
+                                               out price numeric, out crypto numeric, out brl numeric)
+language plpgsql stable as $$
+declare
+  v_scale int;
+begin
+  price := core.p2p_offer_price(offer);  -- BSP01 when a floating price's index is stale
+  if offer.price_type = 'fixed' then
+    begin
+      perform core.p2p_assert_price_sane(offer.crypto, price, 'brl_amount');
+    exception when sqlstate 'BSV01' then
+      raise exception 'O preço desta oferta está longe demais da cotação atual: ela não pode ser negociada agora.'
+        using errcode = 'BSS01';
+    end;
+  end if;
+  v_scale := core.p2p_scale(offer.crypto);
+  if p2p_trade_size.crypto_amount is not null then
+    perform core.check_amount(offer.crypto, p2p_trade_size.crypto_amount, 'crypto_amount');
+    crypto := p2p_trade_size.crypto_amount;
+    brl := round(crypto * price, 2);
+  elsif p2p_trade_size.brl_amount is not null then
+    perform core.check_amount('BRL', p2p_trade_size.brl_amount, 'brl_amount');
+    brl := p2p_trade_size.brl_amount;
+    crypto := trunc(brl / price, v_scale);
+    if crypto > offer.remaining_amount and round(offer.remaining_amount * price, 2) = brl then
+      crypto := offer.remaining_amount;  -- "all that is left", typed in BRL
+    end if;
+  else
+    raise exception 'Informe quanto quer negociar.' using errcode = 'BSV01', column = 'brl_amount';
+  end if;
+  if crypto <= 0 or brl <= 0 then
+    raise exception 'Valor pequeno demais para esta oferta.' using errcode = 'BSV03', column = 'brl_amount';
+  end if;
+  if crypto > offer.remaining_amount then
+    raise exception 'Esta oferta tem apenas % % disponíveis (%).', core.p2p_amount(offer.remaining_amount), offer.crypto,
+      core.format_brl(round(offer.remaining_amount * price, 2))
+      using errcode = 'BSV01', column = 'brl_amount';
+  end if;
+  if brl > offer.max_brl then
+    raise exception 'O máximo por negociação nesta oferta é %.', core.format_brl(offer.max_brl)
+      using errcode = 'BSV01', column = 'brl_amount';
+  end if;
+  -- Below the minimum only to take everything that is left.
+  if brl < offer.min_brl and crypto < offer.remaining_amount then
+    raise exception 'O mínimo por negociação nesta oferta é %.', core.format_brl(offer.min_brl)
+      using errcode = 'BSV01', column = 'brl_amount';
+  end if;
+end
+$$;
+comment on function core.p2p_trade_size(core.p2p_offers, numeric, numeric) is
+  'Step of api.open_p2p_trade: the price of the offer now (a fixed price must still be near the index: BSS01; a floating one needs a fresh index: BSP01) and the trade''s crypto and BRL amounts from the one the taker typed (BRL rounded to cents, crypto truncated to the currency''s scale), checked against the offer''s remaining amount and its per-trade minimum and maximum. BSV01, BSV03.';
+
+create or replace function core.p2p_trade_payment_details(offer core.p2p_offers, payment_method text,
+                                                          payment_details text) returns text
+language plpgsql immutable as $$
+declare
+  v_details text;
+begin
+  if p2p_trade_payment_details.payment_method not in ('PIX', 'TED') then
+    return null;
+  end if;
+  v_details := case when offer.side = 'SELL' then offer.payment_details
+                    else nullif(btrim(p2p_trade_payment_details.payment_details), '') end;
+  if v_details is null or length(v_details) < 5 then
+    raise exception 'Informe seus dados para receber o pagamento (chave PIX ou conta para TED).'
+      using errcode = 'BSV01', column = 'payment_details';
+  end if;
+  if length(v_details) > 500 then
+    raise exception 'Dados de pagamento: até 500 caracteres.' using errcode = 'BSV01', column = 'payment_details';
+  end if;
+  return v_details;
+end
+$$;
+comment on function core.p2p_trade_payment_details(core.p2p_offers, text, text) is
+  'Step of api.open_p2p_trade: where the buyer pays the seller for PIX and TED (the SELL offer''s details, or what the taker selling on a BUY offer typed), 5 to 500 characters (BSV01); NULL for BALANCE and PIX_CONFIRMED.';
+
+create or replace function core.p2p_lock_trade_parties(taker_id bigint, offer core.p2p_offers, buyer_id bigint,
+                                                       seller_id bigint, payment_method text, brl numeric,
+                                                       totp_code text) returns void
+language plpgsql volatile as $$
+begin
+  -- Limits of both parties (per trade and per day, KYC level). Both
+  -- customers are locked first (in id order), so two trades opened at the
+  -- same instant cannot both pass the daily limit. One customer per
+  -- statement (DESIGN.md §7: each lock stays on one shard under Citus).
+  perform from core.users u where u.id = least(p2p_lock_trade_parties.taker_id, offer.user_id) for no key update;
+  perform from core.users u where u.id = greatest(p2p_lock_trade_parties.taker_id, offer.user_id) for no key update;
+  -- The seller's crypto leaves into escrow (an exit), and with BALANCE the
+  -- buyer's BRL pays another customer: each is refused while their exits are
+  -- blocked, and the taker confirms with 2FA when it is their value leaving.
+  perform core.lock_for_exit(p2p_lock_trade_parties.seller_id);
+  if p2p_lock_trade_parties.payment_method = 'BALANCE' then
+    perform core.lock_for_exit(p2p_lock_trade_parties.buyer_id);
+  end if;
+  if p2p_lock_trade_parties.seller_id = p2p_lock_trade_parties.taker_id
+     or p2p_lock_trade_parties.payment_method = 'BALANCE' then
+    perform core.assert_step_up(p2p_lock_trade_parties.taker_id, p2p_lock_trade_parties.totp_code, 'p2p_open_trade');
+  end if;
+  perform core.enforce_trade_limit(p2p_lock_trade_parties.taker_id, brl);
+  perform core.enforce_daily_limit(p2p_lock_trade_parties.taker_id, 'daily_p2p_brl',
+                                   core.p2p_used_today(p2p_lock_trade_parties.taker_id), brl);
+  begin
+    perform core.enforce_trade_limit(offer.user_id, brl);
+    perform core.enforce_daily_limit(offer.user_id, 'daily_p2p_brl', core.p2p_used_today(offer.user_id), brl);
+  exception when sqlstate 'BSL01' then
+    raise exception 'Este valor passa do limite do anunciante; tente um valor menor.'
+      using errcode = 'BSL01', column = 'brl_amount';
+  end;
+end
+$$;
+comment on function core.p2p_lock_trade_parties(bigint, core.p2p_offers, bigint, bigint, text, numeric, text) is
+  'Step of api.open_p2p_trade: locks the taker and the maker (one per statement, in id order), refuses while the seller''s exits (and with BALANCE the buyer''s) are blocked (BSA02), asks the taker''s TOTP when their value leaves, and enforces both parties'' per-trade and daily P2P limits (BSL01; the maker''s reworded).';
+
+create or replace function core.p2p_trade_fees(offer core.p2p_offers, crypto numeric,
+                                               out seller_fee numeric, out buyer_fee numeric)
+language plpgsql stable as $$
+declare
+  v_taker_pct numeric := (select f.taker_percent from core.p2p_fees f where f.crypto = offer.crypto);
+  v_offer_hold numeric;
+begin
+  if offer.side = 'SELL' then
+    seller_fee := core.p2p_fee(p2p_trade_fees.crypto, offer.maker_fee_percent, offer.crypto);
+    buyer_fee := core.p2p_fee(p2p_trade_fees.crypto, v_taker_pct, offer.crypto);
+    -- The offer's hold always covers the remaining amount (held >= remaining);
+    -- rounding on returns of cancelled trades may leave it a unit short of
+    -- remaining + fees, so the maker's fee is capped by the margin held.
+    select h.amount into v_offer_hold from core.holds h where h.id = offer.hold_id;
+    seller_fee := least(seller_fee, v_offer_hold - offer.remaining_amount);
+  else
+    seller_fee := core.p2p_fee(p2p_trade_fees.crypto, v_taker_pct, offer.crypto);
+    buyer_fee := core.p2p_fee(p2p_trade_fees.crypto, offer.maker_fee_percent, offer.crypto);
+  end if;
+end
+$$;
+comment on function core.p2p_trade_fees(core.p2p_offers, numeric) is
+  'Step of api.open_p2p_trade: the seller''s and the buyer''s fee (in crypto, core.p2p_fees: the maker pays the offer''s maker_fee_percent, the taker the taker_percent), a SELL maker''s fee capped by what the offer''s hold has beyond its remaining amount.';
+
+create or replace function core.p2p_escrow_trade(offer core.p2p_offers, trade_id bigint, seller_id bigint,
+                                                 crypto numeric, seller_fee numeric,
+                                                 out hold_id bigint, out rest_hold_id bigint)
+language plpgsql volatile as $$
+begin
+  if offer.side = 'SELL' then
+    select s.taken_hold_id, s.remainder_hold_id into hold_id, rest_hold_id
+    from core.split_hold(offer.hold_id, p2p_escrow_trade.crypto + p2p_escrow_trade.seller_fee, 'p2p_trade',
+                         core.p2p_ref(p2p_escrow_trade.trade_id)) s;
+    if p2p_escrow_trade.crypto = offer.remaining_amount and rest_hold_id is not null then
+      perform core.release_hold(rest_hold_id);  -- rounding dust of the fees
+      rest_hold_id := null;
+    end if;
+  else
+    begin
+      hold_id := core.place_hold(p2p_escrow_trade.seller_id, offer.crypto,
+                                 p2p_escrow_trade.crypto + p2p_escrow_trade.seller_fee, 'p2p_trade',
+                                 core.p2p_ref(p2p_escrow_trade.trade_id));
+    exception when sqlstate 'BSF01' then
+      raise exception 'Saldo insuficiente: você precisa de % % disponíveis para vender (taxa incluída).',
+        core.p2p_amount(p2p_escrow_trade.crypto + p2p_escrow_trade.seller_fee), offer.crypto
+        using errcode = 'BSF01', column = 'brl_amount';
+    end;
+    rest_hold_id := null;
+  end if;
+end
+$$;
+comment on function core.p2p_escrow_trade(core.p2p_offers, bigint, bigint, numeric, numeric) is
+  'Step of api.open_p2p_trade: escrows crypto + seller_fee for the trade (hold purpose p2p_trade): split out of a SELL offer''s hold (rest_hold_id is what stays with the offer; released as dust when the trade takes all that is left), or newly held from the taker selling on a BUY offer (BSF01 not enough available).';
+
 create function api.open_p2p_trade(
   user_id bigint, offer_id bigint, payment_method text, idempotency_key text,
   brl_amount numeric default null, crypto_amount numeric default null, payment_details text default null,
@@ -14,23 +234,19 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 #variable_conflict use_column
 declare
   v_taker core.users;
-  v_maker core.users;
   v_offer core.p2p_offers;
   v_id bigint := nextval(pg_get_serial_sequence('core.p2p_trades', 'id'));
   v_prior jsonb;
   v_price numeric;
-  v_scale int;
   v_crypto numeric;
   v_brl numeric;
   v_buyer bigint;
   v_seller bigint;
-  v_taker_pct numeric;
   v_seller_fee numeric;
   v_buyer_fee numeric;
   v_details text;
   v_hold bigint;
   v_rest bigint;
-  v_offer_hold numeric;
   v_trade core.p2p_trades;
 begin
   v_taker := core.assert_active_user(open_p2p_trade.user_id);
@@ -47,84 +263,9 @@ begin
     return;
   end if;
 
-  -- Two takers racing for the same offer queue here; the second sees what
-  -- the first left.
-  select * into v_offer from core.p2p_offers o where o.id = open_p2p_trade.offer_id for update;
-  if not found then
-    raise exception 'Oferta não encontrada.' using errcode = 'BSN01';
-  end if;
-  if v_offer.user_id = open_p2p_trade.user_id then
-    raise exception 'Esta oferta é sua: não é possível negociar com você mesmo.' using errcode = 'BSV01';
-  end if;
-  if core.p2p_blocked(open_p2p_trade.user_id, v_offer.user_id) then
-    raise exception 'Você não pode negociar com este anunciante.' using errcode = 'BSA01';
-  end if;
-  if v_offer.status = 'filled' or (v_offer.status = 'active' and v_offer.remaining_amount = 0) then
-    raise exception 'Esta oferta já foi totalmente negociada.' using errcode = 'BSS01';
-  elsif v_offer.status = 'paused' then
-    raise exception 'Esta oferta está pausada pelo anunciante.' using errcode = 'BSS01';
-  elsif v_offer.status <> 'active' or v_offer.expires_at <= now() then
-    raise exception 'Esta oferta não está mais disponível.' using errcode = 'BSS01';
-  end if;
-  select * into v_maker from core.users u where u.id = v_offer.user_id;
-  if v_maker.status <> 'active' then
-    raise exception 'O anunciante está indisponível no momento.' using errcode = 'BSS01';
-  end if;
-  if open_p2p_trade.payment_method is null or not (open_p2p_trade.payment_method = any (v_offer.payment_methods)) then
-    raise exception 'Esta oferta não aceita essa forma de pagamento.' using errcode = 'BSV01', column = 'payment_method';
-  end if;
-  if v_taker.kyc_level < v_offer.min_counterparty_kyc then
-    raise exception 'Esta oferta exige verificação de nível % ou mais (o seu é %).', v_offer.min_counterparty_kyc, v_taker.kyc_level
-      using errcode = 'BSA01', hint = 'Complete sua verificação em /kyc.';
-  end if;
-  if v_offer.min_counterparty_trades > 0
-     and (select s.completed_trades from core.p2p_user_stats(open_p2p_trade.user_id) s) < v_offer.min_counterparty_trades then
-    raise exception 'Esta oferta exige ao menos % negociações concluídas.', v_offer.min_counterparty_trades
-      using errcode = 'BSA01';
-  end if;
-
-  v_price := core.p2p_offer_price(v_offer);  -- BSP01 when a floating price's index is stale
-  if v_offer.price_type = 'fixed' then
-    begin
-      perform core.p2p_assert_price_sane(v_offer.crypto, v_price, 'brl_amount');
-    exception when sqlstate 'BSV01' then
-      raise exception 'O preço desta oferta está longe demais da cotação atual: ela não pode ser negociada agora.'
-        using errcode = 'BSS01';
-    end;
-  end if;
-  v_scale := core.p2p_scale(v_offer.crypto);
-  if open_p2p_trade.crypto_amount is not null then
-    perform core.check_amount(v_offer.crypto, open_p2p_trade.crypto_amount, 'crypto_amount');
-    v_crypto := open_p2p_trade.crypto_amount;
-    v_brl := round(v_crypto * v_price, 2);
-  elsif open_p2p_trade.brl_amount is not null then
-    perform core.check_amount('BRL', open_p2p_trade.brl_amount, 'brl_amount');
-    v_brl := open_p2p_trade.brl_amount;
-    v_crypto := trunc(v_brl / v_price, v_scale);
-    if v_crypto > v_offer.remaining_amount and round(v_offer.remaining_amount * v_price, 2) = v_brl then
-      v_crypto := v_offer.remaining_amount;  -- "all that is left", typed in BRL
-    end if;
-  else
-    raise exception 'Informe quanto quer negociar.' using errcode = 'BSV01', column = 'brl_amount';
-  end if;
-  if v_crypto <= 0 or v_brl <= 0 then
-    raise exception 'Valor pequeno demais para esta oferta.' using errcode = 'BSV03', column = 'brl_amount';
-  end if;
-  if v_crypto > v_offer.remaining_amount then
-    raise exception 'Esta oferta tem apenas % % disponíveis (%).', core.p2p_amount(v_offer.remaining_amount), v_offer.crypto,
-      core.format_brl(round(v_offer.remaining_amount * v_price, 2))
-      using errcode = 'BSV01', column = 'brl_amount';
-  end if;
-  if v_brl > v_offer.max_brl then
-    raise exception 'O máximo por negociação nesta oferta é %.', core.format_brl(v_offer.max_brl)
-      using errcode = 'BSV01', column = 'brl_amount';
-  end if;
-  -- Below the minimum only to take everything that is left.
-  if v_brl < v_offer.min_brl and v_crypto < v_offer.remaining_amount then
-    raise exception 'O mínimo por negociação nesta oferta é %.', core.format_brl(v_offer.min_brl)
-      using errcode = 'BSV01', column = 'brl_amount';
-  end if;
-
+  v_offer := core.p2p_take_offer(v_taker, open_p2p_trade.offer_id, open_p2p_trade.payment_method);
+  select s.price, s.crypto, s.brl into v_price, v_crypto, v_brl
+    from core.p2p_trade_size(v_offer, open_p2p_trade.brl_amount, open_p2p_trade.crypto_amount) s;
   if v_offer.side = 'SELL' then
     v_buyer := open_p2p_trade.user_id;
     v_seller := v_offer.user_id;
@@ -132,79 +273,13 @@ begin
     v_buyer := v_offer.user_id;
     v_seller := open_p2p_trade.user_id;
   end if;
-  if open_p2p_trade.payment_method in ('PIX', 'TED') then
-    v_details := case when v_offer.side = 'SELL' then v_offer.payment_details
-                      else nullif(btrim(open_p2p_trade.payment_details), '') end;
-    if v_details is null or length(v_details) < 5 then
-      raise exception 'Informe seus dados para receber o pagamento (chave PIX ou conta para TED).'
-        using errcode = 'BSV01', column = 'payment_details';
-    end if;
-    if length(v_details) > 500 then
-      raise exception 'Dados de pagamento: até 500 caracteres.' using errcode = 'BSV01', column = 'payment_details';
-    end if;
-  end if;
+  v_details := core.p2p_trade_payment_details(v_offer, open_p2p_trade.payment_method, open_p2p_trade.payment_details);
+  perform core.p2p_lock_trade_parties(open_p2p_trade.user_id, v_offer, v_buyer, v_seller,
+                                      open_p2p_trade.payment_method, v_brl, open_p2p_trade.totp_code);
+  select f.seller_fee, f.buyer_fee into v_seller_fee, v_buyer_fee from core.p2p_trade_fees(v_offer, v_crypto) f;
+  select e.hold_id, e.rest_hold_id into v_hold, v_rest
+    from core.p2p_escrow_trade(v_offer, v_id, v_seller, v_crypto, v_seller_fee) e;
 
-  -- Limits of both parties (per trade and per day, KYC level). Both
-  -- customers are locked first (in id order), so two trades opened at the
-  -- same instant cannot both pass the daily limit. One customer per
-  -- statement (DESIGN.md §7: each lock stays on one shard under Citus).
-  perform from core.users u where u.id = least(open_p2p_trade.user_id, v_offer.user_id) for no key update;
-  perform from core.users u where u.id = greatest(open_p2p_trade.user_id, v_offer.user_id) for no key update;
-  -- The seller's crypto leaves into escrow (an exit), and with BALANCE the
-  -- buyer's BRL pays another customer: each is refused while their exits are
-  -- blocked, and the taker confirms with 2FA when it is their value leaving.
-  perform core.lock_for_exit(v_seller);
-  if open_p2p_trade.payment_method = 'BALANCE' then
-    perform core.lock_for_exit(v_buyer);
-  end if;
-  if v_seller = open_p2p_trade.user_id or open_p2p_trade.payment_method = 'BALANCE' then
-    perform core.assert_step_up(open_p2p_trade.user_id, open_p2p_trade.totp_code, 'p2p_open_trade');
-  end if;
-  perform core.enforce_trade_limit(open_p2p_trade.user_id, v_brl);
-  perform core.enforce_daily_limit(open_p2p_trade.user_id, 'daily_p2p_brl',
-                                   core.p2p_used_today(open_p2p_trade.user_id), v_brl);
-  begin
-    perform core.enforce_trade_limit(v_offer.user_id, v_brl);
-    perform core.enforce_daily_limit(v_offer.user_id, 'daily_p2p_brl', core.p2p_used_today(v_offer.user_id), v_brl);
-  exception when sqlstate 'BSL01' then
-    raise exception 'Este valor passa do limite do anunciante; tente um valor menor.'
-      using errcode = 'BSL01', column = 'brl_amount';
-  end;
-
-  v_taker_pct := (select f.taker_percent from core.p2p_fees f where f.crypto = v_offer.crypto);
-  if v_offer.side = 'SELL' then
-    v_seller_fee := core.p2p_fee(v_crypto, v_offer.maker_fee_percent, v_offer.crypto);
-    v_buyer_fee := core.p2p_fee(v_crypto, v_taker_pct, v_offer.crypto);
-  else
-    v_seller_fee := core.p2p_fee(v_crypto, v_taker_pct, v_offer.crypto);
-    v_buyer_fee := core.p2p_fee(v_crypto, v_offer.maker_fee_percent, v_offer.crypto);
-  end if;
-
-  if v_offer.side = 'SELL' then
-    -- The offer's hold always covers the remaining amount (held >= remaining);
-    -- rounding on returns of cancelled trades may leave it a unit short of
-    -- remaining + fees, so the maker's fee is capped by the margin held.
-    select h.amount into v_offer_hold from core.holds h where h.id = v_offer.hold_id;
-    v_seller_fee := least(v_seller_fee, v_offer_hold - v_offer.remaining_amount);
-  end if;
-
-  -- Escrow the seller's crypto for this trade.
-  if v_offer.side = 'SELL' then
-    select s.taken_hold_id, s.remainder_hold_id into v_hold, v_rest
-    from core.split_hold(v_offer.hold_id, v_crypto + v_seller_fee, 'p2p_trade', core.p2p_ref(v_id)) s;
-    if v_crypto = v_offer.remaining_amount and v_rest is not null then
-      perform core.release_hold(v_rest);  -- rounding dust of the fees
-      v_rest := null;
-    end if;
-  else
-    begin
-      v_hold := core.place_hold(v_seller, v_offer.crypto, v_crypto + v_seller_fee, 'p2p_trade', core.p2p_ref(v_id));
-    exception when sqlstate 'BSF01' then
-      raise exception 'Saldo insuficiente: você precisa de % % disponíveis para vender (taxa incluída).',
-        core.p2p_amount(v_crypto + v_seller_fee), v_offer.crypto using errcode = 'BSF01', column = 'brl_amount';
-    end;
-    v_rest := null;
-  end if;
   insert into core.p2p_trades (id, offer_id, maker_id, taker_id, buyer_id, seller_id, crypto, crypto_amount, price,
     brl_amount, seller_fee, buyer_fee, payment_method, payment_details, payment_deadline, hold_id)
   values (v_id, v_offer.id, v_offer.user_id, open_p2p_trade.user_id, v_buyer, v_seller, v_offer.crypto, v_crypto,
