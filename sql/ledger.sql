@@ -264,7 +264,7 @@ begin
 end
 $$;
 comment on function core.post_entry(text, text, bigint, bigint[], numeric[], text, bigint, bigint) is
-  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts, a customer who owns none of them, a malformed kind (BSX01), off-scale amounts (BSV02), overdrafts (BSF01) and a second entry resolving the same hold (23505 on core.hold_resolutions), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement.';
+  'Writes one journal entry: nets amounts per account, locks the accounts in (user_id, id) order (system accounts last), refuses unknown accounts, a customer who owns none of them, a malformed kind (BSX01), off-scale amounts (BSV02), overdrafts (BSF01) and a second entry resolving the same hold (23505 on core.hold_resolutions), then writes the entry, updates each account once and appends the postings with version and balance after, in one statement. Long: the ledger''s one write path and its hottest function: it locks, checks and inserts an entry and its postings in the fewest statements, and every extra PL/pgSQL call shows in the instructions per transfer (bench/instructions.py, docs/PERFORMANCE.md).';
 
 -- The database itself checks every statement that inserts postings, in one
 -- query over the rows it inserted: each entry must sum to zero per currency

@@ -407,7 +407,7 @@ $$;
 revoke all on function api.create_quote(bigint, text, text, numeric) from public;
 grant execute on function api.create_quote(bigint, text, text, numeric) to exchange_app;
 comment on function api.create_quote(bigint, text, text, numeric) is
-  'Stores a quote valid quote_ttl_seconds: buy (amount = BRL to spend: spread and fee come off it, the rest is the quoteOrderQty sent to Binance) or sell (amount = crypto, rounded down to the Binance market step). Price from core.fresh_price. Errors: BSP01 stale price or market closed, BSV01 side/crypto/below Binance minimums, BSV02/BSV03 amount, BSF01 balance, BSL01 KYC limits, BSA02 frozen.';
+  'Stores a quote valid quote_ttl_seconds: buy (amount = BRL to spend: spread and fee come off it, the rest is the quoteOrderQty sent to Binance) or sell (amount = crypto, rounded down to the Binance market step). Price from core.fresh_price. Errors: BSP01 stale price or market closed, BSV01 side/crypto/below Binance minimums, BSV02/BSV03 amount, BSF01 balance, BSL01 KYC limits, BSA02 frozen. Long: a quarter of it is declarations; the body reads Binance''s filters, sizes buy and sell side by side and refuses early what execute_quote would refuse, in one pass over one price.';
 
 create function api.get_quote(user_id bigint, quote_id bigint)
 returns table (id bigint, side text, symbol text, base_currency text, amount numeric, price numeric,
@@ -654,7 +654,7 @@ $$;
 revoke all on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) from public;
 grant execute on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) to exchange_worker, exchange_admin;
 comment on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) is
-  'Settles an EXECUTING market order from Binance''s real execution (executedQty, cummulativeQuoteQty, fills [{price, qty, commission, commissionAsset, tradeId}]) in one entry: hold captured (rest released), BRL and crypto against the binance_omnibus accounts, spread + fee to fee revenue; rounding favours the house and below-scale dust is recorded on the order. Idempotent: settling a COMPLETED order with the same Binance order id returns the first result (replayed). BSS01 on a FAILED order or another Binance order id.';
+  'Settles an EXECUTING market order from Binance''s real execution (executedQty, cummulativeQuoteQty, fills [{price, qty, commission, commissionAsset, tradeId}]) in one entry: hold captured (rest released), BRL and crypto against the binance_omnibus accounts, spread + fee to fee revenue; rounding favours the house and below-scale dust is recorded on the order. Idempotent: settling a COMPLETED order with the same Binance order id returns the first result (replayed). BSS01 on a FAILED order or another Binance order id. Long: checks Binance''s report once, then the buy and the sell arithmetic side by side (they mirror each other over the same variables) and posts one journal entry; split apart, the mirror is harder to review.';
 
 create function admin.fail_market_order(order_id bigint, reason text, provider_message text default null)
 returns table (id bigint, status text, replayed boolean)

@@ -179,7 +179,7 @@ begin
 end
 $$;
 comment on function core.privacy_sections(bigint) is
-  'Everything held about one customer, one row per section (profile, KYC, balances, ledger postings, holds, PIX deposits and withdrawals, market orders, P2P offers/trades/messages/proofs/ratings/blocks, crypto deposits and withdrawals, logins, sessions, e-mails sent, 2FA recovery requests, security events, notifications, privacy requests): rows is a JSON array of objects. Other customers appear only by display name. BSN01 unknown customer.';
+  'Everything held about one customer, one row per section (profile, KYC, balances, ledger postings, holds, PIX deposits and withdrawals, market orders, P2P offers/trades/messages/proofs/ratings/blocks, crypto deposits and withdrawals, logins, sessions, e-mails sent, 2FA recovery requests, security events, notifications, privacy requests): rows is a JSON array of objects. Other customers appear only by display name. BSN01 unknown customer. Long: a flat inventory, one query per section of what is held about a customer, kept together so that the section of a new table is added and reviewed next to all the others.';
 
 create or replace function api.export_my_data_sections(user_id bigint, format text default 'csv', ip text default null)
 returns table (section text, description text, rows text)
