@@ -1054,8 +1054,43 @@ create view reporting.books_health (check_name, detail) as
   from (values ('entries'), ('postings')) t (tbl)
   where not exists (select from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                     where n.nspname = 'core' and c.relispartition
-                      and c.relname = t.tbl || '_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '1 month', 'YYYY_MM'));
-comment on view reporting.books_health is 'Failures of admin.check_books() (ledger invariants). Healthy: empty.';
+                      and c.relname = t.tbl || '_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '1 month', 'YYYY_MM'))
+  union all
+  -- The P2P reputation counters (core.p2p_reputation, kept by the P2P state
+  -- machine, read by the offer book) equal a recount of the finished trades
+  -- and the ratings: this recount is what the counters mean.
+  select 'p2p_reputation', format('user %s: counters %s, recount %s', coalesce(k.user_id, c.user_id),
+                                  row(k.completed_trades, k.faulted_trades, k.timed_releases, k.release_seconds,
+                                      k.positive_ratings, k.negative_ratings),
+                                  row(c.completed, c.faulted, c.timed, c.seconds, c.positive, c.negative))
+  from core.p2p_reputation k
+  full join (
+    select coalesce(t.user_id, g.user_id) as user_id, coalesce(t.completed, 0) as completed,
+           coalesce(t.faulted, 0) as faulted, coalesce(t.timed, 0) as timed, coalesce(t.seconds, 0) as seconds,
+           coalesce(g.positive, 0) as positive, coalesce(g.negative, 0) as negative
+    from (
+      select x.user_id,
+             count(*) filter (where t.status = 'COMPLETED') as completed,
+             count(*) filter (where t.status in ('CANCELLED', 'REFUNDED') and t.fault_user_id = x.user_id) as faulted,
+             count(*) filter (where t.status = 'COMPLETED' and t.seller_id = x.user_id and t.paid_at is not null
+                              and t.resolution is null) as timed,
+             sum(extract(epoch from t.completed_at - t.paid_at))
+               filter (where t.status = 'COMPLETED' and t.seller_id = x.user_id and t.paid_at is not null
+                       and t.resolution is null) as seconds
+      from core.p2p_trades t
+      cross join lateral (values (t.buyer_id), (t.seller_id)) x (user_id)
+      where t.status in ('COMPLETED', 'CANCELLED', 'REFUNDED')
+      group by x.user_id) t
+    full join (
+      select r.rated_id as user_id, count(*) filter (where r.positive) as positive,
+             count(*) filter (where not r.positive) as negative
+      from core.p2p_ratings r group by r.rated_id) g on g.user_id = t.user_id
+  ) c on c.user_id = k.user_id
+  where (coalesce(k.completed_trades, 0), coalesce(k.faulted_trades, 0), coalesce(k.timed_releases, 0),
+         coalesce(k.release_seconds, 0), coalesce(k.positive_ratings, 0), coalesce(k.negative_ratings, 0))
+        is distinct from (coalesce(c.completed, 0), coalesce(c.faulted, 0), coalesce(c.timed, 0),
+                          coalesce(c.seconds, 0), coalesce(c.positive, 0), coalesce(c.negative, 0));
+comment on view reporting.books_health is 'Failures of admin.check_books() (ledger invariants, and the P2P reputation counters against a recount: p2p_reputation). Healthy: empty.';
 
 grant select on all tables in schema reporting to exchange_auditor, exchange_admin;
 
@@ -1067,7 +1102,7 @@ $$;
 revoke all on function admin.check_books() from public;
 grant execute on function admin.check_books() to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.check_books() is
-  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts and their account''s owner, an entry''s customer owning one of its accounts, entry ids unique, hold resolutions recorded, rows naming existing entries, ledger partitions a month ahead) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
+  'Runs the ledger invariants (zero-sum per currency, balanced entries, contiguous balance chains, cached = computed, no negative customer balance, locked = open holds, holds resolved once, currency isolation, postings naming existing entries and accounts and their account''s owner, an entry''s customer owning one of its accounts, entry ids unique, hold resolutions recorded, rows naming existing entries, ledger partitions a month ahead, P2P reputation counters equal to a recount of trades and ratings) and returns one row per failure. Empty means healthy. The checks themselves are the view reporting.books_health.';
 
 
 create or replace function api.health()

@@ -113,25 +113,49 @@ create or replace function core.p2p_user_stats(user_id bigint)
 returns table (completed_trades bigint, faulted_trades bigint, completion_rate numeric,
                avg_release_seconds numeric, positive_ratings bigint, negative_ratings bigint)
 language sql stable as $$
-  select s.completed, s.faulted,
-         case when s.completed + s.faulted > 0 then round(100.0 * s.completed / (s.completed + s.faulted), 1) end,
-         s.avg_release,
-         (select count(*) from core.p2p_ratings r where r.rated_id = p2p_user_stats.user_id and r.positive),
-         (select count(*) from core.p2p_ratings r where r.rated_id = p2p_user_stats.user_id and not r.positive)
-  from (
-    select count(*) filter (where t.status = 'COMPLETED') as completed,
-           -- a cancellation or refund counts only against the party at fault
-           count(*) filter (where t.status in ('CANCELLED', 'REFUNDED') and t.fault_user_id = p2p_user_stats.user_id)
-             as faulted,
-           round(avg(extract(epoch from t.completed_at - t.paid_at))
-                   filter (where t.status = 'COMPLETED' and t.seller_id = p2p_user_stats.user_id
-                           and t.paid_at is not null and t.resolution is null)) as avg_release
-    from core.p2p_trades t
-    where t.buyer_id = p2p_user_stats.user_id or t.seller_id = p2p_user_stats.user_id
-  ) s
+  -- One row by primary key (core.p2p_reputation, kept by the state
+  -- machine): the offer book reads it per maker without scanning trades.
+  select coalesce(r.completed_trades, 0), coalesce(r.faulted_trades, 0),
+         case when r.completed_trades + r.faulted_trades > 0
+              then round(100.0 * r.completed_trades / (r.completed_trades + r.faulted_trades), 1) end,
+         case when r.timed_releases > 0 then round(r.release_seconds / r.timed_releases) end,
+         coalesce(r.positive_ratings, 0), coalesce(r.negative_ratings, 0)
+  from (select) one
+  left join core.p2p_reputation r on r.user_id = p2p_user_stats.user_id
 $$;
 comment on function core.p2p_user_stats(bigint) is
-  'Reputation of a P2P customer: completed trades, trades cancelled or refunded by their fault, completion rate (%), average seconds from paid to released as seller, positive and negative ratings.';
+  'Reputation of a P2P customer: completed trades, trades cancelled or refunded by their fault, completion rate (%), average seconds from paid to released as seller (trades resolved by an admin left out), positive and negative ratings. Read from the counters of core.p2p_reputation (one row by primary key, no scan of the trades); reporting.books_health checks them against a recount.';
+
+create or replace function core.p2p_count_outcome(buyer_id bigint, seller_id bigint, outcome text,
+                                                  fault_user_id bigint default null,
+                                                  release_seconds numeric default null) returns void
+language plpgsql volatile as $$
+declare
+  v_user bigint;
+begin
+  if outcome not in ('completed', 'cancelled', 'refunded') then
+    raise exception 'core.p2p_count_outcome: unknown outcome %', outcome using errcode = 'BSX01';
+  end if;
+  -- Both parties' counters, one customer per statement in id order (as the
+  -- trade's other locks).
+  foreach v_user in array array[least(p2p_count_outcome.buyer_id, p2p_count_outcome.seller_id),
+                                greatest(p2p_count_outcome.buyer_id, p2p_count_outcome.seller_id)] loop
+    insert into core.p2p_reputation as r (user_id, completed_trades, faulted_trades, timed_releases, release_seconds)
+    values (v_user, (outcome = 'completed')::int,
+            (outcome <> 'completed' and p2p_count_outcome.fault_user_id is not distinct from v_user)::int,
+            (v_user = p2p_count_outcome.seller_id and p2p_count_outcome.release_seconds is not null)::int,
+            case when v_user = p2p_count_outcome.seller_id then coalesce(p2p_count_outcome.release_seconds, 0) else 0 end)
+    on conflict (user_id) do update
+      set completed_trades = r.completed_trades + excluded.completed_trades,
+          faulted_trades = r.faulted_trades + excluded.faulted_trades,
+          timed_releases = r.timed_releases + excluded.timed_releases,
+          release_seconds = r.release_seconds + excluded.release_seconds,
+          updated_at = now();
+  end loop;
+end
+$$;
+comment on function core.p2p_count_outcome(bigint, bigint, text, bigint, numeric) is
+  'Counts a trade''s final state in both parties'' core.p2p_reputation rows, in the transaction that reaches it: outcome completed (core.p2p_complete; release_seconds = paid → completed when the seller released from PAID, NULL otherwise), cancelled (core.p2p_cancel) or refunded (admin.resolve_p2p_dispute), the latter two against fault_user_id. Called exactly once per trade.';
 
 create or replace function core.p2p_blocked(a bigint, b bigint) returns boolean
 language sql stable as $$
@@ -256,6 +280,7 @@ begin
      set status = 'CANCELLED', cancelled_at = now(), cancel_reason = p2p_cancel.reason,
          fault_user_id = v_trade.buyer_id, updated_at = now()
    where t.id = v_trade.id;
+  perform core.p2p_count_outcome(v_trade.buyer_id, v_trade.seller_id, 'cancelled', v_trade.buyer_id);
   if reason = 'deadline' then
     perform core.p2p_message(v_trade.id, 'Prazo de pagamento encerrado sem pagamento: negociação cancelada e cripto devolvida ao vendedor.');
     perform core.p2p_notify(v_trade, v_trade.buyer_id, 'p2p.cancelled', 'o prazo de pagamento terminou e a negociação foi cancelada.');
@@ -319,6 +344,11 @@ begin
      set status = 'COMPLETED', completed_at = now(), release_entry_id = v_release,
          brl_entry_id = coalesce(v_brl, t.brl_entry_id), updated_at = now()
    where t.id = v_trade.id;
+  -- A release from PAID (by the seller, or a confirmed PIX) is timed; one
+  -- decided by an admin (DISPUTED, REVIEW) is not.
+  perform core.p2p_count_outcome(v_trade.buyer_id, v_trade.seller_id, 'completed', null,
+    case when v_trade.paid_at is not null and v_trade.status not in ('DISPUTED', 'REVIEW')
+         then extract(epoch from now() - v_trade.paid_at) end);
 end
 $$;
 comment on function core.p2p_complete(bigint, text, numeric) is

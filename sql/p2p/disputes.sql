@@ -100,6 +100,9 @@ begin
          resolution_note = btrim(resolve_p2p_dispute.note), resolved_by = resolve_p2p_dispute.admin_id,
          resolved_at = now(), fault_user_id = v_fault_user, updated_at = now()
    where t.id = v_trade.id;
+  if v_status = 'REFUNDED' then  -- (a release was counted by core.p2p_complete)
+    perform core.p2p_count_outcome(v_trade.buyer_id, v_trade.seller_id, 'refunded', v_fault_user);
+  end if;
   perform core.audit(admin_id, 'p2p_resolve_dispute', coalesce(v_fault_user, v_trade.buyer_id), note,
     jsonb_build_object('trade_id', v_trade.id, 'outcome', outcome, 'at_fault', v_fault, 'from_status', v_trade.status,
                        'buyer_id', v_trade.buyer_id, 'seller_id', v_trade.seller_id,

@@ -30,6 +30,11 @@ begin
   if not found then
     raise exception 'Você já avaliou esta negociação.' using errcode = 'BSS01';
   end if;
+  insert into core.p2p_reputation as r (user_id, positive_ratings, negative_ratings)
+  values (v_other, rate_p2p_trade.positive::int, (not rate_p2p_trade.positive)::int)
+  on conflict (user_id) do update
+    set positive_ratings = r.positive_ratings + excluded.positive_ratings,
+        negative_ratings = r.negative_ratings + excluded.negative_ratings, updated_at = now();
   perform core.p2p_notify(v_trade, v_other, 'p2p.rated',
     'você recebeu uma avaliação ' || case when positive then 'positiva' else 'negativa' end || '.');
 end
