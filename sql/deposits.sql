@@ -380,6 +380,80 @@ grant execute on function admin.pix_charges_to_reconcile(int) to exchange_worker
 comment on function admin.pix_charges_to_reconcile(int) is
   'Reconciler: PENDING charges older than deposit_reconcile_after_minutes not looked at for as long (and once more right after they expire), stamped so they are not checked again at once. The worker searches each at the provider by reference and reports what it finds to admin.confirm_pix_charge.';
 
+create or replace function core.lock_pix_charge_for_payment(reference text, provider text, provider_payment_id text)
+returns core.pix_charges
+language plpgsql volatile as $$
+declare
+  v_charge core.pix_charges;
+  v_pid text := provider_payment_id;
+begin
+  if lock_pix_charge_for_payment.reference is not null then
+    select * into v_charge from core.pix_charges c where c.reference = btrim(lock_pix_charge_for_payment.reference) for update;
+  else
+    select * into v_charge from core.pix_charges c
+    where c.provider = lock_pix_charge_for_payment.provider and c.provider_payment_id = v_pid for update;
+  end if;
+  if not found then
+    raise exception 'Nenhuma cobrança PIX nossa com a referência %.', coalesce(lock_pix_charge_for_payment.reference, v_pid)
+      using errcode = 'BSN01';
+  end if;
+  if v_charge.provider <> lock_pix_charge_for_payment.provider then
+    raise exception 'A cobrança % é do provedor %, não de %.', v_charge.reference, v_charge.provider, lock_pix_charge_for_payment.provider
+      using errcode = 'BSV01', column = 'provider';
+  end if;
+  if v_charge.provider_payment_id is null then
+    -- Reported before the create call's answer was recorded (or found by the
+    -- reconciler): this is the charge's payment from now on.
+    perform core.assert_provider_payment_unseen(v_charge, v_pid);
+    update core.pix_charges c set provider_payment_id = v_pid, updated_at = now() where c.id = v_charge.id;
+    v_charge.provider_payment_id := v_pid;
+  end if;
+  return v_charge;
+end
+$$;
+comment on function core.lock_pix_charge_for_payment(text, text, text) is
+  'Step of admin.confirm_pix_charge: finds the charge of a reported payment by our reference (or by provider + payment id) and locks it (concurrent and replayed reports queue here); a charge whose payment id was not yet recorded takes this one (core.assert_provider_payment_unseen). BSN01 not ours, BSV01 another provider''s.';
+
+create or replace function core.credit_pix_deposit(charge core.pix_charges, paid_amount numeric, payer_cpf text,
+                                              end_to_end_id text) returns text
+language plpgsql volatile as $$
+declare
+  v_charge core.pix_charges := charge;
+  v_entry bigint;
+begin
+  if credit_pix_deposit.paid_amount <> v_charge.amount then
+    update core.pix_charges c
+       set status = 'REVIEW',
+           status_detail = 'Valor recebido (' || core.format_brl(credit_pix_deposit.paid_amount) ||
+                           ') diferente do valor do depósito (' || core.format_brl(v_charge.amount) || ')',
+           paid_amount = credit_pix_deposit.paid_amount, payer_cpf = credit_pix_deposit.payer_cpf, end_to_end_id = credit_pix_deposit.end_to_end_id,
+           paid_at = now(), resolved_at = now(), updated_at = now()
+     where c.id = v_charge.id;
+    perform core.deposit_notify(v_charge, 'deposit.review',
+      'Recebemos ' || core.format_brl(credit_pix_deposit.paid_amount) || ' no PIX do depósito de ' ||
+      core.format_brl(v_charge.amount) || ': o valor não confere e o depósito está em análise pela equipe.');
+    return 'review';
+  end if;
+
+  perform core.lock_customer(v_charge.user_id);
+  v_entry := core.post_entry('deposit', v_charge.reference, v_charge.user_id,
+    array[core.system_account('clearing_' || v_charge.provider, 'BRL'), core.user_account(v_charge.user_id, 'BRL')],
+    array[-v_charge.amount, v_charge.amount], 'Depósito PIX ' || v_charge.reference);
+  perform core.record_reversible_credit(v_charge.user_id, 'deposit', v_charge.id, v_charge.amount, v_entry);
+  update core.pix_charges c
+     set status = 'PAID', status_detail = null, paid_amount = credit_pix_deposit.paid_amount,
+         credited_amount = v_charge.amount, payer_cpf = credit_pix_deposit.payer_cpf, end_to_end_id = credit_pix_deposit.end_to_end_id,
+         entry_id = v_entry, paid_at = now(), resolved_at = now(), updated_at = now()
+   where c.id = v_charge.id;
+  perform core.deposit_notify(v_charge, 'deposit.credited',
+    'Depósito de ' || core.format_brl(v_charge.amount) || ' creditado. Disponível para negociar agora; para saque a partir de ' ||
+    core.rails_when(now() + make_interval(hours => core.setting('deposit_maturation_hours')::int)) || '.');
+  return 'credited';
+end
+$$;
+comment on function core.credit_pix_deposit(core.pix_charges, numeric, text, text) is
+  'Step of admin.confirm_pix_charge for an approved deposit charge (locked, PENDING): the amount asked for arrived → credited once from the provider''s clearing account (reversible exposure until it matures), outcome credited; another amount → REVIEW with nothing credited, outcome review. The customer is notified either way.';
+
 create function admin.confirm_pix_charge(reference text, provider text, provider_payment_id text, status text,
                                          paid_amount numeric default null, payer_cpf text default null,
                                          end_to_end_id text default null, refunded_amount numeric default null)
@@ -390,8 +464,8 @@ declare
   v_status text := lower(btrim(coalesce(confirm_pix_charge.status, '')));
   v_pid text := nullif(btrim(coalesce(confirm_pix_charge.provider_payment_id, '')), '');
   v_cpf text := nullif(regexp_replace(coalesce(confirm_pix_charge.payer_cpf, ''), '\D', '', 'g'), '');
-  v_entry bigint;
   v_p2p text;
+  v_outcome text;
 begin
   if v_pid is null then
     raise exception 'Pagamento sem identificador do provedor.' using errcode = 'BSV01', column = 'provider_payment_id';
@@ -401,28 +475,9 @@ begin
     raise exception 'Situação de pagamento desconhecida: %.', confirm_pix_charge.status using errcode = 'BSV01', column = 'status';
   end if;
   -- The charge row is the lock: concurrent and replayed notifications of one
-  -- payment queue here, and the state check below lets only the first act.
-  if confirm_pix_charge.reference is not null then
-    select * into v_charge from core.pix_charges c where c.reference = btrim(confirm_pix_charge.reference) for update;
-  else
-    select * into v_charge from core.pix_charges c
-    where c.provider = confirm_pix_charge.provider and c.provider_payment_id = v_pid for update;
-  end if;
-  if not found then
-    raise exception 'Nenhuma cobrança PIX nossa com a referência %.', coalesce(confirm_pix_charge.reference, v_pid)
-      using errcode = 'BSN01';
-  end if;
-  if v_charge.provider <> confirm_pix_charge.provider then
-    raise exception 'A cobrança % é do provedor %, não de %.', v_charge.reference, v_charge.provider, confirm_pix_charge.provider
-      using errcode = 'BSV01', column = 'provider';
-  end if;
-  if v_charge.provider_payment_id is null then
-    -- Reported before the create call's answer was recorded (or found by the
-    -- reconciler): this is the charge's payment from now on.
-    perform core.assert_provider_payment_unseen(v_charge, v_pid);
-    update core.pix_charges c set provider_payment_id = v_pid, updated_at = now() where c.id = v_charge.id;
-    v_charge.provider_payment_id := v_pid;
-  elsif v_charge.provider_payment_id <> v_pid then
+  -- payment queue there, and the state checks below let only the first act.
+  v_charge := core.lock_pix_charge_for_payment(confirm_pix_charge.reference, confirm_pix_charge.provider, v_pid);
+  if v_charge.provider_payment_id <> v_pid then
     -- Another payment under our reference: never booked automatically.
     return query select v_charge.id, v_charge.purpose, 'other_payment'::text, v_charge.status, false;
     return;
@@ -487,41 +542,15 @@ begin
     return;
   end if;
 
-  if confirm_pix_charge.paid_amount <> v_charge.amount then
-    update core.pix_charges c
-       set status = 'REVIEW',
-           status_detail = 'Valor recebido (' || core.format_brl(confirm_pix_charge.paid_amount) ||
-                           ') diferente do valor do depósito (' || core.format_brl(v_charge.amount) || ')',
-           paid_amount = confirm_pix_charge.paid_amount, payer_cpf = v_cpf, end_to_end_id = confirm_pix_charge.end_to_end_id,
-           paid_at = now(), resolved_at = now(), updated_at = now()
-     where c.id = v_charge.id;
-    perform core.deposit_notify(v_charge, 'deposit.review',
-      'Recebemos ' || core.format_brl(confirm_pix_charge.paid_amount) || ' no PIX do depósito de ' ||
-      core.format_brl(v_charge.amount) || ': o valor não confere e o depósito está em análise pela equipe.');
-    return query select v_charge.id, v_charge.purpose, 'review'::text, 'REVIEW'::text, false;
-    return;
-  end if;
-
-  perform core.lock_customer(v_charge.user_id);
-  v_entry := core.post_entry('deposit', v_charge.reference, v_charge.user_id,
-    array[core.system_account('clearing_' || v_charge.provider, 'BRL'), core.user_account(v_charge.user_id, 'BRL')],
-    array[-v_charge.amount, v_charge.amount], 'Depósito PIX ' || v_charge.reference);
-  perform core.record_reversible_credit(v_charge.user_id, 'deposit', v_charge.id, v_charge.amount, v_entry);
-  update core.pix_charges c
-     set status = 'PAID', status_detail = null, paid_amount = confirm_pix_charge.paid_amount,
-         credited_amount = v_charge.amount, payer_cpf = v_cpf, end_to_end_id = confirm_pix_charge.end_to_end_id,
-         entry_id = v_entry, paid_at = now(), resolved_at = now(), updated_at = now()
-   where c.id = v_charge.id;
-  perform core.deposit_notify(v_charge, 'deposit.credited',
-    'Depósito de ' || core.format_brl(v_charge.amount) || ' creditado. Disponível para negociar agora; para saque a partir de ' ||
-    core.rails_when(now() + make_interval(hours => core.setting('deposit_maturation_hours')::int)) || '.');
-  return query select v_charge.id, v_charge.purpose, 'credited'::text, 'PAID'::text, false;
+  v_outcome := core.credit_pix_deposit(v_charge, confirm_pix_charge.paid_amount, v_cpf, confirm_pix_charge.end_to_end_id);
+  return query select v_charge.id, v_charge.purpose, v_outcome,
+                      case when v_outcome = 'credited' then 'PAID' else 'REVIEW' end, false;
 end
 $$;
 revoke all on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) from public;
 grant execute on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) to exchange_worker, exchange_admin;
 comment on function admin.confirm_pix_charge(text, text, text, text, numeric, text, text, numeric) is
-  'The one place a PIX payment is booked (worker role), called with what the provider''s API said (never a webhook body). Finds the charge by reference (or provider + payment id) and locks it. refunded/charged_back/in_mediation: a credited PIX is clawed back from the customer it was credited to (core.clawback_pix_credit; refunded_amount when partial), a pending one ends EXPIRED. approved: a deposit with the same amount is credited once (clearing_<provider> → customer, outcome credited), another amount goes to REVIEW with nothing credited (review); a P2P charge is handed to admin.confirm_p2p_pix_payment (outcome p2p_<its outcome>). cancelled/expired/rejected: PENDING → EXPIRED. pending: nothing. A repeat returns the first outcome with replayed true and moves nothing. BSN01 not our reference. Long: the one place a PIX payment is booked, read top to bottom as one state machine over what the provider said (refund/chargeback, approved deposit, approved P2P charge, cancelled, pending), each branch a few lines ending in its own return.';
+  'The one place a PIX payment is booked (worker role), called with what the provider''s API said (never a webhook body). Finds the charge by reference (or provider + payment id) and locks it. refunded/charged_back/in_mediation: a credited PIX is clawed back from the customer it was credited to (core.clawback_pix_credit; refunded_amount when partial), a pending one ends EXPIRED. approved: a deposit with the same amount is credited once (clearing_<provider> → customer, outcome credited), another amount goes to REVIEW with nothing credited (review); a P2P charge is handed to admin.confirm_p2p_pix_payment (outcome p2p_<its outcome>). cancelled/expired/rejected: PENDING → EXPIRED. pending: nothing. A repeat returns the first outcome with replayed true and moves nothing. BSN01 not our reference.';
 
 create function admin.create_p2p_pix_charge(trade_id bigint, amount numeric, provider text, expires_at timestamptz)
 returns table (charge_id bigint, reference text, charge_amount numeric, charge_expires_at timestamptz,

@@ -504,6 +504,72 @@ comment on function api.execute_quote(bigint, bigint, text) is
 -- Outcome: settle from the fills, or fail
 -- ---------------------------------------------------------------------------
 
+create or replace function core.market_settlement_legs(
+  o core.market_orders, held numeric, e numeric, c numeric, commission numeric, scale int,
+  out brl numeric, out crypto numeric, out spread numeric, out fee numeric, out captured numeric,
+  out dust_brl numeric, out dust_crypto numeric, out account_ids bigint[], out amounts numeric[])
+language plpgsql volatile as $$
+declare
+  v_paid numeric;
+  v_gross numeric;
+begin
+  if o.side = 'buy' then
+    v_paid := core.market_ceil(c, 2);  -- what Binance spent, to the centavo above
+    if v_paid > o.quote_order_qty then
+      raise exception 'A Binance gastou % BRL, mais que os % pedidos na ordem %.', c, o.quote_order_qty,
+        o.client_order_id using errcode = 'BSX01';
+    end if;
+    -- Spread and fee in proportion to what was actually spent: the quoted
+    -- percentages, also for a partial execution.
+    spread := round(o.quoted_spread * v_paid / o.quote_order_qty, 2);
+    fee := round(o.quoted_fee * v_paid / o.quote_order_qty, 2);
+    brl := v_paid + spread + fee;
+    crypto := trunc(e - commission, scale);
+    if crypto <= 0 then
+      raise exception 'A execução da ordem % não rende cripto após a comissão.', o.client_order_id using errcode = 'BSX01';
+    end if;
+    captured := brl;
+    dust_brl := v_paid - c;
+    dust_crypto := e - commission - crypto;
+    account_ids := array[core.user_account(o.user_id, 'BRL', 'locked'),
+                   core.user_account(o.user_id, 'BRL', 'available'),
+                   core.system_account('binance_omnibus', 'BRL'),
+                   core.fee_account('BRL', o.client_order_id),
+                   core.system_account('binance_omnibus', o.base_currency),
+                   core.user_account(o.user_id, o.base_currency, 'available')];
+    amounts := array[-held, held - brl, v_paid, spread + fee, -crypto, crypto];
+  else
+    if e > o.quantity then
+      raise exception 'A Binance vendeu %, mais que os % pedidos na ordem %.', e, o.quantity,
+        o.client_order_id using errcode = 'BSX01';
+    end if;
+    if e <> round(e, scale) then
+      raise exception 'Quantidade executada % fora da escala de %.', e, o.base_currency using errcode = 'BSX01';
+    end if;
+    v_gross := trunc(c - commission, 2);  -- what Binance credited us, to the centavo below
+    spread := round(v_gross * o.spread_percent / 100, 2);
+    fee := round(v_gross * o.fee_percent / 100, 2);
+    brl := v_gross - spread - fee;
+    if brl <= 0 then
+      raise exception 'A execução da ordem % não rende reais após spread e taxa.', o.client_order_id using errcode = 'BSX01';
+    end if;
+    crypto := e;
+    captured := e;
+    dust_brl := c - commission - v_gross;
+    dust_crypto := 0;
+    account_ids := array[core.user_account(o.user_id, o.base_currency, 'locked'),
+                   core.user_account(o.user_id, o.base_currency, 'available'),
+                   core.system_account('binance_omnibus', o.base_currency),
+                   core.system_account('binance_omnibus', 'BRL'),
+                   core.fee_account('BRL', o.client_order_id),
+                   core.user_account(o.user_id, 'BRL', 'available')];
+    amounts := array[-held, held - e, e, -v_gross, spread + fee, brl];
+  end if;
+end
+$$;
+comment on function core.market_settlement_legs(core.market_orders, numeric, numeric, numeric, numeric, int) is
+  'Step of admin.settle_market_order: from what Binance executed (executed_qty of the crypto for quote_qty BRL, commission in the asset received) the customer''s BRL and crypto, the spread and fee charged, what the hold captures, the below-scale dust the house keeps, and the legs of the one journal entry (accounts and signed amounts). A buy: what Binance spent rounded up to the centavo, spread and fee in proportion to it; a sell: what it credited rounded down, spread and fee on that. BSX01 when Binance did more than was asked or the result is not positive.';
+
 create function admin.settle_market_order(order_id bigint, binance_order_id bigint, executed_qty numeric,
                                           cummulative_quote_qty numeric, fills jsonb,
                                           binance_status text default 'FILLED')
@@ -520,8 +586,6 @@ declare
   v_fill_qty numeric;
   v_c numeric := settle_market_order.cummulative_quote_qty;
   v_e numeric := settle_market_order.executed_qty;
-  v_paid numeric;
-  v_gross numeric;
   v_spread numeric;
   v_fee numeric;
   v_brl numeric;
@@ -575,58 +639,9 @@ begin
     raise exception 'Bloqueio % da ordem % já foi resolvido.', v_hold.id, v_order.client_order_id using errcode = 'BSH01';
   end if;
 
-  if v_order.side = 'buy' then
-    v_paid := core.market_ceil(v_c, 2);  -- what Binance spent, to the centavo above
-    if v_paid > v_order.quote_order_qty then
-      raise exception 'A Binance gastou % BRL, mais que os % pedidos na ordem %.', v_c, v_order.quote_order_qty,
-        v_order.client_order_id using errcode = 'BSX01';
-    end if;
-    -- Spread and fee in proportion to what was actually spent: the quoted
-    -- percentages, also for a partial execution.
-    v_spread := round(v_order.quoted_spread * v_paid / v_order.quote_order_qty, 2);
-    v_fee := round(v_order.quoted_fee * v_paid / v_order.quote_order_qty, 2);
-    v_brl := v_paid + v_spread + v_fee;
-    v_crypto := trunc(v_e - v_commission, v_scale);
-    if v_crypto <= 0 then
-      raise exception 'A execução da ordem % não rende cripto após a comissão.', v_order.client_order_id using errcode = 'BSX01';
-    end if;
-    v_captured := v_brl;
-    v_dust_brl := v_paid - v_c;
-    v_dust_crypto := v_e - v_commission - v_crypto;
-    v_ids := array[core.user_account(v_order.user_id, 'BRL', 'locked'),
-                   core.user_account(v_order.user_id, 'BRL', 'available'),
-                   core.system_account('binance_omnibus', 'BRL'),
-                   core.fee_account('BRL', v_order.client_order_id),
-                   core.system_account('binance_omnibus', v_order.base_currency),
-                   core.user_account(v_order.user_id, v_order.base_currency, 'available')];
-    v_amounts := array[-v_hold.amount, v_hold.amount - v_brl, v_paid, v_spread + v_fee, -v_crypto, v_crypto];
-  else
-    if v_e > v_order.quantity then
-      raise exception 'A Binance vendeu %, mais que os % pedidos na ordem %.', v_e, v_order.quantity,
-        v_order.client_order_id using errcode = 'BSX01';
-    end if;
-    if v_e <> round(v_e, v_scale) then
-      raise exception 'Quantidade executada % fora da escala de %.', v_e, v_order.base_currency using errcode = 'BSX01';
-    end if;
-    v_gross := trunc(v_c - v_commission, 2);  -- what Binance credited us, to the centavo below
-    v_spread := round(v_gross * v_order.spread_percent / 100, 2);
-    v_fee := round(v_gross * v_order.fee_percent / 100, 2);
-    v_brl := v_gross - v_spread - v_fee;
-    if v_brl <= 0 then
-      raise exception 'A execução da ordem % não rende reais após spread e taxa.', v_order.client_order_id using errcode = 'BSX01';
-    end if;
-    v_crypto := v_e;
-    v_captured := v_e;
-    v_dust_brl := v_c - v_commission - v_gross;
-    v_dust_crypto := 0;
-    v_ids := array[core.user_account(v_order.user_id, v_order.base_currency, 'locked'),
-                   core.user_account(v_order.user_id, v_order.base_currency, 'available'),
-                   core.system_account('binance_omnibus', v_order.base_currency),
-                   core.system_account('binance_omnibus', 'BRL'),
-                   core.fee_account('BRL', v_order.client_order_id),
-                   core.user_account(v_order.user_id, 'BRL', 'available')];
-    v_amounts := array[-v_hold.amount, v_hold.amount - v_e, v_e, -v_gross, v_spread + v_fee, v_brl];
-  end if;
+  select s.brl, s.crypto, s.spread, s.fee, s.captured, s.dust_brl, s.dust_crypto, s.account_ids, s.amounts
+    into v_brl, v_crypto, v_spread, v_fee, v_captured, v_dust_brl, v_dust_crypto, v_ids, v_amounts
+    from core.market_settlement_legs(v_order, v_hold.amount, v_e, v_c, v_commission, v_scale) s;
 
   -- One entry: the hold is captured (the unused part released), Binance's side
   -- moves against the omnibus accounts and spread + fee go to fee revenue.
@@ -654,7 +669,7 @@ $$;
 revoke all on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) from public;
 grant execute on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) to exchange_worker, exchange_admin;
 comment on function admin.settle_market_order(bigint, bigint, numeric, numeric, jsonb, text) is
-  'Settles an EXECUTING market order from Binance''s real execution (executedQty, cummulativeQuoteQty, fills [{price, qty, commission, commissionAsset, tradeId}]) in one entry: hold captured (rest released), BRL and crypto against the binance_omnibus accounts, spread + fee to fee revenue; rounding favours the house and below-scale dust is recorded on the order. Idempotent: settling a COMPLETED order with the same Binance order id returns the first result (replayed). BSS01 on a FAILED order or another Binance order id. Long: checks Binance''s report once, then the buy and the sell arithmetic side by side (they mirror each other over the same variables) and posts one journal entry; split apart, the mirror is harder to review.';
+  'Settles an EXECUTING market order from Binance''s real execution (executedQty, cummulativeQuoteQty, fills [{price, qty, commission, commissionAsset, tradeId}]) in one entry: hold captured (rest released), BRL and crypto against the binance_omnibus accounts, spread + fee to fee revenue; rounding favours the house and below-scale dust is recorded on the order. Idempotent: settling a COMPLETED order with the same Binance order id returns the first result (replayed). BSS01 on a FAILED order or another Binance order id.';
 
 create function admin.fail_market_order(order_id bigint, reason text, provider_message text default null)
 returns table (id bigint, status text, replayed boolean)

@@ -16,8 +16,6 @@ MAX_LINES = 100
 LONG_FUNCTIONS: dict[str, str] = {
     "core.post_entry": "the ledger's one write path, its hottest function: fewest statements per transfer",
     "core.privacy_sections": "a flat inventory, one query per section of what is held about a customer",
-    "admin.confirm_pix_charge": "one state machine over what the provider said, each branch ending in its return",
-    "admin.settle_market_order": "the buy and the sell arithmetic side by side, mirroring each other",
     "api.create_quote": "a quarter declarations; Binance filters, both sides sized, early refusals",
     "api.create_crypto_withdrawal": "at the limit (102 lines): the checks of an on-chain exit in order",
 }
