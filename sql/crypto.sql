@@ -300,6 +300,30 @@ comment on function api.list_crypto_addresses(bigint, text) is 'The customer''s 
 -- Customer: withdrawals
 -- ---------------------------------------------------------------------------
 
+create or replace function core.crypto_check_withdrawal(net core.crypto_networks, amount numeric) returns void
+language plpgsql stable as $$
+begin
+  if not net.withdraw_enable then
+    raise exception 'Saques de % pela rede % estão suspensos no momento. Tente mais tarde ou use outra rede.',
+      net.coin, net.name using errcode = 'BSS01', column = 'address_id';
+  end if;
+  if crypto_check_withdrawal.amount < net.withdraw_min then
+    raise exception 'O saque mínimo de % pela rede % é % %.', net.coin, net.name, trim_scale(net.withdraw_min), net.coin
+      using errcode = 'BSV01', column = 'amount';
+  end if;
+  if crypto_check_withdrawal.amount + net.withdraw_fee > net.withdraw_max then
+    raise exception 'O saque máximo de % pela rede % é % %.', net.coin, net.name, trim_scale(net.withdraw_max), net.coin
+      using errcode = 'BSV01', column = 'amount';
+  end if;
+  if crypto_check_withdrawal.amount % net.withdraw_multiple <> 0 or net.withdraw_fee % net.withdraw_multiple <> 0 then
+    raise exception 'A rede % aceita valores em passos de % %.', net.name, trim_scale(net.withdraw_multiple), net.coin
+      using errcode = 'BSV02', column = 'amount';
+  end if;
+end
+$$;
+comment on function core.crypto_check_withdrawal(core.crypto_networks, numeric) is
+  'Step of api.create_crypto_withdrawal: the network takes withdrawals now (BSS01) and the amount fits its rules from Binance: at least withdraw_min, amount + fee at most withdraw_max (BSV01), amount and fee multiples of withdraw_multiple (BSV02).';
+
 create function api.create_crypto_withdrawal(user_id bigint, coin text, address_id bigint, amount numeric,
                                              idempotency_key text, totp_code text default null)
 returns table (withdrawal_id bigint, status text, fee numeric, replayed boolean)
@@ -335,23 +359,8 @@ begin
       v_coin, core.setting('crypto_destination_cooloff_hours') using errcode = 'BSV01', column = 'address_id';
   end if;
   v_net := core.crypto_network(v_book.coin, v_book.network);
-  if not v_net.withdraw_enable then
-    raise exception 'Saques de % pela rede % estão suspensos no momento. Tente mais tarde ou use outra rede.',
-      v_coin, v_net.name using errcode = 'BSS01', column = 'address_id';
-  end if;
-  if create_crypto_withdrawal.amount < v_net.withdraw_min then
-    raise exception 'O saque mínimo de % pela rede % é % %.', v_coin, v_net.name, trim_scale(v_net.withdraw_min), v_coin
-      using errcode = 'BSV01', column = 'amount';
-  end if;
+  perform core.crypto_check_withdrawal(v_net, create_crypto_withdrawal.amount);
   v_total := create_crypto_withdrawal.amount + v_net.withdraw_fee;
-  if v_total > v_net.withdraw_max then
-    raise exception 'O saque máximo de % pela rede % é % %.', v_coin, v_net.name, trim_scale(v_net.withdraw_max), v_coin
-      using errcode = 'BSV01', column = 'amount';
-  end if;
-  if create_crypto_withdrawal.amount % v_net.withdraw_multiple <> 0 or v_net.withdraw_fee % v_net.withdraw_multiple <> 0 then
-    raise exception 'A rede % aceita valores em passos de % %.', v_net.name, trim_scale(v_net.withdraw_multiple), v_coin
-      using errcode = 'BSV02', column = 'amount';
-  end if;
   -- the database's own check of the saved address (its network may have changed its pattern)
   perform core.crypto_normalize_address(v_book.coin, v_book.network, v_book.address, v_book.memo);
 
@@ -410,7 +419,7 @@ $$;
 revoke all on function api.create_crypto_withdrawal(bigint, text, bigint, numeric, text, text) from public;
 grant execute on function api.create_crypto_withdrawal(bigint, text, bigint, numeric, text, text) to exchange_app;
 comment on function api.create_crypto_withdrawal(bigint, text, bigint, numeric, text, text) is
-  'Requests an on-chain withdrawal of `amount` of a coin to an address of the customer''s address book (its network and memo), plus the network''s fee from Binance''s config. An exit: the address must be past its cooling-off, TOTP step-up when 2FA is on, the KYC daily limit daily_crypto_withdrawal_brl valued at the bid, then amount + fee held (purpose crypto_withdrawal, reference cwd-<id>) and the exit policy (sql/exits.sql). Created PENDING; the worker sends it. Idempotent per (user, key). BSV01 unknown coin, unlisted address, below the minimum, wrong 2FA code; BSV02 not a multiple of the network''s step; BSF01 insufficient balance; BSL01 address cooling off, daily limit, or PIX still maturing; BSS01 network suspended or no fresh price; BSA02 frozen or exits blocked; BSI01 key reused. Long: at the limit (102 lines): the numbered steps of an on-chain exit in the order they must run (validate, idempotency, address cooling-off, step-up, the customer''s lock, the daily limit, hold, exit policy, approval threshold).';
+  'Requests an on-chain withdrawal of `amount` of a coin to an address of the customer''s address book (its network and memo), plus the network''s fee from Binance''s config. An exit: the address must be past its cooling-off, TOTP step-up when 2FA is on, the KYC daily limit daily_crypto_withdrawal_brl valued at the bid, then amount + fee held (purpose crypto_withdrawal, reference cwd-<id>) and the exit policy (sql/exits.sql). Created PENDING; the worker sends it. Idempotent per (user, key). BSV01 unknown coin, unlisted address, below the minimum, wrong 2FA code; BSV02 not a multiple of the network''s step; BSF01 insufficient balance; BSL01 address cooling off, daily limit, or PIX still maturing; BSS01 network suspended or no fresh price; BSA02 frozen or exits blocked; BSI01 key reused.';
 
 create function api.cancel_crypto_withdrawal(user_id bigint, withdrawal_id bigint)
 returns text

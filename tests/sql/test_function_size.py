@@ -17,7 +17,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "core.post_entry": "the ledger's one write path, its hottest function: fewest statements per transfer",
     "core.privacy_sections": "a flat inventory, one query per section of what is held about a customer",
     "api.create_quote": "a quarter declarations; Binance filters, both sides sized, early refusals",
-    "api.create_crypto_withdrawal": "at the limit (102 lines): the checks of an on-chain exit in order",
 }
 
 
