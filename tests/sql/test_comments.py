@@ -1,8 +1,9 @@
 """COMMENT on every table and every money column (issue 16).
 
-Every table of the schemas that hold data (core, and any other schema with tables but api, admin
-and reporting, which hold only functions and views) has a COMMENT, and so has every numeric column
-(amounts, balances, prices, fees, rates: the money and the numbers money is computed from).
+Every table of every schema (core holds them all today; api, admin and reporting are meant to hold
+only functions and views, so a table there is checked too) has a COMMENT, and so has every numeric
+column (amounts, balances, prices, fees, rates: the money and the numbers money is computed from).
+Every reporting view has a COMMENT too (what it shows and what healthy looks like, for auditors).
 
 Partitions: a partition of a partitioned table is described by its parent (PostgreSQL copies no
 comment to it); the test asks the parent for the comments, and a partition only for its own table
@@ -13,7 +14,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-NO_DATA_SCHEMAS = ("api", "admin", "reporting", "pg_catalog", "information_schema", "pg_toast")
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def tables_without_comment(conn) -> list[str]:
          where c.relkind in ('r', 'p') and n.nspname <> all (%s) and n.nspname not like 'pg_temp%%'
            and n.nspname not like 'pg_toast%%'
            and coalesce(obj_description(c.oid, 'pg_class'), '') = ''
-         order by 1""", (list(NO_DATA_SCHEMAS),)).fetchall()]
+         order by 1""", (list(SYSTEM_SCHEMAS),)).fetchall()]
 
 
 def numeric_columns_without_comment(conn) -> list[str]:
@@ -43,7 +44,14 @@ def numeric_columns_without_comment(conn) -> list[str]:
            and a.attnum > 0 and not a.attisdropped
            and a.atttypid in ('numeric'::regtype, 'numeric[]'::regtype)
            and coalesce(col_description(c.oid, a.attnum), '') = ''
-         order by 1""", (list(NO_DATA_SCHEMAS),)).fetchall()]
+         order by 1""", (list(SYSTEM_SCHEMAS),)).fetchall()]
+
+
+def views_without_comment(conn) -> list[str]:
+    return [r[0] for r in conn.execute("""
+        select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'reporting' and c.relkind in ('v', 'm')
+           and coalesce(obj_description(c.oid, 'pg_class'), '') = '' order by 1""").fetchall()]
 
 
 def test_every_table_has_a_comment(catalog):
@@ -52,6 +60,10 @@ def test_every_table_has_a_comment(catalog):
 
 def test_every_numeric_column_has_a_comment(catalog):
     assert numeric_columns_without_comment(catalog) == []
+
+
+def test_every_reporting_view_has_a_comment(catalog):
+    assert views_without_comment(catalog) == []
 
 
 def test_partitions_carry_their_own_table_comment(catalog):
@@ -66,6 +78,10 @@ def test_partitions_carry_their_own_table_comment(catalog):
 
 def test_the_check_fails_on_an_uncommented_table_and_money_column(catalog):
     catalog.execute("create table core.planted (id bigint primary key, amount numeric not null)")
+    catalog.execute("create table reporting.planted_table (id bigint)")
+    catalog.execute("create view reporting.planted_view as select 1 as one")
+    assert "reporting.planted_table" in tables_without_comment(catalog)
+    assert "planted_view" in views_without_comment(catalog)
     assert "core.planted" in tables_without_comment(catalog)
     assert "core.planted.amount" in numeric_columns_without_comment(catalog)
     catalog.execute("comment on table core.planted is 'x'; comment on column core.planted.amount is 'y'")
