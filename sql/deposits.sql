@@ -598,7 +598,7 @@ begin
 end
 $$;
 revoke all on function admin.create_p2p_pix_charge(bigint, numeric, text, timestamptz) from public;
-grant execute on function admin.create_p2p_pix_charge(bigint, numeric, text, timestamptz) to exchange_app, exchange_admin;
+grant execute on function admin.create_p2p_pix_charge(bigint, numeric, text, timestamptz) to exchange_app, exchange_worker, exchange_admin;
 comment on function admin.create_p2p_pix_charge(bigint, numeric, text, timestamptz) is
   'For a PIX-confirmed P2P trade: records (once) the charge p2p-<trade_id> its buyer pays, before the provider is called; a repeat returns the same row (created false), with the provider payment once attached. BSN01 unknown trade, BSS01 not PIX-confirmed, BSV01 amount is not the trade''s BRL amount.';
 

@@ -86,3 +86,26 @@ def test_a_late_payment_goes_back_to_the_payer_through_the_refund_api(app, owner
     assert owner.execute("select balance from core.accounts where purpose = 'refunds_payable' and currency = 'BRL'"
                          ).fetchone()["balance"] == 0
     books(owner)
+
+
+def test_a_trade_whose_charge_the_web_could_not_create_gets_it_from_the_worker(app, owner, demo, mp):
+    """The safety net (deposits/tasks.create_pending_p2p_charges): the provider was down when the
+    trade opened, so the trade has no charge; the worker's job records it as exchange_worker, creates
+    it at the provider and the trade page gets its QR code — once."""
+    owner.execute("insert into core.prices (symbol, price) values ('USDTBRL', 5.00)")
+    alice, bob = demo["alice@example.com"], demo["bob@example.com"]
+    offer = app_call(app, "api.create_p2p_offer", user_id=bob, side="SELL", crypto="USDT", price_type="fixed",
+                     total_amount=Decimal("100"), min_brl=Decimal("10"), max_brl=Decimal("2000"),
+                     payment_methods=["PIX_CONFIRMED"], idempotency_key=str(uuid.uuid4()),
+                     fixed_price=Decimal("5.00"))[0]["offer_id"]
+    trade = app_call(app, "api.open_p2p_trade", user_id=alice, offer_id=offer, payment_method="PIX_CONFIRMED",
+                     idempotency_key=str(uuid.uuid4()), brl_amount=Decimal("100.00"))[0]["trade_id"]
+    assert owner.execute("select count(*) as n from core.pix_charges").fetchone()["n"] == 0
+    with app.app_context():
+        assert tasks.create_pending_p2p_charges(app) == 1
+        assert tasks.create_pending_p2p_charges(app) == 0                 # the trade has its charge now
+    made = owner.execute("select * from core.pix_charges where reference = %s", (f"p2p-{trade}",)).fetchone()
+    assert made["amount"] == Decimal("100.00") and made["provider_payment_id"]
+    assert mp.state.payments[int(made["provider_payment_id"])]["status"] == "pending"
+    assert owner.execute("select pix_provider_payment_id from core.p2p_trades where id = %s",
+                         (trade,)).fetchone()["pix_provider_payment_id"] == made["provider_payment_id"]
