@@ -173,8 +173,10 @@ def new_customer(owner, email: str, kyc_level: int = 0) -> int:
 
 
 def app_call(app, function: str, **kwargs):
+    """A call as the web's role (exchange_app), as a view makes it."""
     from webapp import db
-    return db.app_call(app, function, **kwargs)
+    with app.app_context():
+        return db.call(function, **kwargs)
 
 
 def worker_call(app, function: str, **kwargs):

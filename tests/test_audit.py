@@ -138,7 +138,6 @@ def test_auditor_pool_is_read_only_even_by_a_bug(app, demo):
             db.audit_query("core.accounts")
         with pytest.raises(ValueError):
             db.audit_query("reporting.x; delete from core.accounts")
-        pool = app.extensions["db_audit"]
-        with pool.connection() as conn:
+        with db.pool(app, "audit").connection() as conn:
             role = conn.execute("select current_user as r").fetchone()["r"]
         assert role == "exchange_auditor"

@@ -42,11 +42,12 @@ def test_the_test_apps_pools_go_through_pgbouncer_in_transaction_mode(app, bounc
                            "and purpose = 'available'", (bob,)).fetchone()["balance"]
     # Many transactions over the pool's few client connections: each one a
     # transaction on whichever server connection PgBouncer hands out.
-    for i in range(30):
-        db.app_call(app, "api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
+    with app.app_context():
+        for i in range(30):
+            db.call("api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
                     amount=Decimal("1.00"), idempotency_key=f"via-bouncer-{i}")
-    # a repeat (same key) still moves nothing: idempotency does not depend on the session
-    replay = db.app_call(app, "api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
+        # a repeat (same key) still moves nothing: idempotency does not depend on the session
+        replay = db.call("api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
                          amount=Decimal("1.00"), idempotency_key="via-bouncer-0")
     assert replay[0]["replayed"] is True
     after = owner.execute("select balance from core.accounts where user_id = %s and currency = 'BRL' "
@@ -58,7 +59,7 @@ def test_the_test_apps_pools_go_through_pgbouncer_in_transaction_mode(app, bounc
     assert "exchange_app" in mine, pools
     assert mine["exchange_app"][-1] == "transaction"   # pool_mode, the last column
     # the app's connections sent no session-level prepared statement (prepare_threshold=None)
-    with app.extensions["db_app"].connection() as conn:
+    with db.pool(app, "app").connection() as conn:
         assert conn.prepare_threshold is None
     from tests.conftest import books
     books(owner)

@@ -138,14 +138,14 @@ def test_step_up_wrong_codes_are_counted_and_lock(app, owner, demo, priced):
     for guess in ("000000", "111111", "222222", "333333", "444444", "555555"):
         if guess == pyotp.TOTP(secret).now():
             continue
-        with pytest.raises(DomainError):
-            db.app_call(app, "api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
-                        amount=D("10.00"), idempotency_key=key(), totp_code=guess)
+        with app.app_context(), pytest.raises(DomainError):
+            db.call("api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
+                    amount=D("10.00"), idempotency_key=key(), totp_code=guess)
     row = one(owner, "select failed_attempts, locked_until from core.user_totp where user_id = %s", (alice,))
     assert row["locked_until"] is not None, row
-    with pytest.raises(DomainError):
-        db.app_call(app, "api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
-                    amount=D("10.00"), idempotency_key=key(), totp_code=pyotp.TOTP(secret).now())
+    with app.app_context(), pytest.raises(DomainError):
+        db.call("api.transfer", user_id=alice, recipient_email="bob@example.com", currency="BRL",
+                amount=D("10.00"), idempotency_key=key(), totp_code=pyotp.TOTP(secret).now())
 
 
 # ---------------------------------------------------------------------------

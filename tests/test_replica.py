@@ -94,7 +94,7 @@ def test_a_transfer_on_the_primary_is_read_by_the_auditor_on_the_standby(cluster
         assert page.status_code == 200
         html = page.get_data(as_text=True)
         assert re.search(r"12[.,]34", html), html[:3000]
-        with app.extensions["db_audit"].connection() as conn:
+        with db.pool(app, "audit").connection() as conn:
             assert conn.execute("select pg_is_in_recovery() as r").fetchone()["r"] is True
     finally:
         db.close_pools(app)

@@ -13,10 +13,14 @@ serialization failure is retried. There is no
 SQL text anywhere else in the app (the audit section reads reporting views
 through `audit_query`, on its own pool as `exchange_auditor`).
 
-Code outside a request uses `app_call(app, …)` (the web's role) or
-`worker_call(app, …)`: the worker logs in as `exchange_worker`, the only role
-that may book what a provider said (a PIX paid, an order filled, a payout
-made); its pool is opened the first time a job needs it.
+Code outside a request (worker jobs, the services they run, the mail
+outbox) uses `worker_call(app, …)`: the worker logs in as `exchange_worker`,
+the only role that may book what a provider said (a PIX paid, an order
+filled, a payout made).
+
+Each pool opens the first time it is used, never when the app is created:
+`flask db upgrade` and `seed-demo` build the app too, on a database where the
+roles the pools log in as may not exist yet.
 """
 from __future__ import annotations
 
@@ -50,57 +54,59 @@ def _argument(value):
 
 
 def make_pool(conninfo: str, name: str, max_size: int = 10) -> ConnectionPool:
+    """A closed pool: `pool()` opens it on first use."""
     # Autocommit: a call is one statement, so it is its own transaction, in one
     # round trip (an explicit BEGIN/COMMIT around it cost two more per call).
-    pool = ConnectionPool(conninfo, name=name, min_size=1, max_size=max_size, open=False,
+    return ConnectionPool(conninfo, name=name, min_size=1, max_size=max_size, open=False,
                           # prepare_threshold=None: no server-side prepared statements,
                           # so the pools work through PgBouncer in transaction mode
                           # (a statement prepared on one server connection is unknown on the next).
                           kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": None,
                                   "application_name": f"bs-market-{name}"})
-    pool.open(wait=False)
-    return pool
+
+
+# name -> (the setting with its URL, the setting with its size or the size)
+POOLS = {"app": ("APP_DATABASE_URL", "DB_POOL_MAX"),       # exchange_app: the web
+         "audit": ("AUDIT_DATABASE_URL", 4),              # exchange_auditor: /audit
+         "worker": ("WORKER_DATABASE_URL", 4)}            # exchange_worker: the jobs
+
+_pool_lock = threading.Lock()
 
 
 def init_app(app):
-    """Create the pools for this app (closed with the process)."""
+    """Check the database settings. No connection is made here: each pool opens on first use (`pool`)."""
     if not app.config.get("APP_DATABASE_URL"):
         raise RuntimeError("DATABASE_URL is not set: run `make run`, or export DATABASE_URL")
-    app.extensions["db_app"] = make_pool(app.config["APP_DATABASE_URL"], "app", app.config["DB_POOL_MAX"])
-    app.extensions["db_audit"] = make_pool(app.config["AUDIT_DATABASE_URL"], "audit", 4)
+    app.extensions["db_pools"] = {}
 
 
-_worker_pool_lock = threading.Lock()
-
-
-def worker_pool(app) -> ConnectionPool:
-    """The worker's pool (exchange_worker), opened on first use."""
-    pool = app.extensions.get("db_worker")
-    if pool is None:
-        with _worker_pool_lock:
-            pool = app.extensions.get("db_worker")
-            if pool is None:
-                if not app.config.get("WORKER_DATABASE_URL"):
-                    raise RuntimeError("WORKER_DATABASE_URL is not set")
-                pool = app.extensions["db_worker"] = make_pool(app.config["WORKER_DATABASE_URL"], "worker", 4)
-    return pool
+def pool(app, name: str) -> ConnectionPool:
+    """The pool `name` of POOLS, created and opened the first time it is asked for (closed with the process)."""
+    pools = app.extensions["db_pools"]
+    found = pools.get(name)
+    if found is None:
+        with _pool_lock:
+            found = pools.get(name)
+            if found is None:
+                url_setting, size = POOLS[name]
+                if not app.config.get(url_setting):
+                    raise RuntimeError(f"{url_setting} is not set")
+                max_size = app.config[size] if isinstance(size, str) else size
+                found = make_pool(app.config[url_setting], name, max_size)
+                found.open(wait=False)
+                pools[name] = found
+    return found
 
 
 def close_pools(app) -> None:
-    for key in ("db_app", "db_audit", "db_worker"):
-        pool = app.extensions.pop(key, None)
-        if pool is not None:
-            pool.close()
-
-
-def app_call(app, function: str, **kwargs) -> list[dict]:
-    """Call a function as the web's role outside a request (jobs, services)."""
-    return call_with(app.extensions["db_app"], function, kwargs)
+    pools = app.extensions.get("db_pools", {})
+    while pools:
+        pools.popitem()[1].close()
 
 
 def worker_call(app, function: str, **kwargs) -> list[dict]:
-    """Call a function as exchange_worker (worker jobs)."""
-    return call_with(worker_pool(app), function, kwargs)
+    """Call a function as exchange_worker: the one way code outside a request reaches SQL."""
+    return call_with(pool(app, "worker"), function, kwargs)
 
 
 # A step-up code refused inside an exit rolls back with it; SQL names the
@@ -108,11 +114,11 @@ def worker_call(app, function: str, **kwargs) -> list[dict]:
 TOTP_FAILED = re.compile(r"^totp_failed:(\d+):(.*)$")
 
 
-def _note_totp_failure(pool: ConnectionPool, detail: str | None) -> None:
+def _note_totp_failure(connections: ConnectionPool, detail: str | None) -> None:
     match = TOTP_FAILED.match(detail or "")
     if match:
         try:
-            with pool.connection() as conn, conn.transaction():
+            with connections.connection() as conn, conn.transaction():
                 conn.execute("select api.record_twofactor_failure(%s, %s)", (int(match.group(1)), match.group(2)))
         except psycopg.Error:
             log.exception("could not count a refused 2FA code")
@@ -132,7 +138,7 @@ def _translate(exc: psycopg.Error) -> Exception:
     return exc
 
 
-def call_with(pool: ConnectionPool, function: str, kwargs: dict, retries: int = 3) -> list[dict]:
+def call_with(connections: ConnectionPool, function: str, kwargs: dict, retries: int = 3) -> list[dict]:
     """Run one SQL function with named arguments in its own transaction."""
     if not FUNCTION_NAME.match(function):
         raise ValueError(f"not an api/admin function: {function!r}")
@@ -143,20 +149,20 @@ def call_with(pool: ConnectionPool, function: str, kwargs: dict, retries: int = 
     query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
     for attempt in range(retries + 1):
         try:
-            with pool.connection() as conn:
+            with connections.connection() as conn:
                 return conn.execute(query, kwargs).fetchall()   # one statement: atomic on its own
         except psycopg.Error as exc:
             if exc.diag.sqlstate in RETRY_SQLSTATES and attempt < retries:
                 time.sleep(0.01 * (attempt + 1))
                 continue
-            _note_totp_failure(pool, exc.diag.message_detail)
+            _note_totp_failure(connections, exc.diag.message_detail)
             raise _translate(exc) from exc
     raise AssertionError("unreachable")
 
 
 def call(function: str, **kwargs) -> list[dict]:
     """Call an api.*/admin.* function as exchange_app; rows as dicts."""
-    return call_with(current_app.extensions["db_app"], function, kwargs)
+    return call_with(pool(current_app, "app"), function, kwargs)
 
 
 def call_one(function: str, **kwargs) -> dict | None:
@@ -187,7 +193,7 @@ def _audit_select(view: str, columns: sql.Composable, filters: dict | None) -> t
 def _audit_run(run):
     """Run `run(conn)` on the auditor pool, read-only."""
     try:
-        with current_app.extensions["db_audit"].connection() as conn:
+        with pool(current_app, "audit").connection() as conn:
             conn.read_only = True
             with conn.transaction():
                 return run(conn)
@@ -234,8 +240,7 @@ def audit_stream(view: str, order_by: str | None = None, descending: bool = Fals
     if order_by:
         query += sql.SQL(" order by {} {} nulls last").format(sql.Identifier(order_by),
                                                               sql.SQL("desc" if descending else "asc"))
-    pool = current_app.extensions["db_audit"]
-    with pool.connection() as conn:
+    with pool(current_app, "audit").connection() as conn:
         conn.read_only = True
         with conn.transaction():
             with conn.cursor(name="audit_export", row_factory=tuple_row) as cursor:

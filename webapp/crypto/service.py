@@ -32,10 +32,6 @@ def client(app) -> BinanceClient:
     return binance_client(app)
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.worker_call(app, function, **kwargs)
-
-
 def _plain(value: Decimal) -> str:
     return format(value, "f")
 
@@ -61,8 +57,8 @@ def refresh_config(app) -> dict:
     networks = [network_json(n) for cfg in configs.values() for n in cfg.networks.values()]
     balances = [{"coin": c.coin, "free": _plain(c.free), "locked": _plain(c.locked),
                  "withdrawing": _plain(c.withdrawing)} for c in configs.values()]
-    refreshed = _call(app, "admin.record_crypto_networks", networks=Jsonb(networks))[0]
-    snapshots = _call(app, "admin.record_binance_balances", balances=Jsonb(balances))[0]
+    refreshed = db.worker_call(app, "admin.record_crypto_networks", networks=Jsonb(networks))[0]
+    snapshots = db.worker_call(app, "admin.record_binance_balances", balances=Jsonb(balances))[0]
     return {"networks": next(iter(refreshed.values())), "balances": next(iter(snapshots.values()))}
 
 
@@ -82,7 +78,7 @@ def _find_sub_account(binance: BinanceClient, sub_account_string: str) -> str | 
 def create_sub_accounts(app, max_rows: int = 10) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for row in _call(app, "admin.crypto_sub_accounts_to_create", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.crypto_sub_accounts_to_create", max_rows=max_rows):
         text = row["sub_account_string"]
         email = error = None
         try:
@@ -96,7 +92,7 @@ def create_sub_accounts(app, max_rows: int = 10) -> dict:
             error = f"{exc.code}: {exc.msg}"
         except (BinanceError, requests.RequestException) as exc:
             error = str(exc)
-        _call(app, "admin.record_crypto_sub_account", user_id=row["user_id"], email=email, error=error)
+        db.worker_call(app, "admin.record_crypto_sub_account", user_id=row["user_id"], email=email, error=error)
         _count(done, "ready" if email else "error")
     return done
 
@@ -104,7 +100,7 @@ def create_sub_accounts(app, max_rows: int = 10) -> dict:
 def fetch_addresses(app, max_rows: int = 20) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for row in _call(app, "admin.crypto_addresses_to_fetch", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.crypto_addresses_to_fetch", max_rows=max_rows):
         try:
             got = binance.deposit_address(row["email"], row["coin"], row["network"])
             validate_address(row["coin"], row["network"], got.address, got.tag or None)
@@ -112,8 +108,8 @@ def fetch_addresses(app, max_rows: int = 20) -> dict:
             log.error("deposit address %s (%s %s): %r", row["address_id"], row["coin"], row["network"], exc)
             _count(done, "error")
             continue
-        _call(app, "admin.record_crypto_deposit_address", address_id=row["address_id"], address=got.address,
-              memo=got.tag or "")
+        db.worker_call(app, "admin.record_crypto_deposit_address", address_id=row["address_id"], address=got.address,
+                       memo=got.tag or "")
         _count(done, "fetched")
     return done
 
@@ -134,7 +130,7 @@ def deposit_json(dep: SubDeposit) -> dict:
 def poll_deposits(app, max_rows: int = 20) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for account in _call(app, "admin.crypto_deposit_accounts_to_poll", max_rows=max_rows):
+    for account in db.worker_call(app, "admin.crypto_deposit_accounts_to_poll", max_rows=max_rows):
         try:
             history = binance.sub_deposit_history(account["email"], limit=500)
         except (BinanceError, requests.RequestException) as exc:
@@ -144,8 +140,8 @@ def poll_deposits(app, max_rows: int = 20) -> dict:
         if not history:
             continue
         try:
-            rows = _call(app, "admin.record_crypto_deposits", user_id=account["user_id"],
-                         deposits=Jsonb([deposit_json(d) for d in history]))
+            rows = db.worker_call(app, "admin.record_crypto_deposits", user_id=account["user_id"],
+                                  deposits=Jsonb([deposit_json(d) for d in history]))
         except DomainError as exc:  # one customer's odd row must not stop the others
             log.error("ALERT deposits of %s not recorded: %r", account["email"], exc)
             _count(done, "error")
@@ -158,7 +154,7 @@ def poll_deposits(app, max_rows: int = 20) -> dict:
 def sweep(app, max_rows: int = 20) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for row in _call(app, "admin.claim_crypto_sweeps", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.claim_crypto_sweeps", max_rows=max_rows):
         tran_id = error = None
         try:
             if row["resend"]:  # sent before without a recorded answer: look first
@@ -169,8 +165,8 @@ def sweep(app, max_rows: int = 20) -> dict:
         except (BinanceError, requests.RequestException) as exc:
             log.warning("sweep %s: %r", row["client_tran_id"], exc)
             error = str(exc)
-        _call(app, "admin.record_crypto_sweep", sweep_id=row["sweep_id"],
-              tran_id=str(tran_id) if tran_id is not None else None, error=error)
+        db.worker_call(app, "admin.record_crypto_sweep", sweep_id=row["sweep_id"],
+                       tran_id=str(tran_id) if tran_id is not None else None, error=error)
         _count(done, "done" if tran_id is not None else "unknown")
     return done
 
@@ -183,38 +179,38 @@ def record(app, withdrawal_id: int, found, send_amount: Decimal | None = None) -
         # (the sandbox reports amount net of the fee; see the client's UNVERIFIED note)
         log.error("ALERT crypto withdrawal %s: Binance shows %s + fee %s, we sent %s", withdrawal_id, found.amount,
                   found.transaction_fee, send_amount)
-    row = _call(app, "admin.record_crypto_withdrawal", withdrawal_id=withdrawal_id, binance_id=found.id,
-                binance_status=found.status, tx_id=found.tx_id or None, info=found.info or None)[0]
+    row = db.worker_call(app, "admin.record_crypto_withdrawal", withdrawal_id=withdrawal_id, binance_id=found.id,
+                         binance_status=found.status, tx_id=found.tx_id or None, info=found.info or None)[0]
     return next(iter(row.values())).lower()
 
 
 def send_withdrawals(app, max_rows: int = 10) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for row in _call(app, "admin.claim_crypto_withdrawals", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.claim_crypto_withdrawals", max_rows=max_rows):
         wid = row["withdrawal_id"]
         try:
             binance_id = binance.withdraw(row["coin"], row["network"], row["address"], row["send_amount"],
                                           row["reference"], address_tag=row["memo"] or None)
         except BinanceAuthError as exc:  # our key, not the customer: look again later
             log.error("ALERT crypto withdrawal %s: Binance refused our credentials: %r", wid, exc)
-            _call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, error=str(exc))
+            db.worker_call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, error=str(exc))
             _count(done, "unknown")
             continue
         except BinanceRejected as exc:
             log.warning("crypto withdrawal %s refused: %r", wid, exc)
-            _call(app, "admin.fail_crypto_withdrawal", withdrawal_id=wid,
-                  reason=f"recusado pela Binance: {exc.msg}"[:500])
+            db.worker_call(app, "admin.fail_crypto_withdrawal", withdrawal_id=wid,
+                           reason=f"recusado pela Binance: {exc.msg}"[:500])
             _count(done, "failed")
             continue
         except (BinanceError, requests.RequestException) as exc:
             # Timeout, 5xx, connection drop: it may exist. Never resend: the
             # recheck looks it up by withdrawOrderId.
             log.warning("crypto withdrawal %s: outcome unknown, will look it up: %r", wid, exc)
-            _call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, error=str(exc)[:500])
+            db.worker_call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, error=str(exc)[:500])
             _count(done, "unknown")
             continue
-        _call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, binance_id=binance_id)
+        db.worker_call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid, binance_id=binance_id)
         outcome = "processing"
         try:
             found = binance.get_withdrawal(row["reference"], coin=row["coin"])
@@ -229,7 +225,7 @@ def send_withdrawals(app, max_rows: int = 10) -> dict:
 def recheck_withdrawals(app, max_rows: int = 20) -> dict:
     binance = client(app)
     done: dict[str, int] = {}
-    for row in _call(app, "admin.crypto_withdrawals_to_recheck", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.crypto_withdrawals_to_recheck", max_rows=max_rows):
         wid = row["withdrawal_id"]
         try:
             found = binance.get_withdrawal(row["reference"], coin=row["coin"])
@@ -241,14 +237,14 @@ def recheck_withdrawals(app, max_rows: int = 20) -> dict:
             if found is not None:
                 _count(done, record(app, wid, found, row["send_amount"]))
             elif row["binance_id"] is None and row["unseen_window_passed"]:
-                _call(app, "admin.fail_crypto_withdrawal", withdrawal_id=wid,
-                      reason="a Binance não recebeu o pedido de saque")
+                db.worker_call(app, "admin.fail_crypto_withdrawal", withdrawal_id=wid,
+                               reason="a Binance não recebeu o pedido de saque")
                 _count(done, "failed")
             else:
                 if row["binance_id"] is not None:
                     log.error("ALERT crypto withdrawal %s: Binance does not list %s", wid, row["binance_id"])
-                _call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid,
-                      error="ainda não aparece no histórico da Binance")
+                db.worker_call(app, "admin.record_crypto_withdrawal", withdrawal_id=wid,
+                               error="ainda não aparece no histórico da Binance")
                 _count(done, "not_found")
         except DomainError as exc:
             log.error("crypto withdrawal %s: %r", wid, exc)

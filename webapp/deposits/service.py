@@ -7,9 +7,11 @@
 3. `confirm` reports what the provider's API says about a payment to
    admin.confirm_pix_charge, the only place a PIX payment is booked.
 
-Used by the deposit views, the webhooks, the worker jobs and — through
-`create_charge_for_p2p_trade` — the P2P views. No transaction is ever open
-while a provider is called: each db call is its own transaction.
+Used by the deposit views, the worker jobs and — through
+`create_charge_for_p2p_trade` — the P2P views. The steps a view shares with a
+job take `worker`: a view records as the web's role (`db.call`), a job as
+exchange_worker (`db.worker_call`). No transaction is ever open while a
+provider is called: each db call is its own transaction.
 """
 from __future__ import annotations
 
@@ -34,11 +36,6 @@ BRAZIL = ZoneInfo("America/Sao_Paulo")
 OUR_REFERENCE = re.compile(r"^(dep|p2p)-[0-9]+$")
 # Mercado Pago refuses a PIX charge that expires in less than 30 minutes.
 MP_MIN_EXPIRY = timedelta(minutes=31)
-
-
-def _call(app, function: str, worker: bool = False, **kwargs) -> list[dict]:
-    """The web's role, or the worker's (worker=True: jobs, and the bookings only it may make)."""
-    return db.worker_call(app, function, **kwargs) if worker else db.app_call(app, function, **kwargs)
 
 
 def notification_url(app, provider: str) -> str | None:
@@ -70,20 +67,30 @@ def request_charge(app, *, charge_id: int, reference: str, amount: Decimal, expi
             # The provider handed back a payment id another charge holds (e.g. a
             # sandbox restarted on old data): never book it; this charge fails.
             log.error("ALERT pix: %s", exc.message)
-            _call(app, "admin.fail_pix_charge", worker=worker, charge_id=charge_id,
-                  reason="o provedor devolveu um identificador de pagamento já usado; faça um novo depósito")
+            reason = "o provedor devolveu um identificador de pagamento já usado; faça um novo depósito"
+            if worker:
+                db.worker_call(app, "admin.fail_pix_charge", charge_id=charge_id, reason=reason)
+            else:
+                db.call("admin.fail_pix_charge", charge_id=charge_id, reason=reason)
         raise
     return charge
 
 
 def attach(app, charge_id: int, provider: str, charge: Charge, worker: bool = False) -> None:
-    _call(app, "admin.attach_pix_charge", worker=worker, charge_id=charge_id, provider=provider,
-          provider_payment_id=charge.provider_id, qr_code=charge.qr_code, qr_code_base64=charge.qr_code_base64)
+    recorded = dict(charge_id=charge_id, provider=provider, provider_payment_id=charge.provider_id,
+                    qr_code=charge.qr_code, qr_code_base64=charge.qr_code_base64)
+    if worker:
+        db.worker_call(app, "admin.attach_pix_charge", **recorded)
+    else:
+        db.call("admin.attach_pix_charge", **recorded)
 
 
 def note_error(app, charge_id: int, exc: Exception, worker: bool = False) -> None:
     try:
-        _call(app, "admin.note_pix_charge_error", worker=worker, charge_id=charge_id, error=str(exc))
+        if worker:
+            db.worker_call(app, "admin.note_pix_charge_error", charge_id=charge_id, error=str(exc))
+        else:
+            db.call("admin.note_pix_charge_error", charge_id=charge_id, error=str(exc))
     except Exception:  # noqa: BLE001  (recording the error must not hide it)
         log.exception("could not record the error of charge %s", charge_id)
 
@@ -100,10 +107,10 @@ def confirm(app, provider: str, charge: Charge) -> dict:
     status = charge.status
     if status == CHARGE_APPROVED and charge.refunded_amount:
         status = CHARGE_REFUNDED   # part of it went back to the payer: that part is clawed back
-    rows = _call(app, "admin.confirm_pix_charge", worker=True, reference=charge.reference, provider=provider,
-                 provider_payment_id=charge.provider_id, status=status, paid_amount=paid,
-                 payer_cpf=charge.payer_cpf, end_to_end_id=charge.end_to_end_id,
-                 refunded_amount=charge.refunded_amount)
+    rows = db.worker_call(app, "admin.confirm_pix_charge", reference=charge.reference, provider=provider,
+                          provider_payment_id=charge.provider_id, status=status, paid_amount=paid,
+                          payer_cpf=charge.payer_cpf, end_to_end_id=charge.end_to_end_id,
+                          refunded_amount=charge.refunded_amount)
     row = rows[0]
     log.info("pix charge %s (%s %s): %s%s", charge.reference, provider, charge.provider_id, row["outcome"],
              " (replayed)" if row["replayed"] else "")
@@ -156,8 +163,8 @@ def reconcile(app, row: dict) -> str:
     charge = _pick(found, row["provider_payment_id"])
     if charge is None:
         if row["expires_at"] < datetime.now(timezone.utc) - timedelta(minutes=2):
-            _call(app, "admin.expire_pix_charge", worker=True, charge_id=row["charge_id"],
-                  reason="expirou: o provedor não tem cobrança com esta referência")
+            db.worker_call(app, "admin.expire_pix_charge", charge_id=row["charge_id"],
+                           reason="expirou: o provedor não tem cobrança com esta referência")
             return "expired"
         return "not_found"
     if not row["provider_payment_id"] and charge.status == CHARGE_PENDING:
@@ -186,7 +193,7 @@ def retry_attach(app, row: dict) -> str:
     except ProviderError as exc:
         note_error(app, row["charge_id"], exc, worker=True)
         if definite(exc):
-            _call(app, "admin.fail_pix_charge", worker=True, charge_id=row["charge_id"], reason=customer_reason(exc))
+            db.worker_call(app, "admin.fail_pix_charge", charge_id=row["charge_id"], reason=customer_reason(exc))
             log.warning("pix charge %s refused by %s: %s", row["reference"], row["charge_provider"], exc)
             return "failed"
         log.warning("pix charge %s: %s still unavailable: %s", row["reference"], row["charge_provider"], exc)
@@ -210,8 +217,11 @@ def create_charge_for_p2p_trade(app, trade_id: int, amount: Decimal, payer_email
     provider = pix_provider_name(app.config)
     if provider == "mercadopago":
         expires_at = max(expires_at, datetime.now(timezone.utc) + MP_MIN_EXPIRY)
-    row = _call(app, "admin.create_p2p_pix_charge", worker=worker, trade_id=trade_id, amount=amount,
-                provider=provider, expires_at=expires_at)[0]
+    wanted = dict(trade_id=trade_id, amount=amount, provider=provider, expires_at=expires_at)
+    if worker:
+        row = db.worker_call(app, "admin.create_p2p_pix_charge", **wanted)[0]
+    else:
+        row = db.call("admin.create_p2p_pix_charge", **wanted)[0]
     client = get_pix_provider(app, row["charge_provider"])
     if row["provider_payment_id"]:
         return client.get_charge(row["provider_payment_id"])

@@ -5,7 +5,7 @@
 - reconcile_charges: charges still pending after deposit_reconcile_after_minutes
   are looked up at the provider and confirmed or expired (a lost webhook loses no money);
 - create_pending_p2p_charges: PIX-confirmed P2P trades that still have no charge
-  (when sql/p2p/pix_confirmed.sql provides admin.pending_p2p_pix_charges);
+  (admin.pending_p2p_pix_charges) get one;
 - process_notifications: webhook deliveries the web queued are fetched from the
   provider and booked (a deposit credited, a clawback, a payout settled);
 - cancel_ended_trade_charges: the PIX charge of a P2P trade that ended is cancelled
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
-
 from .. import db
 from ..errors import DomainError
 from ..providers import get_pix_provider, pix_provider_name
@@ -29,13 +27,9 @@ from . import service
 log = logging.getLogger("bs-market.deposits")
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.worker_call(app, function, **kwargs)
-
-
 def attach_pending_charges(app, max_rows: int = 20, min_age_seconds: int = 15) -> dict:
     done: dict[str, int] = {}
-    for row in _call(app, "admin.pix_charges_to_attach", max_rows=max_rows, min_age_seconds=min_age_seconds):
+    for row in db.worker_call(app, "admin.pix_charges_to_attach", max_rows=max_rows, min_age_seconds=min_age_seconds):
         try:
             outcome = service.retry_attach(app, row)
         except DomainError as exc:
@@ -49,7 +43,7 @@ def attach_pending_charges(app, max_rows: int = 20, min_age_seconds: int = 15) -
 
 def reconcile_charges(app, max_rows: int = 50) -> dict:
     done: dict[str, int] = {}
-    for row in _call(app, "admin.pix_charges_to_reconcile", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.pix_charges_to_reconcile", max_rows=max_rows):
         try:
             outcome = service.reconcile(app, row)
         except ProviderError as exc:
@@ -66,12 +60,8 @@ def reconcile_charges(app, max_rows: int = 50) -> dict:
 
 def create_pending_p2p_charges(app, max_rows: int = 20) -> int:
     """Safety net for the P2P view: trades waiting for a PIX charge get one."""
-    try:
-        rows = _call(app, "admin.pending_p2p_pix_charges", max_rows=max_rows)
-    except psycopg.errors.UndefinedFunction:
-        return 0   # the P2P domain is not installed
     made = 0
-    for row in rows:
+    for row in db.worker_call(app, "admin.pending_p2p_pix_charges", max_rows=max_rows):
         try:
             service.create_charge_for_p2p_trade(app, row["trade_id"], row["brl_amount"], row["buyer_email"],
                                                 row["buyer_cpf"], row["expires_at"], worker=True)
@@ -85,7 +75,7 @@ def process_notifications(app, max_rows: int = 50) -> dict:
     """Book what each queued webhook delivery names, as the provider's API shows it now."""
     from ..withdrawals import service as withdrawals
     done: dict[str, int] = {}
-    for row in _call(app, "admin.provider_notifications_due", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.provider_notifications_due", max_rows=max_rows):
         try:
             if row["topic"] == "payment":
                 outcome = service.handle_notification(app, row["provider"], row["resource_id"])
@@ -94,10 +84,12 @@ def process_notifications(app, max_rows: int = 50) -> dict:
         except (ProviderError, DomainError) as exc:
             # kept pending: retried later (its next try was set when it was claimed)
             log.warning("notification %s %s %s: %r", row["provider"], row["topic"], row["resource_id"], exc)
-            _call(app, "admin.finish_provider_notification", notification_id=row["notification_id"], error=str(exc))
+            db.worker_call(app, "admin.finish_provider_notification", notification_id=row["notification_id"],
+                           error=str(exc))
             outcome = "retry"
         else:
-            _call(app, "admin.finish_provider_notification", notification_id=row["notification_id"], outcome=outcome)
+            db.worker_call(app, "admin.finish_provider_notification", notification_id=row["notification_id"],
+                           outcome=outcome)
         done[outcome] = done.get(outcome, 0) + 1
     if done:
         log.info("provider notifications: %s", done)
@@ -106,13 +98,13 @@ def process_notifications(app, max_rows: int = 50) -> dict:
 
 def cancel_ended_trade_charges(app, max_rows: int = 20) -> dict:
     done: dict[str, int] = {}
-    for row in _call(app, "admin.pix_charges_to_cancel", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.pix_charges_to_cancel", max_rows=max_rows):
         outcome = "cancelled"
         try:
             if row["provider_payment_id"]:
                 get_pix_provider(app, row["charge_provider"]).cancel_charge(row["provider_payment_id"])
-            _call(app, "admin.cancel_pix_charge", charge_id=row["charge_id"],
-                  reason="cancelada: a negociação terminou")
+            db.worker_call(app, "admin.cancel_pix_charge", charge_id=row["charge_id"],
+                           reason="cancelada: a negociação terminou")
         except NotCancellable as exc:
             # paid meanwhile: book it (a trade no longer OPEN sends it to a refund)
             outcome = service.confirm(app, row["charge_provider"], exc.charge)["outcome"] if exc.charge else "paid"
@@ -127,19 +119,19 @@ def cancel_ended_trade_charges(app, max_rows: int = 20) -> dict:
 
 def make_refunds(app, max_rows: int = 20) -> dict:
     done: dict[str, int] = {}
-    for row in _call(app, "admin.pix_refunds_due", max_rows=max_rows):
+    for row in db.worker_call(app, "admin.pix_refunds_due", max_rows=max_rows):
         client = get_pix_provider(app, row["provider"])
         try:
             refund = client.refund_charge(row["provider_payment_id"], row["amount"], f"pix-refund-{row['refund_id']}")
         except ProviderError as exc:
-            status = _call(app, "admin.record_pix_refund", refund_id=row["refund_id"], error=str(exc),
-                           definite=service.definite(exc))[0]["record_pix_refund"]
+            status = db.worker_call(app, "admin.record_pix_refund", refund_id=row["refund_id"], error=str(exc),
+                                    definite=service.definite(exc))[0]["record_pix_refund"]
             if status == "FAILED":
                 log.error("ALERT pix refund %s of %s refused by %s: %s", row["refund_id"], row["provider_payment_id"],
                           row["provider"], exc)
         else:
-            status = _call(app, "admin.record_pix_refund", refund_id=row["refund_id"],
-                           provider_refund_id=str(refund.id))[0]["record_pix_refund"]
+            status = db.worker_call(app, "admin.record_pix_refund", refund_id=row["refund_id"],
+                                    provider_refund_id=str(refund.id))[0]["record_pix_refund"]
         done[status] = done.get(status, 0) + 1
     if done:
         log.info("pix refunds: %s", done)

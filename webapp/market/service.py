@@ -61,10 +61,6 @@ def binance_client(app) -> BinanceClient:
     return client
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.worker_call(app, function, **kwargs)
-
-
 def _plain(value: Decimal) -> str:
     return format(value, "f")
 
@@ -104,7 +100,8 @@ def readable_reason(exc: BinanceError) -> str:
 
 def fail(app, order_id: int, reason: str, provider_message: str | None = None) -> str:
     try:
-        _call(app, "admin.fail_market_order", order_id=order_id, reason=reason, provider_message=provider_message)
+        db.worker_call(app, "admin.fail_market_order", order_id=order_id, reason=reason,
+                       provider_message=provider_message)
     except DomainError as exc:  # settled meanwhile by a concurrent lookup
         log.warning("market order %s not failed: %s", order_id, exc.message)
         return "EXECUTING"
@@ -114,7 +111,7 @@ def fail(app, order_id: int, reason: str, provider_message: str | None = None) -
 
 def note(app, order_id: int, text: str) -> None:
     try:
-        _call(app, "admin.note_market_order", order_id=order_id, note=text)
+        db.worker_call(app, "admin.note_market_order", order_id=order_id, note=text)
     except Exception:  # a note is best effort
         log.exception("could not note market order %s", order_id)
 
@@ -135,9 +132,9 @@ def record(app, order_row: dict, order: Order) -> str:
                 return "EXECUTING"
             order = found
         try:
-            row = _call(app, "admin.settle_market_order", order_id=order_id, binance_order_id=order.order_id,
-                        executed_qty=order.executed_qty, cummulative_quote_qty=order.cummulative_quote_qty,
-                        fills=fills_json(order), binance_status=order.status)[0]
+            row = db.worker_call(app, "admin.settle_market_order", order_id=order_id, binance_order_id=order.order_id,
+                                 executed_qty=order.executed_qty, cummulative_quote_qty=order.cummulative_quote_qty,
+                                 fills=fills_json(order), binance_status=order.status)[0]
         except DomainError as exc:
             log.error("ALERT market order %s executed on Binance (%s) but cannot be settled: %s",
                       order_row.get("client_order_id"), order.order_id, exc.message)
@@ -201,7 +198,7 @@ def place_confirmed(app, max_rows: int = 20) -> dict:
     # One at a time: each order is stamped placed_at just before it is sent, so the reconciler's
     # "lost" clock starts when Binance could first see it, not while it waits behind a slow call.
     for _ in range(max_rows):
-        rows = _call(app, "admin.market_orders_to_place", max_rows=1)
+        rows = db.worker_call(app, "admin.market_orders_to_place", max_rows=1)
         if not rows:
             break
         row = rows[0]
@@ -217,7 +214,7 @@ def place_confirmed(app, max_rows: int = 20) -> dict:
 def reconcile(app) -> dict:
     """Finish orders stuck EXECUTING. Returns {status: count}."""
     counts: dict[str, int] = {}
-    for row in _call(app, "admin.list_stuck_market_orders"):
+    for row in db.worker_call(app, "admin.list_stuck_market_orders"):
         try:
             status = lookup(app, row, lost=row["lost"])
         except Exception:

@@ -29,10 +29,6 @@ log = logging.getLogger("bs-market.market.poller")
 DEFAULT_WEIGHT_LIMIT = 6000
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.worker_call(app, function, **kwargs)
-
-
 class PricePoller:
     """State kept between runs of the price job (one per process)."""
 
@@ -60,10 +56,10 @@ class PricePoller:
         log.warning("price poller paused for %.0f s: %s", seconds, why)
 
     def trading_symbols(self) -> list[str]:
-        pairs = [p for p in _call(self.app, "admin.list_market_pairs") if p["enabled"]]
+        pairs = [p for p in db.worker_call(self.app, "admin.list_market_pairs") if p["enabled"]]
         if pairs and all(p["filters_updated_at"] is None for p in pairs):
             refresh_filters(self.app)  # first run: learn from exchangeInfo what is TRADING
-            pairs = [p for p in _call(self.app, "admin.list_market_pairs") if p["enabled"]]
+            pairs = [p for p in db.worker_call(self.app, "admin.list_market_pairs") if p["enabled"]]
         return [p["symbol"] for p in pairs if p["status"] == "TRADING"]
 
     def run(self) -> int | None:
@@ -84,9 +80,8 @@ class PricePoller:
                 if not symbols:
                     log.info("price poller: no pair is TRADING")
                     return 0
-                prices = self.client.ticker_prices(symbols)
-                stored = _call(self.app, "admin.record_prices",
-                               prices=Jsonb({s: format(p, "f") for s, p in prices.items()}))[0]["record_prices"]
+                prices = Jsonb({s: format(p, "f") for s, p in self.client.ticker_prices(symbols).items()})
+                stored = db.worker_call(self.app, "admin.record_prices", prices=prices)[0]["record_prices"]
                 if time.monotonic() - self.last_stats >= self.stats_every:
                     self.record_stats(symbols)
                 return stored
@@ -107,7 +102,7 @@ class PricePoller:
         stats = {r["symbol"]: {k: format(r[k], "f") for k in ("openPrice", "highPrice", "lowPrice", "volume",
                                                              "quoteVolume") if k in r}
                  for r in rows}
-        _call(self.app, "admin.record_market_stats", stats=Jsonb(stats))
+        db.worker_call(self.app, "admin.record_market_stats", stats=Jsonb(stats))
         self.last_stats = time.monotonic()
 
 
@@ -125,7 +120,7 @@ def poll_prices(app):
 def refresh_filters(app) -> int | None:
     """exchangeInfo of our pairs → core.market_pairs (status and filters)."""
     client = service.binance_client(app)
-    symbols = [p["symbol"] for p in _call(app, "admin.list_market_pairs") if p["enabled"]]
+    symbols = [p["symbol"] for p in db.worker_call(app, "admin.list_market_pairs") if p["enabled"]]
     if not symbols:
         return 0
     try:
@@ -150,7 +145,7 @@ def refresh_filters(app) -> int | None:
                                for name, f in i.filters.items()}}
                for s, i in infos.items() if s in symbols}
     payload["_complete"] = True  # pairs Binance did not return become NOT_LISTED
-    return _call(app, "admin.record_market_filters", symbols=Jsonb(payload))[0]["record_market_filters"]
+    return db.worker_call(app, "admin.record_market_filters", symbols=Jsonb(payload))[0]["record_market_filters"]
 
 
 def reconcile_orders(app):
@@ -158,7 +153,7 @@ def reconcile_orders(app):
 
 
 def prune_prices(app):
-    return _call(app, "admin.prune_prices")[0]["prune_prices"]
+    return db.worker_call(app, "admin.prune_prices")[0]["prune_prices"]
 
 
 def place_orders(app):

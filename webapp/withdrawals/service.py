@@ -32,10 +32,6 @@ REASONS = {
 }
 
 
-def _call(app, function: str, **kwargs) -> list[dict]:
-    return db.worker_call(app, function, **kwargs)
-
-
 def notification_url(app, provider: str) -> str | None:
     base = (app.config.get("APP_URL") or "").rstrip("/")
     return f"{base}/webhooks/mercadopago?source_news=webhooks" if provider == "mercadopago" and base else None
@@ -50,26 +46,28 @@ def failure_reason(payout: Payout) -> str:
 def settle(app, withdrawal_id: int, payout: Payout) -> str:
     """Record what the provider says about a payout; returns completed | failed | pending."""
     if payout.status == PAYOUT_COMPLETED:
-        _call(app, "admin.complete_withdrawal", withdrawal_id=withdrawal_id, provider_payout_id=payout.provider_id)
+        db.worker_call(app, "admin.complete_withdrawal", withdrawal_id=withdrawal_id,
+                       provider_payout_id=payout.provider_id)
         return "completed"
     if payout.status == PAYOUT_FAILED:
-        _call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id, reason=failure_reason(payout),
-              provider_payout_id=payout.provider_id)
+        db.worker_call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id, reason=failure_reason(payout),
+                       provider_payout_id=payout.provider_id)
         return "failed"
-    _call(app, "admin.record_withdrawal_payout", withdrawal_id=withdrawal_id, provider_payout_id=payout.provider_id)
+    db.worker_call(app, "admin.record_withdrawal_payout", withdrawal_id=withdrawal_id,
+                   provider_payout_id=payout.provider_id)
     return "pending"
 
 
 def _unsure(app, withdrawal_id: int, exc: ProviderError) -> str:
     log.warning("withdrawal %s: outcome unknown, will look it up: %r", withdrawal_id, exc)
-    _call(app, "admin.record_withdrawal_payout", withdrawal_id=withdrawal_id, error=str(exc))
+    db.worker_call(app, "admin.record_withdrawal_payout", withdrawal_id=withdrawal_id, error=str(exc))
     return "unknown"
 
 
 def _refused(app, withdrawal_id: int, exc: ProviderError) -> str:
     log.warning("withdrawal %s refused: %r", withdrawal_id, exc)
-    _call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id,
-          reason=f"recusado pelo provedor PIX: {exc.message}"[:500])
+    db.worker_call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id,
+                   reason=f"recusado pelo provedor PIX: {exc.message}"[:500])
     return "failed"
 
 
@@ -110,7 +108,7 @@ def recheck(app, row: dict) -> str:
                                            notification_url=notification_url(app, row["provider"]))
     except NotFound as exc:
         log.error("ALERT withdrawal %s: %s does not know payout %s", wid, row["provider"], row["provider_payout_id"])
-        _call(app, "admin.record_withdrawal_payout", withdrawal_id=wid, error=str(exc))
+        db.worker_call(app, "admin.record_withdrawal_payout", withdrawal_id=wid, error=str(exc))
         return "unknown"
     except ProviderError as exc:
         if _definite(exc) and not row["provider_payout_id"]:
