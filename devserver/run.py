@@ -26,7 +26,6 @@ Growing past one machine (docs/SCALING.md):
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import signal
@@ -164,13 +163,12 @@ def main() -> int:
             for key, role in pooled:
                 env[key] = bouncer.url(env.get(key) or role_url(env["DATABASE_URL"], role))
 
-        if not env.get("MERCADO_PAGO_ACCESS_TOKEN") and importlib.util.find_spec("sandbox.mercadopago"):
+        if not env.get("MERCADO_PAGO_ACCESS_TOKEN"):
             env.setdefault("MERCADO_PAGO_BASE_URL", f"http://127.0.0.1:{mp_port}")
             start(f"Mercado Pago sandbox on :{mp_port}",
                   [python, "-m", "sandbox.mercadopago", "--port", mp_port,
                    "--webhook-secret", "sandbox-webhook-secret", "--state-dir", str(state_dir)])
-        if (env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID")
-                and importlib.util.find_spec("sandbox.inter")):
+        if env.get("PIX_PROVIDER", "").strip().lower() == "inter" and not env.get("INTER_CLIENT_ID"):
             # Banco Inter sandbox (mTLS): certificates made once in .local/inter-certs,
             # where webapp/config.py points the client when INTER_CLIENT_ID is unset.
             from sandbox import certs
@@ -180,7 +178,7 @@ def main() -> int:
                   [python, "-m", "sandbox.inter", "--port", inter_port,
                    "--certs-dir", str(PROJECT / ".local" / "inter-certs"),
                    "--retry-intervals", "2,5,15,60", "--state-dir", str(state_dir)])
-        if not env.get("BINANCE_API_KEY") and importlib.util.find_spec("sandbox.binance"):
+        if not env.get("BINANCE_API_KEY"):
             env.setdefault("BINANCE_BASE_URL", f"http://127.0.0.1:{binance_port}")
             start(f"Binance sandbox on :{binance_port}",
                   [python, "-m", "sandbox.binance", "--port", binance_port,

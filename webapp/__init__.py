@@ -107,12 +107,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message_category = "warning"
     formatting.init_app(app)
 
-    from .auth import bp as auth_bp
+    from . import (admin, audit, auth, crypto, deposits, kyc, market, metrics, notifications, p2p, privacy, tax,
+                   wallet, webhooks, withdrawals)
     from .auth.views import load_user  # noqa: F401  (registers the user loader)
-    from .wallet import bp as wallet_bp
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(wallet_bp)
-    _register_optional_blueprints(app)
+    for domain in (auth, wallet, deposits, withdrawals, crypto, market, p2p, kyc, admin, audit, webhooks,
+                   notifications, metrics, privacy, tax):
+        app.register_blueprint(domain.bp)
 
     from . import cli
     cli.init_app(app)
@@ -167,16 +167,3 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     return app
 
-
-def _register_optional_blueprints(app):
-    """Blueprints of the other domains, registered when present."""
-    import importlib
-    for name in ("deposits", "withdrawals", "crypto", "market", "p2p", "kyc", "admin", "audit", "webhooks",
-                 "notifications", "metrics", "privacy", "tax"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue
-            raise
-        app.register_blueprint(module.bp)

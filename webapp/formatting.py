@@ -89,8 +89,7 @@ def N_(message: str) -> str:
     return message
 
 
-# Top navigation: (endpoint, label, icon, who sees it). Links of blueprints
-# that are not registered are skipped.
+# Top navigation: (endpoint, label, icon, who sees it).
 NAV = [
     ("wallet.index", N_("Carteira"), "wallet2", {"customer"}),
     ("deposits.index", N_("Depósitos"), "box-arrow-in-down", {"customer"}),
@@ -136,5 +135,5 @@ def init_app(app):
         def nav_links():
             role = getattr(current_user, "role", None)
             return [(endpoint, gettext(label), icon) for endpoint, label, icon, roles in NAV
-                    if role in roles and endpoint in app.view_functions]
+                    if role in roles]
         return {"nav_links": nav_links}
