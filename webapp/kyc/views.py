@@ -9,7 +9,7 @@ from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
 from . import bp, storage
-from .cpf import formatted
+from ..cpf import formatted
 from .forms import KycDataForm, KycDocumentsForm
 
 # Two files of up to 5 MB each, plus the form: above the app-wide limit.
