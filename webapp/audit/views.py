@@ -15,7 +15,8 @@ from flask_login import current_user, login_required
 
 from .. import db
 from ..errors import DomainError
-from ..formatting import SCALES, N_
+from .. import currencies
+from ..formatting import N_
 from . import bp
 
 PAGE_SIZE = 50
@@ -174,7 +175,7 @@ def proof_public():
                                                            "created_at": row["created_at"], "roots": []})
         pub["roots"].append(row)
     return render_template("audit/proof_public.html", publications=list(publications.values()),
-                           currencies=list(SCALES))
+                           currencies=currencies.codes())
 
 
 @bp.route("/proof-of-liabilities.json")
@@ -186,7 +187,7 @@ def proof_public_json():
 
 def _own_proof():
     currency = request.args.get("currency", "BRL")
-    if currency not in SCALES:
+    if currency not in currencies.codes():
         abort(404)
     snapshot = request.args.get("snapshot", type=int)
     row = db.call_one("api.get_liabilities_proof", user_id=current_user.id, currency=currency, snapshot_id=snapshot)
@@ -201,9 +202,9 @@ def proof_mine():
     except DomainError as exc:
         currency = request.args.get("currency", "BRL")
         return render_template("audit/proof_mine.html", proof=None, error=exc.message, currency=currency,
-                               currencies=list(SCALES)), exc.status
+                               currencies=currencies.codes()), exc.status
     return render_template("audit/proof_mine.html", proof=proof, error=None, currency=currency,
-                           currencies=list(SCALES))
+                           currencies=currencies.codes())
 
 
 @bp.route("/proof-of-liabilities/me.json")
