@@ -7,15 +7,15 @@ import json
 import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import wraps
 
 from flask import (Response, abort, jsonify, redirect, render_template, request, stream_with_context,
                    url_for)
 from flask_login import current_user, login_required
 
 from .. import db
-from ..errors import DomainError
 from .. import currencies
+from ..auth.guards import auditor_required
+from ..errors import DomainError
 from ..formatting import N_
 from . import bp
 
@@ -23,17 +23,6 @@ PAGE_SIZE = 50
 VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Which offending rows the dashboard shows for a failing check (view → equality filters).
 HEALTH_FILTERS = {"book_alerts": {"latest": True}}
-
-
-def auditor_required(view):
-    """Auditors only: customers and admins get 403 (the section is read-only by role and by pool)."""
-    @wraps(view)
-    @login_required
-    def wrapped(*args, **kwargs):
-        if current_user.role != "auditor":
-            abort(403)
-        return view(*args, **kwargs)
-    return wrapped
 
 
 def cell(value) -> str:
