@@ -95,7 +95,6 @@ class MessageForm(Form):
 
 class DisputeForm(Form):
     reason = TextAreaField("O que aconteceu?", validators=[DataRequired("Explique o problema."), Length(max=2000)])
-    evidence = FileField("Evidência (opcional: PNG, JPEG ou PDF até 5 MB)")
 
 
 class RateForm(Form):
