@@ -1,13 +1,15 @@
 """CPF check digits and PIX keys: one rule in SQL (sql/identifiers.sql), one mirror in Python for
 the forms (webapp/cpf.py, webapp/pix.py). The same inputs go through both and must get the same
 answer: valid or not, and the same canonical key."""
+import os
+
 import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from tests.conftest import create_database
+from tests.conftest import TEMPLATE, url_for_db
 from webapp import cpf
 from webapp.pix import VALID_DDDS, normalize_pix_key
 
@@ -44,7 +46,12 @@ KEY_VECTORS = [
 
 @pytest.fixture(scope="module")
 def conn(admin_url, template_url):
-    with psycopg.connect(create_database(admin_url, template_url), autocommit=True, row_factory=dict_row) as c:
+    """One database for the module (Hypothesis runs hundreds of examples on it; nothing is written)."""
+    name = f"bsm_identifiers_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"drop database if exists {name}")
+        admin.execute(f"create database {name} template {TEMPLATE}")
+    with psycopg.connect(url_for_db(admin_url, name), autocommit=True, row_factory=dict_row) as c:
         yield c
 
 
