@@ -138,8 +138,7 @@ language sql stable security definer set search_path = pg_catalog, pg_temp as $$
         u.email = lower(btrim(query))
      or (length(btrim(query)) >= 3 and strpos(u.email, lower(btrim(query))) > 0)
      or u.id = substring(btrim(query) from '^#?([0-9]{1,18})$')::bigint
-     or (length(regexp_replace(query, '[^0-9]', '', 'g')) = 11 and btrim(query) ~ '^[0-9. -]+$'
-         and p.cpf = regexp_replace(query, '[^0-9]', '', 'g')))
+     or (btrim(query) ~ '^[0-9. -]+$' and p.cpf = core.cpf_digits(query) and length(p.cpf) = 11))
   order by u.id
   limit 50
 $$;

@@ -26,7 +26,7 @@ declare
   v_cpf text;
 begin
   select k.cpf into v_cpf from core.kyc_profiles k where k.user_id = rails_payer_cpf.user_id;
-  v_cpf := nullif(regexp_replace(coalesce(v_cpf, ''), '\D', '', 'g'), '');
+  v_cpf := core.cpf_digits(v_cpf);
   return case when length(v_cpf) = 11 then v_cpf end;
 end
 $$;
@@ -463,7 +463,7 @@ declare
   v_charge core.pix_charges;
   v_status text := lower(btrim(coalesce(confirm_pix_charge.status, '')));
   v_pid text := nullif(btrim(coalesce(confirm_pix_charge.provider_payment_id, '')), '');
-  v_cpf text := nullif(regexp_replace(coalesce(confirm_pix_charge.payer_cpf, ''), '\D', '', 'g'), '');
+  v_cpf text := core.cpf_digits(confirm_pix_charge.payer_cpf);
   v_p2p text;
   v_outcome text;
 begin

@@ -8,27 +8,7 @@
 -- records their metadata here. Limits per level: core.kyc_limits (the
 -- domains enforce them with core.enforce_daily_limit / enforce_trade_limit).
 
-create or replace function core.is_valid_cpf(cpf text) returns boolean
-language plpgsql immutable as $$
-declare
-  v text := regexp_replace(coalesce(cpf, ''), '[^0-9]', '', 'g');
-  v_sum int;
-  v_d1 int;
-  v_d2 int;
-begin
-  -- Only digits and the usual separators (123.456.789-09) are accepted.
-  if coalesce(cpf, '') !~ '^[0-9. -]+$' or length(v) <> 11 or v = repeat(substr(v, 1, 1), 11) then
-    return false;
-  end if;
-  select sum(substr(v, i, 1)::int * (11 - i)) into v_sum from generate_series(1, 9) i;
-  v_d1 := v_sum * 10 % 11 % 10;
-  select sum(substr(v, i, 1)::int * (12 - i)) into v_sum from generate_series(1, 9) i;
-  v_d2 := (v_sum + v_d1 * 2) * 10 % 11 % 10;
-  return substr(v, 10, 1)::int = v_d1 and substr(v, 11, 1)::int = v_d2;
-end
-$$;
-comment on function core.is_valid_cpf(text) is
-  'True when a CPF (digits, optionally with . and -) has 11 digits, is not one repeated digit and its two check digits are right (providers.md G.3).';
+-- CPF check digits: core.is_valid_cpf (sql/identifiers.sql).
 
 create or replace function api.list_kyc_limits()
 returns table (kyc_level int, daily_deposit_brl numeric, daily_withdrawal_brl numeric, daily_market_brl numeric,
@@ -67,7 +47,7 @@ returns int
 language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_user core.users;
-  v_cpf text := regexp_replace(coalesce(cpf, ''), '[^0-9]', '', 'g');
+  v_cpf text := core.cpf_digits(cpf);
   v_min_age int := core.setting('kyc_min_age_years')::int;
 begin
   select * into v_user from core.users u where u.id = submit_kyc_data.user_id for update;

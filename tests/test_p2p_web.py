@@ -157,10 +157,10 @@ def test_trade_through_the_pages_with_proof_release_and_rating(web):
     # a proof that is not an image or PDF is refused by content, whatever its name
     fake = web.alice.post(f"{url}/paid", {"proof": (io.BytesIO(b"MZ\x90\x00 not an image"), "comprovante.png")},
                           form_url=url)
-    assert fake.status_code == 422 and "Envie uma imagem PNG ou JPEG, ou um PDF" in fake.get_data(as_text=True)
+    assert fake.status_code == 422 and "Formato não aceito: envie uma foto PNG ou JPEG, ou um PDF" in fake.get_data(as_text=True)
     big = web.alice.post(f"{url}/paid", {"proof": (io.BytesIO(PNG + b"0" * (5 * 1024 * 1024)), "big.png")},
                          form_url=url)
-    assert big.status_code == 422 and "passa de 5 MB" in big.get_data(as_text=True)
+    assert big.status_code == 422 and "Arquivo grande demais: o máximo é 5 MB" in big.get_data(as_text=True)
     assert web.owner.execute("select status from core.p2p_trades where id = %s", (trade["id"],)).fetchone()["status"] == "OPEN"
 
     paid = web.alice.post(f"{url}/paid", {"proof": (io.BytesIO(PNG), "comprovante.png")}, form_url=url)
@@ -169,6 +169,9 @@ def test_trade_through_the_pages_with_proof_release_and_rating(web):
     assert proof["content_type"] == "image/png" and proof["original_name"] == "comprovante.png"
     assert re.fullmatch(r"[A-Za-z0-9_-]{32}\.png", proof["stored_name"])
     assert (web.uploads / proof["stored_name"]).read_bytes() == PNG
+    # the one upload store (webapp/uploads.py): only the app's user reads it
+    assert (web.uploads / proof["stored_name"]).stat().st_mode & 0o777 == 0o600
+    assert web.uploads.stat().st_mode & 0o777 == 0o700
     # visible to both parties and admins, to nobody else
     assert web.bob.get(f"/p2p/proofs/{proof['id']}").data == PNG
     assert web.admin.get(f"/p2p/proofs/{proof['id']}").status_code == 200

@@ -13,7 +13,8 @@ from babel.numbers import format_currency, format_decimal, parse_pattern
 from flask_babel import format_datetime, get_locale, get_translations, gettext
 from jinja2.ext import _make_new_gettext, _make_new_ngettext
 
-SCALES = {"BRL": 2, "BTC": 8, "ETH": 18, "USDT": 6}
+from . import currencies
+
 # Display at most this many decimals for long-scale assets (ETH keeps 18 in
 # the ledger; beyond 8 only significant digits are shown).
 DISPLAY_MIN = 8
@@ -60,7 +61,7 @@ def _money(digits: tuple, currency: str, locale: Locale) -> str:
 def _format_money(amount: Decimal, currency: str, locale: Locale) -> str:
     if currency == "BRL":
         return format_currency(amount, "BRL", locale=locale).replace("\xa0", " ")
-    scale = SCALES.get(currency, 8)
+    scale = currencies.scale(currency)
     shown = min(scale, DISPLAY_MIN)
     exact = amount.normalize()
     digits = max(shown, -exact.as_tuple().exponent if exact.as_tuple().exponent < 0 else 0)
@@ -70,7 +71,7 @@ def _format_money(amount: Decimal, currency: str, locale: Locale) -> str:
 
 def plain(amount, currency: str) -> str:
     """The amount in its currency's scale with a dot, for form fields."""
-    scale = SCALES.get(currency, 8)
+    scale = currencies.scale(currency)
     with localcontext() as ctx:
         ctx.prec = 200
         return str(Decimal(amount).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN))

@@ -1,5 +1,6 @@
-"""PIX helpers: BR Code ("copia e cola") generation and validation, CPF/CNPJ
-check digits, and PIX key normalization.
+"""PIX helpers: BR Code ("copia e cola") generation and validation, CNPJ
+check digits, and PIX key normalization (the Python mirror of sql/identifiers.sql;
+the CPF rule is webapp/cpf.py).
 
 Pure functions, no I/O. Used by the deposit/withdrawal forms (key validation),
 by the provider emulators (BR Codes for charges) and by tests.
@@ -16,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from . import cpf
 from .formatting import N_
 
 PIX_GUI = "br.gov.bcb.pix"
@@ -32,13 +34,13 @@ VALID_DDDS = frozenset(
 )
 
 _EMAIL_RE = re.compile(
-    r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+"
-    r"@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$"
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
 )
-_EVP_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_EVP_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
 _TXID_RE = re.compile(r"^[A-Za-z0-9]{1,25}$")
 _AMOUNT_RE = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
-_CNPJ_RE = re.compile(r"^[0-9A-Z]{12}[0-9]{2}$")
+_CNPJ_RE = re.compile(r"[0-9A-Za-z]{12}[0-9]{2}")
 
 
 # --------------------------------------------------------------------------- BR Code
@@ -204,28 +206,21 @@ def parse_brcode(s: str) -> BRCode:
 
 
 # --------------------------------------------------------------------------- CPF / CNPJ
+# The rules themselves live in SQL (sql/identifiers.sql); these mirror them for
+# the forms, and tests/test_identifiers.py requires both to agree.
 
-def _digits(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit())
+# The CPF rule is webapp/cpf.py; re-exported for the provider clients and emulators.
+is_cpf = cpf.is_valid
 
-
-def _cpf_check_digits(first9: str) -> str:
-    d = [int(c) for c in first9]
-    d.append(sum(v * w for v, w in zip(d, range(10, 1, -1))) * 10 % 11 % 10)
-    d.append(sum(v * w for v, w in zip(d, range(11, 1, -1))) * 10 % 11 % 10)
-    return f"{d[9]}{d[10]}"
-
-
-def is_cpf(value: str) -> bool:
-    """True for an 11-digit CPF (punctuation allowed) with valid check digits."""
-    if not isinstance(value, str) or re.search(r"[^\d.\-\s]", value):
-        return False
-    n = _digits(value)
-    return len(n) == 11 and n != n[0] * 11 and _cpf_check_digits(n[:9]) == n[9:]
+# ASCII white space, as the database trims it (core.pix_normalize_key).
+_SPACE = " \t\n\r\f\v"
+_CNPJ_PUNCTUATION = re.compile(r"[./ \t\n\r\f\v-]")
 
 
-def _clean_cnpj(value: str) -> str:
-    return re.sub(r"[.\-/\s]", "", value).upper()
+def _clean_cnpj(value: str) -> str | None:
+    """Bare and upper-case when it has the shape of a CNPJ (core.cnpj_clean), else None."""
+    n = _CNPJ_PUNCTUATION.sub("", value)
+    return n.upper() if _CNPJ_RE.fullmatch(n) else None
 
 
 def _cnpj_check_digit(chars: str) -> int:
@@ -247,7 +242,7 @@ def is_cnpj(value: str) -> bool:
     if not isinstance(value, str):
         return False
     n = _clean_cnpj(value)
-    if not _CNPJ_RE.match(n) or n == n[0] * 14:
+    if n is None or n == n[0] * 14:
         return False
     d1 = _cnpj_check_digit(n[:12])
     d2 = _cnpj_check_digit(n[:12] + str(d1))
@@ -257,11 +252,11 @@ def is_cnpj(value: str) -> bool:
 # --------------------------------------------------------------------------- PIX keys
 
 def normalize_phone(value: str) -> str:
-    """A Brazilian phone number -> `+55DDNNNNNNNNN`; ValueError otherwise."""
-    raw = value.strip()
-    if re.search(r"[^\d+()\-.\s]", raw) or raw.count("+") > 1 or ("+" in raw and not raw.startswith("+")):
+    """A Brazilian phone number -> `+55DDNNNNNNNNN`; ValueError otherwise (core.pix_normalize_phone)."""
+    raw = value.strip(_SPACE)
+    if re.search(r"[^0-9+(). -]", raw) or raw.count("+") > 1 or ("+" in raw and not raw.startswith("+")):
         raise ValueError(N_("Telefone inválido: use apenas números, no formato +55 DDD número."))
-    n = _digits(raw)
+    n = cpf.digits(raw)
     if raw.startswith("+") and not n.startswith("55"):
         raise ValueError(N_("Telefone inválido: a chave PIX de telefone deve ser de um número brasileiro (+55)."))
     if len(n) in (12, 13) and n.startswith("55"):
@@ -279,7 +274,7 @@ def normalize_phone(value: str) -> str:
 
 
 def normalize_pix_key(key_type: str, value: str) -> str:
-    """Validate a PIX key and return its canonical form.
+    """Validate a PIX key and return its canonical form (core.pix_normalize_key).
 
     key_type (case-insensitive): CPF, CNPJ, EMAIL, PHONE, EVP (random key;
     ALEATORIA is accepted as an alias). Canonical forms: CPF and CNPJ as bare
@@ -291,32 +286,31 @@ def normalize_pix_key(key_type: str, value: str) -> str:
         kind = "EVP"
     if kind not in KEY_TYPES:
         raise ValueError(N_("Tipo de chave PIX inválido: use CPF, CNPJ, e-mail, telefone ou chave aleatória."))
-    if not isinstance(value, str) or not value.strip():
+    value = value.strip(_SPACE) if isinstance(value, str) else ""
+    if not value:
         raise ValueError(N_("Informe a chave PIX."))
-    value = value.strip()
 
     if kind == "CPF":
-        if not is_cpf(value):
+        if not cpf.is_valid(value):
             raise ValueError(N_("CPF inválido: confira os 11 dígitos."))
-        return _digits(value)
+        return cpf.digits(value)
     if kind == "CNPJ":
         if not is_cnpj(value):
             raise ValueError(N_("CNPJ inválido: confira os 14 caracteres."))
         return _clean_cnpj(value)
     if kind == "EMAIL":
-        email = value.lower()
-        if len(email) > 77:
+        if len(value) > 77:
             raise ValueError(N_("E-mail inválido: a chave PIX de e-mail tem no máximo 77 caracteres."))
-        if not _EMAIL_RE.match(email):
+        # Lower-cased only once known to be ASCII: some other letters lower to an ASCII one.
+        if not _EMAIL_RE.fullmatch(value):
             raise ValueError(N_("E-mail inválido: confira o endereço (ex.: nome@exemplo.com.br)."))
-        return email
+        return value.lower()
     if kind == "PHONE":
         return normalize_phone(value)
-    evp = value.lower()
-    if not _EVP_RE.match(evp):
+    if not _EVP_RE.fullmatch(value):
         raise ValueError(N_("Chave aleatória inválida: deve ter o formato "
                             "xxxxxxxx-xxxx-4xxx-xxxx-xxxxxxxxxxxx (36 caracteres)."))
-    return evp
+    return value.lower()
 
 
 def parse_decimal(value) -> Decimal:

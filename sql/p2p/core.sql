@@ -71,7 +71,7 @@ declare
   v_cpf text;
 begin
   select k.cpf into v_cpf from core.kyc_profiles k where k.user_id = user_cpf.user_id;
-  return nullif(regexp_replace(coalesce(v_cpf, ''), '\D', '', 'g'), '');
+  return core.cpf_digits(v_cpf);
 end
 $$;
 comment on function core.user_cpf(bigint) is

@@ -74,7 +74,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 declare
   v_trade core.p2p_trades;
   v_prior core.p2p_pix_payments;
-  v_cpf text := nullif(regexp_replace(coalesce(payer_cpf, ''), '\D', '', 'g'), '');
+  v_cpf text := core.cpf_digits(payer_cpf);
   v_buyer_cpf text;
   v_clearing text;
   v_outcome text;

@@ -31,14 +31,14 @@ def sqlstate(exc_info) -> str:
 
 @pytest.mark.parametrize("cpf", VALID_CPFS)
 def test_valid_cpf(owner, cpf):
-    from webapp.kyc.cpf import is_valid
+    from webapp.cpf import is_valid
     assert owner.execute("select core.is_valid_cpf(%s) as ok", (cpf,)).fetchone()["ok"] is True
     assert is_valid(cpf)
 
 
 @pytest.mark.parametrize("cpf", INVALID_CPFS)
 def test_invalid_cpf(owner, cpf):
-    from webapp.kyc.cpf import is_valid
+    from webapp.cpf import is_valid
     assert owner.execute("select core.is_valid_cpf(%s) as ok", (cpf,)).fetchone()["ok"] is False
     assert not is_valid(cpf)
 

@@ -2,11 +2,9 @@
 from wtforms import HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from .. import currencies
 from ..auth.twofactor import TotpCodeField
 from ..forms import AmountField, Form
-
-CURRENCIES = [("BRL", "BRL"), ("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
-
 
 class SearchForm(Form):
     class Meta:
@@ -25,7 +23,7 @@ class StatusForm(Form):
 
 
 class AdjustmentForm(Form):
-    currency = SelectField("Moeda", choices=CURRENCIES)
+    currency = SelectField("Moeda", choices=currencies.choices())
     amount = AmountField("Valor (negativo para debitar)", validators=[DataRequired("Informe um valor diferente de zero.")])
     reason = StringField("Motivo", validators=[DataRequired("Informe o motivo."), Length(max=500)])
     totp_code = TotpCodeField()

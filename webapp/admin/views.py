@@ -9,7 +9,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import db
-from ..auth.guards import admin_refusal
+from ..auth.guards import admin_refusal, admin_required
 from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
@@ -21,6 +21,8 @@ AUDIT_PAGE_SIZE = 50
 
 @bp.before_request
 def admins_only():
+    # The whole blueprint, so a page added without its decorator is still closed
+    # (tests/test_admin_guard.py asks for the decorator on each).
     return admin_refusal()
 
 
@@ -32,6 +34,7 @@ def _db_error(exc: DomainError):
 
 
 @bp.get("/")
+@admin_required
 def index():
     stats = db.call_one("admin.dashboard", admin_id=current_user.id)
     return render_template("admin/index.html", stats=stats, form=SearchForm(formdata=None))
@@ -40,6 +43,7 @@ def index():
 # --- KYC review -------------------------------------------------------------
 
 @bp.get("/kyc")
+@admin_required
 def kyc_queue():
     status = request.args.get("status", "pending")
     if status not in ("pending", "approved", "rejected"):
@@ -49,6 +53,7 @@ def kyc_queue():
 
 
 @bp.get("/kyc/<id:submission_id>")
+@admin_required
 def kyc_submission(submission_id: int, form=None, status=200):
     try:
         sub = db.call_one("admin.get_kyc_submission", admin_id=current_user.id, submission_id=submission_id)
@@ -59,6 +64,7 @@ def kyc_submission(submission_id: int, form=None, status=200):
 
 
 @bp.post("/kyc/<id:submission_id>/<any(approve, reject):decision>")
+@admin_required
 def kyc_review(submission_id: int, decision: str):
     form = KycReviewForm()
     if form.validate_on_submit():
@@ -79,6 +85,7 @@ def kyc_review(submission_id: int, decision: str):
 # --- Customers --------------------------------------------------------------
 
 @bp.get("/users")
+@admin_required
 def users():
     form = SearchForm(request.args)
     rows = []
@@ -107,11 +114,13 @@ def _user_page(user_id: int, status_form=None, adjust_form=None, status=200):
 
 
 @bp.get("/users/<id:user_id>")
+@admin_required
 def user(user_id: int):
     return _user_page(user_id)
 
 
 @bp.post("/users/<id:user_id>/<any(freeze, unfreeze):action>")
+@admin_required
 def set_status(user_id: int, action: str):
     form = StatusForm()
     if form.validate_on_submit():
@@ -129,6 +138,7 @@ def set_status(user_id: int, action: str):
 
 
 @bp.post("/users/<id:user_id>/adjust")
+@admin_required
 def adjust(user_id: int):
     form = AdjustmentForm()
     if form.validate_on_submit():
@@ -151,6 +161,7 @@ def adjust(user_id: int):
 # --- MED: PIX clawed back, and where the money went ------------------------
 
 @bp.get("/med")
+@admin_required
 def med(form=None, status=200):
     """Clawbacks (what was taken back, what is owed, blocked exits) and MED 2.0 tracing by end-to-end id."""
     trace_form = TraceForm(request.args)
@@ -169,6 +180,7 @@ def med(form=None, status=200):
 
 
 @bp.post("/med/<id:clawback_id>/recover")
+@admin_required
 def med_recover(clawback_id: int):
     form = ReasonForm()
     if not form.validate_on_submit():
@@ -184,6 +196,7 @@ def med_recover(clawback_id: int):
 
 
 @bp.post("/med/users/<id:user_id>/unblock")
+@admin_required
 def med_unblock(user_id: int):
     form = ReasonForm()
     if not form.validate_on_submit():
@@ -201,6 +214,7 @@ def med_unblock(user_id: int):
 # --- Lost 2FA devices ------------------------------------------------------
 
 @bp.get("/twofactor-recoveries")
+@admin_required
 def twofactor_recoveries(form=None, status=200, form_request_id=None):
     """Requests to remove a lost 2FA device, with the KYC identity on file to check who asks."""
     which = request.args.get("status", "pending")
@@ -213,6 +227,7 @@ def twofactor_recoveries(form=None, status=200, form_request_id=None):
 
 
 @bp.post("/twofactor-recoveries/<id:request_id>/<any(approve, reject):decision>")
+@admin_required
 def twofactor_recovery_review(request_id: int, decision: str):
     form = RecoveryReviewForm()
     if not form.validate_on_submit():
@@ -237,6 +252,7 @@ def twofactor_recovery_review(request_id: int, decision: str):
 # --- Audit log --------------------------------------------------------------
 
 @bp.get("/audit-log")
+@admin_required
 def audit_log():
     page = request.args.get("page", 1, type=int)
     if page < 1:

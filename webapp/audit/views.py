@@ -7,32 +7,22 @@ import json
 import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import wraps
 
 from flask import (Response, abort, jsonify, redirect, render_template, request, stream_with_context,
                    url_for)
 from flask_login import current_user, login_required
 
 from .. import db
+from .. import currencies
+from ..auth.guards import auditor_required
 from ..errors import DomainError
-from ..formatting import SCALES, N_
+from ..formatting import N_
 from . import bp
 
 PAGE_SIZE = 50
 VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Which offending rows the dashboard shows for a failing check (view → equality filters).
 HEALTH_FILTERS = {"book_alerts": {"latest": True}}
-
-
-def auditor_required(view):
-    """Auditors only: customers and admins get 403 (the section is read-only by role and by pool)."""
-    @wraps(view)
-    @login_required
-    def wrapped(*args, **kwargs):
-        if current_user.role != "auditor":
-            abort(403)
-        return view(*args, **kwargs)
-    return wrapped
 
 
 def cell(value) -> str:
@@ -174,7 +164,7 @@ def proof_public():
                                                            "created_at": row["created_at"], "roots": []})
         pub["roots"].append(row)
     return render_template("audit/proof_public.html", publications=list(publications.values()),
-                           currencies=list(SCALES))
+                           currencies=currencies.codes())
 
 
 @bp.route("/proof-of-liabilities.json")
@@ -186,7 +176,7 @@ def proof_public_json():
 
 def _own_proof():
     currency = request.args.get("currency", "BRL")
-    if currency not in SCALES:
+    if currency not in currencies.codes():
         abort(404)
     snapshot = request.args.get("snapshot", type=int)
     row = db.call_one("api.get_liabilities_proof", user_id=current_user.id, currency=currency, snapshot_id=snapshot)
@@ -201,9 +191,9 @@ def proof_mine():
     except DomainError as exc:
         currency = request.args.get("currency", "BRL")
         return render_template("audit/proof_mine.html", proof=None, error=exc.message, currency=currency,
-                               currencies=list(SCALES)), exc.status
+                               currencies=currencies.codes()), exc.status
     return render_template("audit/proof_mine.html", proof=proof, error=None, currency=currency,
-                           currencies=list(SCALES))
+                           currencies=currencies.codes())
 
 
 @bp.route("/proof-of-liabilities/me.json")

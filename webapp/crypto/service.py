@@ -14,7 +14,7 @@ from decimal import Decimal
 import requests
 from psycopg.types.json import Jsonb
 
-from .. import db
+from .. import currencies, db
 from ..chain import validate_address
 from ..errors import DomainError
 from ..providers.binance import (
@@ -23,7 +23,6 @@ from ..providers.binance import (
 
 log = logging.getLogger("bs-market.crypto")
 
-COINS = ("BTC", "ETH", "USDT")
 SUB_EXISTS = -12002
 
 
@@ -53,7 +52,7 @@ def network_json(net: NetworkConfig) -> dict:
 
 def refresh_config(app) -> dict:
     """capital/config/getall → the networks we list, and a snapshot of the master's balances."""
-    configs = client(app).coin_configs(COINS)
+    configs = client(app).coin_configs(tuple(currencies.codes("crypto", app=app)))
     networks = [network_json(n) for cfg in configs.values() for n in cfg.networks.values()]
     balances = [{"coin": c.coin, "free": _plain(c.free), "locked": _plain(c.locked),
                  "withdrawing": _plain(c.withdrawing)} for c in configs.values()]

@@ -6,7 +6,7 @@ import uuid
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import db, limiter
+from .. import currencies, db, limiter
 from ..auth.twofactor import qr_data_uri
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
@@ -14,7 +14,6 @@ from ..formatting import N_, datetimeformat, money
 from . import bp
 from .forms import AddressForm, CryptoWithdrawalForm, DepositAddressForm, ReviewForm
 
-COINS = ("BTC", "ETH", "USDT")
 DEPOSIT_STATUS = {
     "PENDING": (N_("Aguardando confirmações"), "warning"),
     "CREDITED": (N_("Creditado"), "success"),
@@ -35,12 +34,12 @@ WITHDRAWAL_STATUS = {
 def crypto_helpers():
     return {"crypto_deposit_status": lambda s: DEPOSIT_STATUS.get(s, (s, "secondary")),
             "crypto_withdrawal_status": lambda s: WITHDRAWAL_STATUS.get(s, (s, "secondary")),
-            "crypto_coins": COINS}
+            "crypto_coins": currencies.codes("crypto")}
 
 
 def _coin(coin: str) -> str:
     coin = coin.upper()
-    if coin not in COINS:
+    if coin not in currencies.codes("crypto"):
         abort(404)
     return coin
 

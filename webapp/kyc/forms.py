@@ -3,7 +3,7 @@ from flask_wtf.file import FileField
 from wtforms import DateField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from . import cpf as cpf_rules
+from .. import cpf as cpf_rules
 from ..forms import Form
 
 

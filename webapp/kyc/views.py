@@ -4,16 +4,16 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
-from .. import db
+from .. import db, uploads
 from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
-from . import bp, storage
-from .cpf import formatted
+from . import bp
+from ..cpf import formatted
 from .forms import KycDataForm, KycDocumentsForm
 
 # Two files of up to 5 MB each, plus the form: above the app-wide limit.
-UPLOAD_REQUEST_LIMIT = 2 * storage.MAX_BYTES + 512 * 1024
+UPLOAD_REQUEST_LIMIT = 2 * uploads.MAX_BYTES + 512 * 1024
 
 
 @bp.record_once
@@ -77,28 +77,28 @@ def upload_documents():
     files = {}
     for name in ("document", "selfie"):
         try:
-            files[name] = storage.read_upload(request.files.get(name))
-        except storage.UploadError as exc:
+            files[name] = uploads.read(request.files.get(name), required=True)
+        except uploads.UploadError as exc:
             getattr(form, name).errors = [str(exc)]
     if form.document.errors or form.selfie.errors:
         return _page(documents_form=form, status=422)
     stored = {}
     try:
-        for name, (data, content_type, ext) in files.items():
-            stored[name] = storage.save(current_user.id, data, content_type, ext)
-        doc, selfie = stored["document"], stored["selfie"]
+        for name, upload in files.items():
+            stored[name] = uploads.save(upload, "kyc", folder=str(int(current_user.id)))
+        doc, selfie = files["document"], files["selfie"]
         db.call("api.submit_kyc_documents", user_id=current_user.id,
-                document_path=doc.path, document_sha256=doc.sha256, document_content_type=doc.content_type,
-                document_size=doc.size, selfie_path=selfie.path, selfie_sha256=selfie.sha256,
+                document_path=stored["document"], document_sha256=doc.sha256, document_content_type=doc.content_type,
+                document_size=doc.size, selfie_path=stored["selfie"], selfie_sha256=selfie.sha256,
                 selfie_content_type=selfie.content_type, selfie_size=selfie.size, ip=request.remote_addr)
     except DomainError as exc:
-        for item in stored.values():
-            storage.remove(item)
+        for path in stored.values():
+            uploads.remove("kyc", path)
         form_error(form, exc)
         return _page(documents_form=form, status=exc.status)
     except Exception:
-        for item in stored.values():
-            storage.remove(item)
+        for path in stored.values():
+            uploads.remove("kyc", path)
         raise
     flash("Documentos enviados. Você será avisado quando a análise terminar.", "success")
     return redirect(url_for("kyc.index"))
@@ -112,7 +112,7 @@ def document(document_id: int):
         row = db.call_one("api.get_kyc_document", user_id=current_user.id, document_id=document_id)
     except DomainError as exc:
         abort(404 if exc.status == 404 else exc.status)
-    path = storage.resolve(row["storage_path"])
+    path = uploads.existing("kyc", row["storage_path"])
     if path is None:
         current_app.logger.error("KYC document %s missing on disk: %s", document_id, row["storage_path"])
         abort(404)

@@ -10,17 +10,16 @@ from flask_babel import get_locale
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import db
+from .. import currencies, db
 from ..errors import DomainError
 from ..forms import form_error
 from . import bp
-from .forms import CRYPTOS, ConfirmForm, QuoteForm
+from .forms import ConfirmForm, QuoteForm
 
 PAGE_SIZE = 20
 RANGES = {"1h": 1, "24h": 24, "7d": 168}
 CHART_W, CHART_H = 600, 200
 COLORS = {"BRL": "#198754", "BTC": "#f7931a", "ETH": "#627eea", "USDT": "#26a17b"}
-SYMBOLS = {f"{code}BRL": code for code, _ in CRYPTOS}
 
 
 @bp.app_template_filter("market_price")
@@ -61,7 +60,7 @@ def chart_for(symbol: str, range_name: str) -> dict:
 def _chart_args():
     symbol = request.args.get("symbol", "BTCBRL")
     range_name = request.args.get("range", "1h")
-    if symbol not in SYMBOLS or range_name not in RANGES:
+    if symbol not in {f"{code}BRL" for code in currencies.codes("crypto")} or range_name not in RANGES:
         abort(404)
     return symbol, range_name
 

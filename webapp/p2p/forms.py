@@ -4,6 +4,7 @@ from wtforms import HiddenField, RadioField, SelectField, SelectMultipleField, S
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget, TextInput
 
+from .. import currencies
 from ..auth.twofactor import TotpCodeField
 from ..forms import AmountField as _AmountField, Form, IntegerField
 from ..formatting import N_
@@ -13,7 +14,6 @@ class AmountField(_AmountField):
     """A text box, not type=number: browsers refuse "1.234,56" in a number input."""
     widget = TextInput()
 
-CRYPTOS = [("BTC", "BTC"), ("ETH", "ETH"), ("USDT", "USDT")]
 METHODS = [("PIX", "PIX"), ("TED", "TED"), ("BALANCE", N_("Saldo bs-market")), ("PIX_CONFIRMED", N_("PIX confirmado"))]
 METHOD_LABELS = dict(METHODS)
 KYC_LEVELS = [(0, "Qualquer"), (1, "Nível 1"), (2, "Nível 2")]
@@ -31,7 +31,7 @@ class BookFilterForm(Form):
         csrf = False
 
     side = HiddenField(default="SELL")
-    crypto = SelectField("Cripto", choices=[("", "Todas")] + CRYPTOS, validators=[Optional()])
+    crypto = SelectField("Cripto", choices=lambda: [("", "Todas")] + currencies.choices("crypto")(), validators=[Optional()])
     method = SelectField("Pagamento", choices=[("", "Todos")] + METHODS, validators=[Optional()])
     amount = AmountField("Valor (R$)", validators=[Optional()])
 
@@ -59,7 +59,7 @@ class _OfferFields(Form):
 
 class OfferForm(_OfferFields):
     side = RadioField("Quero", choices=[("SELL", "Vender cripto"), ("BUY", "Comprar cripto")], default="SELL")
-    crypto = SelectField("Cripto", choices=CRYPTOS)
+    crypto = SelectField("Cripto", choices=currencies.choices("crypto"))
     total_amount = AmountField("Quantidade total", validators=[InputRequired(AMOUNT_MESSAGE)])
     idempotency_key = HiddenField(validators=[DataRequired()])
 
@@ -95,7 +95,6 @@ class MessageForm(Form):
 
 class DisputeForm(Form):
     reason = TextAreaField("O que aconteceu?", validators=[DataRequired("Explique o problema."), Length(max=2000)])
-    evidence = FileField("Evidência (opcional: PNG, JPEG ou PDF até 5 MB)")
 
 
 class RateForm(Form):

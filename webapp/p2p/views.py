@@ -11,13 +11,13 @@ import uuid
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
-from .. import db
+from .. import db, uploads
 from ..deposits import create_charge_for_p2p_trade
 from ..errors import DomainError
 from ..providers.base import ProviderError
 from ..forms import ActionForm, form_error
 from ..formatting import N_
-from . import bp, uploads
+from . import bp
 from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
                     MessageForm, OfferForm, OpenTradeForm, RateForm, ReleaseForm)
 
@@ -276,7 +276,7 @@ def mark_paid(trade_id: int):
         form.proof.errors = [str(exc)]
         return render_trade(trade_id, 422, paid_form=form)
     db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)  # nothing on disk for strangers
-    stored = uploads.save(upload) if upload else None
+    stored = uploads.save(upload, "p2p") if upload else None
     try:
         row = db.call_one("api.mark_p2p_trade_paid", user_id=current_user.id, trade_id=trade_id,
                           proof_stored_name=stored, proof_original_name=upload.original_name if upload else None,
@@ -284,11 +284,10 @@ def mark_paid(trade_id: int):
                           proof_size_bytes=len(upload.data) if upload else None,
                           proof_sha256=upload.sha256 if upload else None)
     except DomainError as exc:
-        if stored:
-            uploads.remove(stored)
+        uploads.remove("p2p", stored)
         return _refused(trade_id, exc, paid_form=form)
     if stored and row["status"] != "PAID":
-        uploads.remove(stored)  # cancelled by the deadline instead: the proof was not recorded
+        uploads.remove("p2p", stored)  # cancelled by the deadline instead: the proof was not recorded
     _done(row, "PAID")
     return redirect(url_for(".trade", trade_id=trade_id))
 
@@ -372,20 +371,18 @@ def add_proof(trade_id: int):
     if not form.validate_on_submit():
         return render_trade(trade_id, 400, evidence_form=form)
     try:
-        upload = uploads.read(form.file.data)
-        if upload is None:
-            raise uploads.UploadError(N_("Escolha um arquivo."))
+        upload = uploads.read(form.file.data, required=True)
     except uploads.UploadError as exc:
         form.file.errors = [str(exc)]
         return render_trade(trade_id, 422, evidence_form=form)
     db.call_one("api.get_p2p_trade", user_id=current_user.id, trade_id=trade_id)
-    stored = uploads.save(upload)
+    stored = uploads.save(upload, "p2p")
     try:
         db.call("api.add_p2p_proof", user_id=current_user.id, trade_id=trade_id, stored_name=stored,
                 original_name=upload.original_name, content_type=upload.content_type, size_bytes=len(upload.data),
                 sha256=upload.sha256)
     except DomainError as exc:
-        uploads.remove(stored)
+        uploads.remove("p2p", stored)
         return _refused(trade_id, exc, evidence_form=form)
     flash("Arquivo enviado.", "success")
     return redirect(url_for(".trade", trade_id=trade_id))
@@ -395,11 +392,8 @@ def add_proof(trade_id: int):
 @login_required
 def proof(proof_id: int):
     row = db.call_one("api.get_p2p_proof", user_id=current_user.id, proof_id=proof_id)  # BSN01 → 404
-    try:
-        path = uploads.path_of(row["stored_name"])
-    except FileNotFoundError:
-        abort(404)
-    if not path.exists():
+    path = uploads.existing("p2p", row["stored_name"])
+    if path is None:
         abort(404)
     response = send_file(path, mimetype=row["content_type"], download_name=row["original_name"],
                          as_attachment=row["content_type"] == "application/pdf", max_age=0)

@@ -11,24 +11,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import db
+from .. import db, uploads
 
 log = logging.getLogger("bs-market.privacy")
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _base(app) -> Path:
-    configured = Path(app.config.get("UPLOAD_DIR") or ".local/uploads")
-    return configured if configured.is_absolute() else ROOT / configured
 
 
 def stored_path(app, store: str, path: str) -> Path:
-    """Where a file of a store lives (kyc: UPLOAD_DIR/<user>/<name>; p2p: UPLOAD_DIR/p2p/<name>), never outside it."""
-    base = (_base(app) / "p2p" if store == "p2p" else _base(app)).resolve()
-    full = (base / path).resolve()
-    if base not in full.parents:
-        raise ValueError(f"path outside the {store} store: {path!r}")
-    return full
+    """Where a file of a store lives (webapp/uploads.py), never outside it (ValueError)."""
+    return uploads.path_of(store, path, app)
 
 
 def anonymise_due_accounts(app) -> dict:

@@ -6,11 +6,11 @@ import uuid
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import db
+from .. import currencies, db
 from ..forms import form_error
 from ..errors import DomainError
 from . import bp
-from .forms import CURRENCIES, TransferForm
+from .forms import TransferForm
 
 PAGE_SIZE = 20
 
@@ -46,7 +46,7 @@ def index():
 @bp.route("/wallet/<currency>")
 @login_required
 def statement(currency: str):
-    if currency not in dict(CURRENCIES):
+    if currency not in currencies.codes():
         abort(404)
     page = request.args.get("page", 1, type=int)
     if page < 1:
