@@ -172,7 +172,7 @@ def _register_optional_blueprints(app):
     """Blueprints of the other domains, registered when present."""
     import importlib
     for name in ("deposits", "withdrawals", "crypto", "market", "p2p", "kyc", "admin", "audit", "webhooks",
-                 "notifications", "metrics", "privacy", "tax"):
+                 "notifications", "metrics", "privacy", "tax", "fees"):
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
