@@ -416,3 +416,31 @@ def test_preview_shows_the_fee_and_net_from_the_database_before_opening(web):
     too_big = web.alice.post(f"/p2p/offers/{buy['id']}", {"brl_amount": "9.000,00", "payment_method": "BALANCE",
                                                           "action": "preview"})
     assert too_big.status_code == 422 and "Esta oferta tem apenas 0,01 BTC disponíveis" in too_big.get_data(as_text=True)
+
+
+def test_the_demo_seed_fills_the_offer_book(app, client, forms, login, owner, priced):
+    """What `make run` runs (flask seed-demo): demo makers with offers on both sides, books balanced."""
+    runner = app.test_cli_runner()
+    with app.app_context():
+        result = runner.invoke(args=["seed-demo", "--mark-development"])
+        assert result.exit_code == 0, result.output
+        assert "6 demo P2P offers" in result.output
+        assert runner.invoke(args=["seed-demo"]).exit_code == 0  # again: nothing new
+    offers = owner.execute("select side, crypto, payment_methods from core.p2p_offers where status = 'active'").fetchall()
+    assert len(offers) == 6
+    assert {o["side"] for o in offers} == {"BUY", "SELL"} and {o["crypto"] for o in offers} == {"BTC", "ETH", "USDT"}
+    assert any(o["payment_methods"] == ["BALANCE"] for o in offers)
+    books(owner)
+
+    login("alice@example.com")
+    sells = client.get("/p2p?side=SELL").get_data(as_text=True)
+    buys = client.get("/p2p?side=BUY").get_data(as_text=True)
+    assert sells.count('data-testid="offer-row"') == 3 and buys.count('data-testid="offer-row"') == 3
+    assert "Carla Mendes" in sells and "Diego Lima" in sells and "cotação indisponível" not in sells
+    # a balance-only demo offer settles at once
+    offer = owner.execute("""select o.id from core.p2p_offers o join core.users u on u.id = o.user_id
+                             where u.email = 'diego@example.com' and o.side = 'SELL'""").fetchone()
+    opened = forms.post(f"/p2p/offers/{offer['id']}", {"brl_amount": "500,00", "payment_method": "BALANCE"})
+    assert opened.status_code == 302, opened.get_data(as_text=True)[:3000]
+    assert latest(owner, "p2p_trades")["status"] == "COMPLETED"
+    books(owner)
