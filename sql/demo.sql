@@ -73,3 +73,83 @@ end
 $$;
 comment on function core.seed_demo(text) is
   'Creates the demo users of DESIGN.md §6 (if missing) and funds alice and bob through journaled adjustments. Idempotent. Only when the setting environment is development (BSA01 otherwise); an existing account it did not create is left untouched. Returns the demo accounts it owns.';
+
+create or replace function core.seed_demo_offers(password_hash text)
+returns table (offer_id bigint, maker text, side text, crypto text)
+language plpgsql volatile as $$
+declare
+  v_admin bigint;
+  v_user bigint;
+  v record;
+begin
+  -- Two demo makers (KYC approved, funded by journaled adjustments like alice
+  -- and bob) and a few floating-price offers, so the P2P book is not empty
+  -- on a fresh `make run`. Floating prices need no index at creation; the
+  -- offers are published through api.create_p2p_offer (a SELL offer holds
+  -- the maker's crypto), each with a fixed idempotency key: safe to run again.
+  if core.setting('environment') is distinct from 'development' then
+    raise exception 'seed-demo só roda num banco de desenvolvimento (core.settings environment = development; hoje: %).',
+      coalesce(core.setting('environment'), 'não definido') using errcode = 'BSA01';
+  end if;
+  select u.id into v_admin from core.users u where u.email = 'admin@example.com' and u.created_by_seed;
+  if v_admin is null then
+    raise exception 'seed-demo: rode core.seed_demo antes (o admin de demonstração faz os ajustes).' using errcode = 'BSA01';
+  end if;
+  for v in select * from (values
+      ('carla@example.com', 'Carla Mendes', '39827461591', 'Rua Augusta, 1500, São Paulo - SP'),
+      ('diego@example.com', 'Diego Lima', '71538024608', 'Av. Afonso Pena, 300, Belo Horizonte - MG'))
+      d (email, name, cpf, address)
+  loop
+    select u.id into v_user from core.users u where u.email = v.email;
+    if not found then
+      v_user := api.register_user(v.email, password_hash, v.name);
+      update core.users u set created_by_seed = true where u.id = v_user;
+      perform core.mark_email_verified(v_user);
+    elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
+      raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', v.email;
+      continue;
+    end if;
+    if not exists (select from core.kyc_profiles k where k.user_id = v_user) then
+      perform api.submit_kyc_data(v_user, v.name, v.cpf, date '1988-09-02', v.address);
+    end if;
+    update core.users u set kyc_level = 2 where u.id = v_user;
+    update core.notifications n set read_at = now(), emailed_at = now()
+     where n.user_id = v_user and n.read_at is null;
+  end loop;
+
+  for v in select * from (values
+      ('carla@example.com', 'BRL', 20000.00), ('carla@example.com', 'BTC', 0.1),
+      ('carla@example.com', 'USDT', 3000), ('diego@example.com', 'BRL', 30000.00),
+      ('diego@example.com', 'ETH', 3)) f (email, currency, amount)
+  loop
+    select u.id into v_user from core.users u where u.email = v.email and u.created_by_seed;
+    continue when v_user is null;
+    perform core.post_adjustment(v_admin, v_user, v.currency, v.amount::numeric,
+                                 'Saldo inicial de demonstração', 'demo-seed-' || v.currency);
+  end loop;
+
+  for v in select * from (values
+      (1, 'carla@example.com', 'SELL', 'BTC', 0.05, 1.5, 100.00, 5000.00, array['PIX', 'BALANCE'],
+       'PIX: carla@example.com (Carla Mendes)'),
+      (2, 'carla@example.com', 'SELL', 'USDT', 1500, 0.8, 50.00, 3000.00, array['PIX', 'TED', 'BALANCE'],
+       'PIX: carla@example.com · TED: Banco 341, ag. 0001, c/c 12345-6 (Carla Mendes)'),
+      (3, 'carla@example.com', 'BUY', 'ETH', 1, -1.0, 100.00, 10000.00, array['BALANCE'], null),
+      (4, 'diego@example.com', 'SELL', 'ETH', 2, 1.2, 200.00, 15000.00, array['BALANCE'], null),
+      (5, 'diego@example.com', 'BUY', 'BTC', 0.04, -1.2, 100.00, 8000.00, array['PIX', 'BALANCE'], null),
+      (6, 'diego@example.com', 'BUY', 'USDT', 2000, -0.5, 50.00, 5000.00, array['PIX', 'TED'], null))
+      o (n, email, side, crypto, amount, premium, min_brl, max_brl, methods, details)
+  loop
+    select u.id into v_user from core.users u where u.email = v.email and u.created_by_seed;
+    continue when v_user is null;
+    return query
+    select c.offer_id, v.email, v.side, v.crypto
+    from api.create_p2p_offer(user_id => v_user, side => v.side, crypto => v.crypto, price_type => 'floating',
+                              total_amount => v.amount::numeric, min_brl => v.min_brl, max_brl => v.max_brl,
+                              payment_methods => v.methods, idempotency_key => 'demo-offer-' || v.n,
+                              premium_percent => v.premium::numeric, payment_details => v.details,
+                              terms => 'Oferta de demonstração.') c;
+  end loop;
+end
+$$;
+comment on function core.seed_demo_offers(text) is
+  'After core.seed_demo (flask seed-demo, make run): two demo makers, carla and diego (KYC approved, funded through journaled adjustments by the demo admin), and six floating-price P2P offers (BUY and SELL in BTC, ETH and USDT; PIX, TED and balance-only) published through api.create_p2p_offer with fixed idempotency keys, so a second run changes nothing. Development databases only (BSA01). Returns the offers.';

@@ -313,6 +313,8 @@ declare
   v_est_crypto numeric;
   v_limit numeric;
   v_gross numeric;
+  v_est_spread numeric;
+  v_est_fee numeric;
   v_min numeric;
   v_available numeric;
   v_id bigint;
@@ -354,7 +356,9 @@ begin
     v_est_crypto := trunc(v_qty * (1 - v_bc / 100), v_scale);
     -- what settlement will likely charge: Binance buys whole steps, the rest is released
     v_gross := core.market_ceil(v_qty * v_price, 2);
-    v_est_brl := v_gross + round(v_spread * v_gross / v_q, 2) + round(v_fee * v_gross / v_q, 2);
+    v_est_spread := round(v_spread * v_gross / v_q, 2);
+    v_est_fee := round(v_fee * v_gross / v_q, 2);
+    v_est_brl := v_gross + v_est_spread + v_est_fee;
     v_limit := create_quote.amount;
     select a.balance into v_available from core.accounts a where a.id = core.user_account(create_quote.user_id, 'BRL');
   else
@@ -374,6 +378,8 @@ begin
     v_gross := trunc(v_qty * v_price * (1 - v_bc / 100), 2);
     v_spread := round(v_gross * v_sp / 100, 2);
     v_fee := round(v_gross * v_fp / 100, 2);
+    v_est_spread := v_spread;
+    v_est_fee := v_fee;
     v_est_brl := v_gross - v_spread - v_fee;
     v_est_crypto := v_qty;
     v_limit := round(v_qty * v_price, 2);
@@ -395,11 +401,12 @@ begin
   v_expires := now() + make_interval(secs => core.setting('quote_ttl_seconds')::int);
   insert into core.market_quotes (user_id, side, symbol, base_currency, amount, price, price_fetched_at,
                                   spread_percent, fee_percent, spread_amount, fee_amount, quote_order_qty, quantity,
-                                  estimated_brl, estimated_crypto, limit_brl, expires_at)
+                                  estimated_brl, estimated_crypto, limit_brl, expires_at, estimated_quantity,
+                                  estimated_gross_brl, estimated_spread, estimated_fee)
   values (create_quote.user_id, create_quote.side, v_pair.symbol, v_pair.base_currency, create_quote.amount, v_price,
           v_fetched, v_sp, v_fp, v_spread, v_fee,
           case when create_quote.side = 'buy' then v_q end, case when create_quote.side = 'sell' then v_qty end,
-          v_est_brl, v_est_crypto, v_limit, v_expires)
+          v_est_brl, v_est_crypto, v_limit, v_expires, v_qty, v_gross, v_est_spread, v_est_fee)
   returning id into v_id;
   return query select v_id, v_expires;
 end
@@ -414,20 +421,28 @@ returns table (id bigint, side text, symbol text, base_currency text, amount num
                price_fetched_at timestamptz, spread_percent numeric, fee_percent numeric, spread_amount numeric,
                fee_amount numeric, quote_order_qty numeric, quantity numeric, estimated_brl numeric,
                estimated_crypto numeric, effective_price numeric, expires_at timestamptz, seconds_left int,
-               expired boolean, order_id bigint, created_at timestamptz)
+               expired boolean, order_id bigint, created_at timestamptz, binance_commission_percent numeric,
+               estimated_quantity numeric, notional_brl numeric, commission_brl numeric, commission_crypto numeric,
+               estimated_gross_brl numeric, estimated_spread numeric, estimated_fee numeric)
 language sql stable security definer set search_path = pg_catalog, pg_temp as $$
   select q.id, q.side, q.symbol, q.base_currency, q.amount, q.price, q.price_fetched_at, q.spread_percent,
          q.fee_percent, q.spread_amount, q.fee_amount, q.quote_order_qty, q.quantity, q.estimated_brl,
          q.estimated_crypto,
          case when q.estimated_crypto > 0 then round(q.estimated_brl / q.estimated_crypto, 2) end,
          q.expires_at, greatest(0, ceil(extract(epoch from q.expires_at - now())))::int, q.expires_at <= now(),
-         o.id, q.created_at
+         o.id, q.created_at, core.setting('market_binance_commission_percent')::numeric, q.estimated_quantity,
+         -- the lines of the page: quantity × price, Binance's commission (what
+         -- it keeps, with the rounding in the house's favour), then spread and fee
+         case when q.side = 'sell' then round(q.estimated_quantity * q.price, 2) else q.estimated_gross_brl end,
+         case when q.side = 'sell' then round(q.estimated_quantity * q.price, 2) - q.estimated_gross_brl end,
+         case when q.side = 'buy' then q.estimated_quantity - q.estimated_crypto end,
+         q.estimated_gross_brl, q.estimated_spread, q.estimated_fee
   from core.market_quotes q left join core.market_orders o on o.quote_id = q.id
   where q.id = get_quote.quote_id and q.user_id = get_quote.user_id
 $$;
 revoke all on function api.get_quote(bigint, bigint) from public;
 grant execute on function api.get_quote(bigint, bigint) to exchange_app;
-comment on function api.get_quote(bigint, bigint) is 'One of the customer''s quotes (nothing for someone else''s), with seconds left, expiry and the order it became, if any.';
+comment on function api.get_quote(bigint, bigint) is 'One of the customer''s quotes (nothing for someone else''s), with seconds left, expiry and the order it became, if any, and the lines that add up to what settlement posts at the quoted price: a buy, estimated_quantity × price = estimated_gross_brl (what Binance spends, to the centavo above) + estimated_spread + estimated_fee = estimated_brl debited, and estimated_quantity − commission_crypto = estimated_crypto received; a sell, estimated_quantity × price = notional_brl − commission_brl (Binance''s, and the rounding down) = estimated_gross_brl − estimated_spread − estimated_fee = estimated_brl credited.';
 
 create function api.execute_quote(user_id bigint, quote_id bigint, idempotency_key text)
 returns table (order_id bigint, status text, client_order_id text, symbol text, side text,

@@ -32,11 +32,14 @@ def test_db_upgrade_twice_changes_nothing_and_seed_is_idempotent(admin_url):
     flask(url, "seed-demo", "--mark-development")
     out = flask(url, "seed-demo").stdout
     assert "alice@example.com" in out and "demo-pass-2026" in out
+    assert "6 demo P2P offers by carla@example.com, diego@example.com" in out
     with psycopg.connect(url) as conn:
         rows = dict(conn.execute("""select currency, available from reporting.user_balances
                                     where email = 'alice@example.com'""").fetchall())
         assert str(rows["BRL"]) == "10000.00"
-        assert conn.execute("select count(*) from core.users").fetchone()[0] == 4
+        # alice, bob, admin, auditor and the two demo makers with their six offers, once however often it runs
+        assert conn.execute("select count(*) from core.users").fetchone()[0] == 6
+        assert conn.execute("select count(*) from core.p2p_offers where status = 'active'").fetchone()[0] == 6
         assert conn.execute("select count(*) from admin.check_books()").fetchone()[0] == 0
 
 

@@ -119,10 +119,15 @@ def test_inter_payouts(app, client, forms, demo, login, owner, inter):
     for key_type, key in (("EVP", evp), ("EMAIL", "alice@example.com")):   # saved a day ago, say
         owner.execute("insert into core.withdrawal_destinations (user_id, key_type, pix_key, usable_from) "
                       "values (%s, %s, %s, now())", (alice, key_type, key))
-    assert forms.post("/withdrawals", {"amount": "90,00", "key_type": "EVP", "pix_key": evp}).status_code == 302
+    page = client.get("/withdrawals").get_data(as_text=True)
+    assert page.count('value="EVP"') == 2 and "não é aceita pelo provedor" not in page   # offered on both forms
+    # typed in upper case, as some banking apps show it: normalised to the lower-case UUID v4
+    assert forms.post("/withdrawals", {"amount": "90,00", "key_type": "EVP", "pix_key": evp.upper()}).status_code == 302
     assert withdrawal_tasks.process_withdrawals(app) == {"completed": 1}
     w = owner.execute("select * from core.withdrawals order by id desc limit 1").fetchone()
     assert w["status"] == "COMPLETED" and w["provider"] == "inter" and w["provider_payout_id"] in inter.state.payouts
+    assert w["key_type"] == "EVP" and w["pix_key"] == evp
+    assert inter.state.payouts[w["provider_payout_id"]]["chave"] == evp   # what the emulated bank was sent
     assert clearing(owner, "inter") == clearing_before + 90
 
     inter.state.payout_mode = "reject"

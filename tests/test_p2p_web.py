@@ -283,3 +283,167 @@ def test_balance_trade_completes_at_once_and_floating_offer_form(web):
     assert trade["status"] == "COMPLETED" and trade["crypto_amount"] == D("0.002")
     assert "Negociação concluída" in web.alice.text(f"/p2p/trades/{trade['id']}")
     books(web.owner)
+
+
+# --------------------------------------------------------------------------- what each side is told
+# Four kinds of offer (BUY/SELL × paid outside by PIX/TED or settled from the BRL balance), seen by the maker
+# and by the taker: bank details are asked only where a payment outside the balance happens, and the texts
+# say who pays what and who receives what.
+
+ASKS_DETAILS = 'name="payment_details"'
+BUYER_GETS_CRYPTO = "Você recebe a cripto equivalente"
+SELLER_GIVES_CRYPTO = "Você entrega a cripto equivalente"
+PAYS_OUTSIDE = "direto na conta do vendedor"
+FROM_BALANCE = "o valor sai do seu saldo em reais"
+INTO_BALANCE = "o valor entra no seu saldo em reais"
+
+
+def offer_of(web, side, methods, details=""):
+    created = post_offer(web.bob, side=side, payment_methods=methods, payment_details=details)
+    assert created.status_code == 302, created.get_data(as_text=True)[:3000]
+    return latest(web.owner, "p2p_offers")
+
+
+def test_maker_is_asked_for_bank_details_only_on_a_sell_offer_paid_outside(web):
+    form = web.bob.text("/p2p/offers/new")
+    assert 'data-show-for="SELL:PIX,TED"' in form and "Só em ofertas de venda com PIX ou TED" in form
+    assert 'data-testid="flow-SELL"' in form and 'data-testid="flow-BUY"' in form
+    assert "BTC 0,1%" in form  # the maker fee, from the configured schedule
+    # a balance-only SELL offer and a BUY offer need no bank details
+    sell_balance = offer_of(web, "SELL", ["BALANCE"])
+    buy_pix = offer_of(web, "BUY", ["PIX", "TED"])
+    buy_balance = offer_of(web, "BUY", ["BALANCE"])
+    sell_pix = offer_of(web, "SELL", ["PIX"], details="PIX: bob@example.com (Bob Oliveira)")
+    for offer in (sell_balance, buy_pix, buy_balance):
+        page = web.bob.text(f"/p2p/offers/{offer['id']}/edit")
+        assert ASKS_DETAILS not in page, offer
+    page = web.bob.text(f"/p2p/offers/{sell_pix['id']}/edit")
+    assert ASKS_DETAILS in page and "PIX: bob@example.com (Bob Oliveira)" in page
+    assert 'data-testid="flow-SELL"' in page and 'data-testid="flow-BUY"' not in page
+    page = web.bob.text(f"/p2p/offers/{buy_balance['id']}/edit")
+    assert 'data-testid="flow-BUY"' in page and 'data-testid="flow-SELL"' not in page
+
+
+@pytest.mark.parametrize("side, methods, asks, right, wrong", [
+    # taker buys from a SELL offer paid by PIX/TED: pays the seller outside, no details of theirs
+    ("SELL", ["PIX", "TED"], False, [BUYER_GETS_CRYPTO, PAYS_OUTSIDE, "descontada do que você recebe"],
+     [SELLER_GIVES_CRYPTO, FROM_BALANCE]),
+    # taker buys from a balance-only SELL offer: the balance pays, nothing outside
+    ("SELL", ["BALANCE"], False, [BUYER_GETS_CRYPTO, FROM_BALANCE, "Nenhum pagamento fora da plataforma"],
+     [SELLER_GIVES_CRYPTO, PAYS_OUTSIDE]),
+    # taker sells on a BUY offer paid by PIX/TED: says where to be paid, delivers crypto
+    ("BUY", ["PIX", "TED"], True, [SELLER_GIVES_CRYPTO, "Onde o comprador vai te pagar por PIX ou TED",
+                                   "direto na sua conta", "somada ao que você entrega"],
+     [BUYER_GETS_CRYPTO, INTO_BALANCE, "Só se você escolher"]),
+    # taker sells on a balance-only BUY offer: receives reais in the balance, no bank details
+    ("BUY", ["BALANCE"], False, [SELLER_GIVES_CRYPTO, INTO_BALANCE, "nenhum dado bancário"],
+     [BUYER_GETS_CRYPTO, "receber o pagamento", "direto na sua conta"]),
+    # both: details asked, for PIX/TED only
+    ("BUY", ["PIX", "BALANCE"], True, [SELLER_GIVES_CRYPTO, "Só se você escolher PIX ou TED", INTO_BALANCE],
+     [BUYER_GETS_CRYPTO]),
+])
+def test_taker_is_told_what_happens_on_each_kind_of_offer(web, side, methods, asks, right, wrong):
+    details = "PIX: bob@example.com (Bob Oliveira)" if side == "SELL" and "PIX" in methods else ""
+    offer = offer_of(web, side, methods, details)
+    page = web.alice.text(f"/p2p/offers/{offer['id']}")
+    assert (ASKS_DETAILS in page) is asks
+    for text in right:
+        assert text in page, text
+    for text in wrong:
+        assert text not in page, text
+    assert "0,2%" in page  # the taker fee, before anything is confirmed
+
+
+@pytest.mark.parametrize("side, method, buyer_texts, seller_texts", [
+    ("SELL", "PIX", ["Pague o vendedor", PAYS_OUTSIDE], ["direto na sua conta, fora da bs-market"]),
+    ("BUY", "PIX", ["Pague o vendedor", PAYS_OUTSIDE], ["direto na sua conta, fora da bs-market"]),
+    ("SELL", "BALANCE", ["saíram do seu saldo em reais para o vendedor", FROM_BALANCE],
+     ["entraram no seu saldo em reais", INTO_BALANCE]),
+    ("BUY", "BALANCE", ["saíram do seu saldo em reais para o vendedor", FROM_BALANCE],
+     ["entraram no seu saldo em reais", INTO_BALANCE]),
+])
+def test_trade_page_tells_buyer_and_seller_what_moves(web, side, method, buyer_texts, seller_texts):
+    details = "PIX: bob@example.com (Bob Oliveira)" if side == "SELL" and method == "PIX" else ""
+    offer = offer_of(web, side, [method], details)
+    data = {"brl_amount": "600,00", "payment_method": method}
+    if side == "BUY" and method == "PIX":
+        data["payment_details"] = "PIX: alice@example.com (Alice Souza)"
+    opened = web.alice.post(f"/p2p/offers/{offer['id']}", data)
+    assert opened.status_code == 302, opened.get_data(as_text=True)[:3000]
+    trade = latest(web.owner, "p2p_trades")
+    assert trade["status"] == ("COMPLETED" if method == "BALANCE" else "OPEN")
+    buyer, seller = (web.alice, web.bob) if side == "SELL" else (web.bob, web.alice)
+    url = f"/p2p/trades/{trade['id']}"
+    buyer_page, seller_page = buyer.text(url), seller.text(url)
+    for text in buyer_texts:
+        assert text in buyer_page, text
+    for text in seller_texts:
+        assert text in seller_page, text
+    if method == "BALANCE":
+        for page in (buyer_page, seller_page):
+            assert 'data-testid="payment-details"' not in page and "Pague o vendedor" not in page
+            assert "fora da bs-market" not in page
+    else:
+        shown = "PIX: bob@example.com (Bob Oliveira)" if side == "SELL" else "PIX: alice@example.com (Alice Souza)"
+        assert shown in buyer_page and shown in seller_page
+        assert "entraram no seu saldo em reais" not in seller_page and FROM_BALANCE not in buyer_page
+    books(web.owner)
+
+
+def test_preview_shows_the_fee_and_net_from_the_database_before_opening(web):
+    sell = offer_of(web, "SELL", ["PIX"], details="PIX: bob@example.com (Bob Oliveira)")
+    url = f"/p2p/offers/{sell['id']}"
+    shown = web.alice.post(url, {"brl_amount": "600,00", "payment_method": "PIX", "action": "preview"})
+    page = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and 'data-testid="trade-preview"' in page
+    # 600 ÷ 300 000 = 0,002 BTC; the taker's 0,2% is 0,000004 BTC off what alice receives
+    assert 'data-testid="preview-pay">R$ 600,00' in page
+    assert 'data-testid="preview-fee">0,000004 BTC' in page or 'data-testid="preview-fee">0,00000400 BTC' in page
+    receive = re.search(r'data-testid="preview-receive">([^<]+)<', page).group(1)
+    assert receive in ("0,001996 BTC", "0,00199600 BTC")
+    assert "Confirmar e abrir negociação" in page
+    assert web.owner.execute("select count(*) as n from core.p2p_trades").fetchone()["n"] == 0  # nothing opened yet
+    opened = web.alice.post(url, {"brl_amount": "600,00", "payment_method": "PIX", "action": "open"})
+    assert opened.status_code == 302
+    trade = latest(web.owner, "p2p_trades")
+    assert trade["buyer_fee"] == D("0.000004") and trade["crypto_amount"] - trade["buyer_fee"] == D("0.001996")
+
+    # the seller's side on a BUY offer: crypto plus the fee leaves, the reais come in
+    buy = offer_of(web, "BUY", ["BALANCE"])
+    page = web.alice.post(f"/p2p/offers/{buy['id']}", {"brl_amount": "600,00", "payment_method": "BALANCE",
+                                                       "action": "preview"}).get_data(as_text=True)
+    deliver = re.search(r'data-testid="preview-deliver">([^<]+)<', page).group(1)
+    assert deliver in ("0,002004 BTC", "0,00200400 BTC")
+    assert 'data-testid="preview-receive">R$ 600,00' in page
+    # a refusal of the amount is shown on the form, not as a 500
+    too_big = web.alice.post(f"/p2p/offers/{buy['id']}", {"brl_amount": "9.000,00", "payment_method": "BALANCE",
+                                                          "action": "preview"})
+    assert too_big.status_code == 422 and "Esta oferta tem apenas 0,01 BTC disponíveis" in too_big.get_data(as_text=True)
+
+
+def test_the_demo_seed_fills_the_offer_book(app, client, forms, login, owner, priced):
+    """What `make run` runs (flask seed-demo): demo makers with offers on both sides, books balanced."""
+    runner = app.test_cli_runner()
+    with app.app_context():
+        result = runner.invoke(args=["seed-demo", "--mark-development"])
+        assert result.exit_code == 0, result.output
+        assert "6 demo P2P offers" in result.output
+        assert runner.invoke(args=["seed-demo"]).exit_code == 0  # again: nothing new
+    offers = owner.execute("select side, crypto, payment_methods from core.p2p_offers where status = 'active'").fetchall()
+    assert len(offers) == 6
+    assert {o["side"] for o in offers} == {"BUY", "SELL"} and {o["crypto"] for o in offers} == {"BTC", "ETH", "USDT"}
+    assert any(o["payment_methods"] == ["BALANCE"] for o in offers)
+    books(owner)
+
+    login("alice@example.com")
+    sells = client.get("/p2p?side=SELL").get_data(as_text=True)
+    buys = client.get("/p2p?side=BUY").get_data(as_text=True)
+    assert sells.count('data-testid="offer-row"') == 3 and buys.count('data-testid="offer-row"') == 3
+    assert "Carla Mendes" in sells and "Diego Lima" in sells and "cotação indisponível" not in sells
+    # a balance-only demo offer settles at once
+    offer = owner.execute("""select o.id from core.p2p_offers o join core.users u on u.id = o.user_id
+                             where u.email = 'diego@example.com' and o.side = 'SELL'""").fetchone()
+    opened = forms.post(f"/p2p/offers/{offer['id']}", {"brl_amount": "500,00", "payment_method": "BALANCE"})
+    assert opened.status_code == 302, opened.get_data(as_text=True)[:3000]
+    assert latest(owner, "p2p_trades")["status"] == "COMPLETED"
+    books(owner)

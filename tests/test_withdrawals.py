@@ -91,6 +91,9 @@ def test_rejected_payout_is_refunded_and_explained(app, client, forms, demo, log
 
 def test_random_key_is_refused_for_mercado_pago(app, client, forms, demo, login, owner):
     login("alice@example.com")
+    page = client.get("/withdrawals").get_data(as_text=True)
+    assert 'value="EVP"' not in page and 'value="EMAIL"' in page  # not offered on either form
+    assert "Chave aleatória não é aceita pelo provedor atual" in page
     response = withdraw(forms, "10,00", "EVP", "123e4567-e89b-42d3-a456-426614174000", expect=422)
     assert "chave aleatória" in response.get_data(as_text=True)
     assert last(owner) is None

@@ -107,11 +107,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.login_message_category = "warning"
     formatting.init_app(app)
 
-    from . import (admin, audit, auth, crypto, deposits, kyc, market, metrics, notifications, p2p, privacy, tax,
-                   wallet, webhooks, withdrawals)
+    from . import (admin, audit, auth, crypto, deposits, fees, kyc, market, metrics, notifications, p2p, privacy,
+                   tax, wallet, webhooks, withdrawals)
     from .auth.views import load_user  # noqa: F401  (registers the user loader)
     for domain in (auth, wallet, deposits, withdrawals, crypto, market, p2p, kyc, admin, audit, webhooks,
-                   notifications, metrics, privacy, tax):
+                   notifications, metrics, privacy, tax, fees):
         app.register_blueprint(domain.bp)
 
     from . import cli

@@ -24,16 +24,21 @@ def db_upgrade():
 @click.option("--mark-development", is_flag=True,
               help="Mark this database as a development one first (the seed refuses any other).")
 def seed_demo(mark_development):
-    """Create the demo users and fund them through ledger entries (idempotent; development databases only)."""
+    """Create the demo users, fund them through ledger entries and publish a few P2P offers (idempotent; development databases only)."""
     with psycopg.connect(current_app.config["DATABASE_URL"]) as conn:
         if mark_development:
             conn.execute("update core.settings set value = 'development' where name = 'environment'")
         try:
-            rows = conn.execute("select * from core.seed_demo(%s)", (generate_password_hash(DEMO_PASSWORD),)).fetchall()
+            password_hash = generate_password_hash(DEMO_PASSWORD)
+            rows = conn.execute("select * from core.seed_demo(%s)", (password_hash,)).fetchall()
+            # demo makers and offers, so the P2P book can be tried at once
+            offers = conn.execute("select * from core.seed_demo_offers(%s)", (password_hash,)).fetchall()
         except psycopg.Error as exc:
             raise click.ClickException(exc.diag.message_primary or str(exc)) from exc
     for email, role in rows:
         click.echo(f"  {email:24} {role:9} password: {DEMO_PASSWORD}")
+    makers = sorted({maker for _, maker, _, _ in offers})
+    click.echo(f"  {len(offers)} demo P2P offers by {', '.join(makers)} (password: {DEMO_PASSWORD})")
 
 
 @click.command("worker")

@@ -326,6 +326,51 @@ grant execute on function api.open_p2p_trade(bigint, bigint, text, text, numeric
 comment on function api.open_p2p_trade(bigint, bigint, text, text, numeric, numeric, text, text) is
   'Opens a trade on an offer for brl_amount (or crypto_amount) with one of its payment methods, at the offer''s price now. Locks the offer row: two takers racing for the last amount → one wins, the other gets BSS01 (filled) or BSV01 (only X left). Checks blocks, KYC level and completed trades required, min/max, both parties'' per-trade and daily P2P limits; escrows the seller''s crypto (split from the offer''s hold for SELL offers, held from the taker for BUY offers, BSF01). payment_details: the taker-seller''s bank data (BUY offers, PIX/TED). BALANCE settles at once (status COMPLETED) or not at all (BSF01). Escrow and a BALANCE payment are exits: refused while the party''s exits are blocked (BSA02) or when what they keep would not cover their PIX exposure (BSL01); a taker whose value leaves confirms with totp_code when 2FA is on. A fixed price too far from the index is refused (BSS01). Idempotent per key.';
 
+create function api.preview_p2p_trade(user_id bigint, offer_id bigint, brl_amount numeric default null)
+returns table (viewer_role text, fee_percent numeric, price numeric, crypto text, crypto_amount numeric,
+               trade_brl numeric, seller_fee numeric, buyer_fee numeric, buyer_receives numeric,
+               seller_delivers numeric)
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+declare
+  v_offer core.p2p_offers;
+  v_role text;
+  v_size record;
+  v_fees record;
+begin
+  -- What api.open_p2p_trade would charge now, read without locking: the
+  -- same sizing and fee steps, on the offer as the taker sees it.
+  select * into v_offer from core.p2p_offers o
+   where o.id = preview_p2p_trade.offer_id and o.user_id <> preview_p2p_trade.user_id
+     and o.status in ('active', 'paused', 'filled') and not core.p2p_blocked(preview_p2p_trade.user_id, o.user_id);
+  if not found then
+    raise exception 'Oferta não encontrada.' using errcode = 'BSN01';
+  end if;
+  v_role := case when v_offer.side = 'SELL' then 'buyer' else 'seller' end;
+  viewer_role := v_role;
+  fee_percent := (select f.taker_percent from core.p2p_fees f where f.crypto = v_offer.crypto);
+  crypto := v_offer.crypto;
+  if preview_p2p_trade.brl_amount is null then
+    return next;
+    return;
+  end if;
+  select * into v_size from core.p2p_trade_size(v_offer, preview_p2p_trade.brl_amount, null) s;
+  select * into v_fees from core.p2p_trade_fees(v_offer, v_size.crypto) f;
+  price := v_size.price;
+  crypto_amount := v_size.crypto;
+  trade_brl := v_size.brl;
+  seller_fee := v_fees.seller_fee;
+  buyer_fee := v_fees.buyer_fee;
+  buyer_receives := v_size.crypto - v_fees.buyer_fee;
+  seller_delivers := v_size.crypto + v_fees.seller_fee;
+  return next;
+end
+$$;
+revoke all on function api.preview_p2p_trade(bigint, bigint, numeric) from public;
+grant execute on function api.preview_p2p_trade(bigint, bigint, numeric) to exchange_app;
+comment on function api.preview_p2p_trade(bigint, bigint, numeric) is
+  'What a trade of brl_amount on an offer would be for the customer taking it, before they confirm: their role (buyer on a SELL offer, seller on a BUY offer), their fee percent (core.p2p_fees taker_percent), and for an amount the price now, crypto and BRL (trade_brl) amounts, both fees, what the buyer receives and what the seller delivers (crypto + seller fee) — the same steps as api.open_p2p_trade (core.p2p_trade_size, core.p2p_trade_fees), without locking. Without brl_amount only the role and fee percent. BSN01 (not visible, or one''s own), and the sizing errors of api.open_p2p_trade (BSV01, BSV03, BSS01, BSP01).';
+
 -- Every transition below returns (status, message). An action on an
 -- OPEN trade past its payment deadline cancels it (and commits that) instead
 -- of doing what was asked: the returned status says so.

@@ -38,10 +38,40 @@ OFFER_STATUS_LABELS = {
 }
 
 
+# What happens to the reais with each payment method, told to the buyer and to the seller: only PIX and
+# TED are paid outside the platform (and so need the seller's bank details).
+METHOD_FLOW = {
+    ("PIX", "buyer"): N_("PIX: você paga por PIX direto na conta do vendedor (os dados aparecem na negociação), "
+                         "fora da bs-market, e marca como pago; a cripto entra no seu saldo quando o vendedor "
+                         "confirmar o recebimento."),
+    ("PIX", "seller"): N_("PIX: o comprador paga por PIX direto na sua conta, fora da bs-market, nos dados que "
+                          "você informar; você confere no seu banco e libera a cripto, que fica em garantia até lá."),
+    ("TED", "buyer"): N_("TED: você paga por TED direto na conta do vendedor (os dados aparecem na negociação), "
+                         "fora da bs-market, e marca como pago; a cripto entra no seu saldo quando o vendedor "
+                         "confirmar o recebimento."),
+    ("TED", "seller"): N_("TED: o comprador paga por TED direto na sua conta, fora da bs-market, nos dados que "
+                          "você informar; você confere no seu banco e libera a cripto, que fica em garantia até lá."),
+    ("BALANCE", "buyer"): N_("Saldo bs-market: o valor sai do seu saldo em reais na bs-market e a cripto entra no "
+                             "seu saldo na mesma hora. Nenhum pagamento fora da plataforma."),
+    ("BALANCE", "seller"): N_("Saldo bs-market: o valor entra no seu saldo em reais na bs-market e a cripto sai do "
+                              "seu saldo na mesma hora. Nenhum pagamento fora da plataforma, nenhum dado bancário."),
+    ("PIX_CONFIRMED", "buyer"): N_("PIX confirmado: você paga um QR Code PIX da bs-market, de uma conta no seu CPF; "
+                                   "a cripto entra no seu saldo automaticamente quando o PIX chega."),
+    ("PIX_CONFIRMED", "seller"): N_("PIX confirmado: o comprador paga um QR Code PIX da bs-market; quando o PIX "
+                                    "chega, o valor entra no seu saldo em reais e a cripto é liberada "
+                                    "automaticamente. Nenhum dado bancário."),
+}
+OUTSIDE_METHODS = ("PIX", "TED")
+
+
+def method_flow(method: str, role: str) -> str:
+    return METHOD_FLOW.get((method, role), "")
+
+
 @bp.context_processor
 def labels():
     return {"status_labels": STATUS_LABELS, "offer_status_labels": OFFER_STATUS_LABELS,
-            "method_labels": METHOD_LABELS}
+            "method_labels": METHOD_LABELS, "method_flow": method_flow, "outside_methods": OUTSIDE_METHODS}
 
 
 @bp.app_template_filter("p2p_duration")
@@ -101,6 +131,12 @@ def _index_prices() -> dict:
             for r in db.call("api.get_p2p_index_prices")}
 
 
+def _maker_fees() -> dict:
+    """{crypto: maker percent} from the public fee schedule (the fee a new offer is charged)."""
+    return {r["currency"]: r["value"] for r in db.call("api.get_fee_schedule")
+            if r["section"] == "p2p" and r["name"] == "maker_percent"}
+
+
 @bp.route("/p2p/offers/new", methods=["GET", "POST"])
 @login_required
 def new_offer():
@@ -120,7 +156,8 @@ def new_offer():
     if not form.idempotency_key.data:
         form.idempotency_key.data = str(uuid.uuid4())
     status = 422 if request.method == "POST" else 200
-    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=None), status
+    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=None,
+                           maker_fees=_maker_fees()), status
 
 
 @bp.route("/p2p/offers/<id:offer_id>/edit", methods=["GET", "POST"])
@@ -148,7 +185,8 @@ def edit_offer(offer_id: int):
             flash(f"Oferta #{offer_id} atualizada.", "success")
             return redirect(url_for(".my_offers"))
     status = 422 if request.method == "POST" else 200
-    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=offer), status
+    return render_template("p2p/offer_form.html", form=form, price_map=_index_prices(), editing=offer,
+                           maker_fees=_maker_fees()), status
 
 
 @bp.post("/p2p/offers/<id:offer_id>/<any(pause, resume, cancel):action>")
@@ -178,30 +216,40 @@ def my_offers(status: int = 200):
 def offer(offer_id: int):
     # A trade opened from the form is one call: the form takes any method and
     # api.open_p2p_trade refuses one the offer does not accept (BSV01 on the
-    # field); the offer is read only to show the page.
+    # field); the offer is read only to show the page. "Ver valores" (action
+    # preview) asks the database what the trade would be, fee included,
+    # before the customer confirms.
     form = OpenTradeForm()
     status = 200
+    preview = None
     if form.validate_on_submit():
         try:
-            row = db.call_one("api.open_p2p_trade", user_id=current_user.id, offer_id=offer_id,
-                              payment_method=form.payment_method.data, idempotency_key=form.idempotency_key.data,
-                              brl_amount=form.brl_amount.data, payment_details=form.payment_details.data or None,
-                              totp_code=form.totp_code.data)
+            if request.form.get("action") == "preview":
+                preview = db.call_one("api.preview_p2p_trade", user_id=current_user.id, offer_id=offer_id,
+                                      brl_amount=form.brl_amount.data)
+            else:
+                row = db.call_one("api.open_p2p_trade", user_id=current_user.id, offer_id=offer_id,
+                                  payment_method=form.payment_method.data, idempotency_key=form.idempotency_key.data,
+                                  brl_amount=form.brl_amount.data, payment_details=form.payment_details.data or None,
+                                  totp_code=form.totp_code.data)
         except DomainError as exc:
             form_error(form, exc, default_field="brl_amount")
             status = exc.status
         else:
-            flash(N_("Negociação aberta.") if row["status"] == "OPEN" else N_("Negociação concluída."), "success")
-            if form.payment_method.data == "PIX_CONFIRMED" and row["status"] == "OPEN":
-                request_pix_charge(row["trade_id"])
-            return redirect(url_for(".trade", trade_id=row["trade_id"]))
+            if preview is None:
+                flash(N_("Negociação aberta.") if row["status"] == "OPEN" else N_("Negociação concluída."), "success")
+                if form.payment_method.data == "PIX_CONFIRMED" and row["status"] == "OPEN":
+                    request_pix_charge(row["trade_id"])
+                return redirect(url_for(".trade", trade_id=row["trade_id"]))
     elif request.method == "POST":
         status = 422
     if not form.idempotency_key.data:
         form.idempotency_key.data = str(uuid.uuid4())
     offer = db.call_one("api.get_p2p_offer", user_id=current_user.id, offer_id=offer_id)
     form.payment_method.choices = [(m, METHOD_LABELS[m]) for m in offer["payment_methods"]]
-    return render_template("p2p/offer.html", offer=offer, form=form), status
+    if preview is None and not offer["is_mine"] and offer["status"] == "active":
+        preview = db.call_one("api.preview_p2p_trade", user_id=current_user.id, offer_id=offer_id)
+    return render_template("p2p/offer.html", offer=offer, form=form, preview=preview), status
 
 
 def request_pix_charge(trade_id: int) -> None:

@@ -47,9 +47,7 @@ def index():
     provider = pix_provider_name(current_app.config)
     if form.validate_on_submit():
         try:
-            if form.key_type.data in UNSUPPORTED_KEY_TYPES.get(provider, ()):
-                raise DomainError("BSV01", N_("Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
-                                              "e-mail ou telefone."), "pix_key")
+            _refuse_unsupported(provider, form.key_type.data)
             # With 2FA on, the database wants a fresh code (step-up) before money leaves.
             row = db.call_one("api.create_withdrawal", user_id=current_user.id, amount=form.amount.data,
                               key_type=form.key_type.data, pix_key=form.pix_key.data,
@@ -68,8 +66,18 @@ def index():
     return _render(form, DestinationForm(formdata=None), 422 if request.method == "POST" else 200)
 
 
+def _refuse_unsupported(provider: str, key_type: str) -> None:
+    """A key type the PIX provider cannot pay to is not offered on the forms; one posted anyway is refused."""
+    if key_type in UNSUPPORTED_KEY_TYPES.get(provider, ()):
+        raise DomainError("BSV01", N_("Nosso provedor PIX não envia para chave aleatória: use CPF, CNPJ, "
+                                      "e-mail ou telefone."), "pix_key")
+
+
 def _render(form, destination_form, status: int):
     provider = pix_provider_name(current_app.config)
+    unsupported = UNSUPPORTED_KEY_TYPES.get(provider, ())
+    for f in (form, destination_form):
+        f.key_type.choices = [c for c in f.key_type.choices if c.value not in unsupported]
     page = max(request.args.get("page", 1, type=int), 1)
     rows = db.call("api.list_withdrawals", user_id=current_user.id, page=page, page_size=PAGE_SIZE)
     total = rows[0]["total_rows"] if rows else 0
@@ -90,6 +98,7 @@ def add_destination():
     form = DestinationForm()
     if form.validate_on_submit():
         try:
+            _refuse_unsupported(pix_provider_name(current_app.config), form.key_type.data)
             row = db.call_one("api.add_withdrawal_destination", user_id=current_user.id, key_type=form.key_type.data,
                               pix_key=form.pix_key.data, label=form.label.data or "", totp_code=form.totp_code.data)
         except DomainError as exc:

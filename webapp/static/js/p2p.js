@@ -65,6 +65,14 @@
         effective.textContent = brl.format(Math.round(index * (1 + premium / 100) * 100) / 100);
         indexLabel.textContent = "Índice Binance " + crypto + ": " + brl.format(index);
       }
+      // Bank details only where the buyer pays outside the platform: a SELL offer with PIX or TED.
+      var details = form.querySelector("[data-show-for]");
+      var sideField = form.querySelector("input[name=side]:checked");
+      if (details && sideField) {
+        var outside = Array.prototype.some.call(form.querySelectorAll("input[name=payment_methods]:checked"),
+          function (box) { return box.value === "PIX" || box.value === "TED"; });
+        details.classList.toggle("d-none", !(sideField.value === "SELL" && outside));
+      }
     };
     form.addEventListener("input", update);
     form.addEventListener("change", update);
