@@ -24,7 +24,6 @@ Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
   POST /_sandbox/payouts/mode                  {mode: approve|reject|hang|error500|timeout, status_detail?}
   GET  /_sandbox/payouts/mode
   POST /_sandbox/payouts/<id>/settle           {outcome: approve|reject, status_detail?} (hanging payouts)
-  POST /_sandbox/payouts/<id>/notify           re-send the last payout notification
   GET  /_sandbox/webhooks[?resource_id=]       delivery attempts
   POST /_sandbox/webhooks/drop                 {drop: true|false} lose notifications on purpose
   POST /_sandbox/webhooks/chaos                {delay_max?: s, duplicates?: n} (bench/chaos.py) every
@@ -35,8 +34,6 @@ Operator/test controls live under `/_sandbox/` (not part of Mercado Pago):
                                                sleep `sleep` s (a client timeout) and then act
   GET  /_sandbox/state                         everything, as JSON
   POST /_sandbox/reset                         forget everything
-Emulator convenience, NOT in the real API (clients must not depend on it):
-  GET  /v1/transaction-intents/search?external_reference=
 
 Ids (payments, refunds, notifications, payouts, e2e) never repeat, across restarts too
 (sandbox/ids.py; `--state-dir` keeps the high-water marks). The charges themselves
@@ -824,17 +821,6 @@ def _intent(tid: str) -> dict:
         raise ApiError(payout_error(404, "not_found", "transaction intent not found"))
     return t
 
-@routes.get("/v1/transaction-intents/search")
-def search_intents():
-    # EMULATOR CONVENIENCE: not a documented Mercado Pago endpoint.
-    token()
-    ref = request.args.get("external_reference")
-    with state.lock:
-        rows = [intent_view(t) for t in state.intents.values()
-                if ref is None or t["external_reference"] == ref]
-    return json_response({"paging": {"total": len(rows), "limit": len(rows), "offset": 0},
-                          "results": rows}, headers={"X-Sandbox-Only": "true"})
-
 @routes.get("/v1/transaction-intents/<tid>")
 def get_intent(tid):
     token()
@@ -997,15 +983,6 @@ def sandbox_settle(tid):
         view = intent_view(t)
     notify_intent(t, "transaction_intent.updated")
     return _done(view)
-
-@routes.post("/_sandbox/payouts/<tid>/notify")
-def sandbox_payout_renotify(tid):
-    with state.lock:
-        t = _intent(tid)
-        last = state.last_notification.get(("transaction_intent", tid))
-    d = (state.notify("transaction_intent", tid, t.get("_notification_url"), last, redelivery=True)
-         if last else notify_intent(t, "transaction_intent.updated"))
-    return _done(d.as_dict())
 
 @routes.get("/_sandbox/webhooks")
 def sandbox_webhooks():

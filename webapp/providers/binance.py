@@ -229,18 +229,6 @@ class Order:
     def is_filled(self) -> bool:
         return self.status == "FILLED"
 
-    @property
-    def average_price(self) -> Decimal | None:
-        if not self.executed_qty:
-            return None
-        return self.cummulative_quote_qty / self.executed_qty
-
-    def commissions(self) -> dict[str, Decimal]:
-        """Total commission per asset over the fills."""
-        totals: dict[str, Decimal] = {}
-        for f in self.fills:
-            totals[f.commission_asset] = totals.get(f.commission_asset, Decimal(0)) + f.commission
-        return totals
 
 
 @dataclass(frozen=True)
@@ -285,10 +273,6 @@ class SymbolInfo:
     notional: NotionalFilter | None
     filters: dict[str, dict] = field(default_factory=dict)  # raw, by filterType
     raw: dict = field(default_factory=dict)
-
-    @property
-    def is_trading(self) -> bool:
-        return self.status == "TRADING"
 
     @property
     def market_step_size(self) -> Decimal:
@@ -338,26 +322,6 @@ class SymbolInfo:
             filters=filters,
             raw=data,
         )
-
-
-@dataclass(frozen=True)
-class Kline:
-    open_time: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    close_time: int
-    quote_volume: Decimal
-    trades: int
-    taker_buy_base_volume: Decimal
-    taker_buy_quote_volume: Decimal
-
-    @classmethod
-    def from_row(cls, row: list) -> "Kline":
-        return cls(int(row[0]), _dec(row[1]), _dec(row[2]), _dec(row[3]), _dec(row[4]), _dec(row[5]),
-                   int(row[6]), _dec(row[7]), int(row[8]), _dec(row[9]), _dec(row[10]))
 
 
 # --------------------------------------------------------------------------- wallet data
@@ -443,10 +407,6 @@ class CoinConfig:
     networks: dict[str, NetworkConfig]
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def default_network(self) -> NetworkConfig | None:
-        return next((n for n in self.networks.values() if n.is_default), None)
-
     @classmethod
     def from_json(cls, data: dict) -> "CoinConfig":
         nets = [NetworkConfig.from_json({"coin": data["coin"], **n}) for n in data.get("networkList", [])]
@@ -491,11 +451,6 @@ class SubDeposit:
     def is_credited(self) -> bool:
         """The coins are on the sub-account (status 6 or 1)."""
         return self.status in (DEPOSIT_SUCCESS, DEPOSIT_CREDITED_CANNOT_WITHDRAW)
-
-    @property
-    def is_success(self) -> bool:
-        """Credited and unlocked: it can be swept (status 1)."""
-        return self.status == DEPOSIT_SUCCESS
 
     @classmethod
     def from_json(cls, data: dict, email: str) -> "SubDeposit":
@@ -559,10 +514,6 @@ class Withdrawal:
     def is_failed(self) -> bool:
         """Definitely not sent (rejected, failed or cancelled): the coins are back."""
         return self.status in WITHDRAW_FAILED_STATUSES
-
-    @property
-    def is_final(self) -> bool:
-        return self.is_completed or self.is_failed
 
     @classmethod
     def from_json(cls, data: dict) -> "Withdrawal":
@@ -644,12 +595,6 @@ class BinanceClient:
             out.append(row)
         return out
 
-    def klines(self, symbol: str, interval: str, limit: int = 500,
-               start_time: int | None = None, end_time: int | None = None) -> list[Kline]:
-        params = {"symbol": symbol, "interval": interval, "limit": limit,
-                  "startTime": start_time, "endTime": end_time}
-        return [Kline.from_row(row) for row in self._request("GET", "/api/v3/klines", params)]
-
     def exchange_info(self, symbols: Iterable[str] | str | None = None) -> dict[str, SymbolInfo]:
         data = self._request("GET", "/api/v3/exchangeInfo", _symbols_param(symbols))
         self.rate_limits = list(data.get("rateLimits", []))
@@ -664,13 +609,6 @@ class BinanceClient:
         params = self._market_order_params(symbol, side, client_order_id, quote_order_qty, quantity)
         data = self._request("POST", self.ORDER_PATH, params, signed=True, side_effect=True)
         return Order.from_json(data)
-
-    def test_market_order(self, symbol: str, side: str, client_order_id: str,
-                          quote_order_qty: Decimal | None = None,
-                          quantity: Decimal | None = None) -> None:
-        """POST /api/v3/order/test: validated by Binance, never executed."""
-        params = self._market_order_params(symbol, side, client_order_id, quote_order_qty, quantity)
-        self._request("POST", self.ORDER_PATH + "/test", params, signed=True)
 
     def get_order(self, symbol: str, orig_client_order_id: str | None = None, *,
                   order_id: int | None = None, with_fills: bool = False) -> Order | None:
@@ -707,25 +645,16 @@ class BinanceClient:
         wanted = set(coins) if coins is not None else None
         return {r["coin"]: CoinConfig.from_json(r) for r in rows if wanted is None or r["coin"] in wanted}
 
-    def network_config(self, coin: str, network: str) -> NetworkConfig | None:
-        cfg = self.coin_configs([coin]).get(coin)
-        return cfg.networks.get(network) if cfg else None
-
     def create_virtual_sub_account(self, sub_account_string: str) -> str:
         """POST /sapi/v1/sub-account/virtualSubAccount → the new sub-account's email.
 
-        Not idempotent: after an outcome-unknown error, look for the account with
-        `find_sub_account(...)` (the email is returned only by this call)."""
+        Not idempotent: after an outcome-unknown error, look for the account in
+        `sub_account_emails()` (the email is returned only by this call)."""
         if not sub_account_string:
             raise ValueError("sub_account_string is required")
         data = self._request("POST", "/sapi/v1/sub-account/virtualSubAccount",
                              {"subAccountString": sub_account_string}, signed=True, side_effect=True)
         return str(data["email"])
-
-    def find_sub_account(self, email: str) -> bool:
-        """True if the master has a sub-account with this email (GET /sapi/v1/sub-account/list)."""
-        data = self._request("GET", "/sapi/v1/sub-account/list", {"email": email}, signed=True)
-        return any(row.get("email") == email for row in data.get("subAccounts", []))
 
     def sub_account_emails(self, page: int = 1, limit: int = 200) -> list[str]:
         """One page of the master's sub-account emails (GET /sapi/v1/sub-account/list)."""
@@ -970,7 +899,7 @@ class BinanceClient:
 
 __all__ = [
     "AUTH_ERROR_CODES", "BinanceAuthError", "BinanceClient", "BinanceError", "BinanceOutcomeUnknown",
-    "BinanceRateLimited", "BinanceRejected", "BinanceUnavailable", "CLIENT_ORDER_ID_RE", "Fill", "Kline",
+    "BinanceRateLimited", "BinanceRejected", "BinanceUnavailable", "CLIENT_ORDER_ID_RE", "Fill",
     "LotSize", "NotionalFilter", "Order", "PriceFilter", "PRODUCTION_URL", "SymbolInfo", "TESTNET_URL",
     "format_decimal", "round_to_step", "sign",
     "CoinConfig", "DepositAddress", "NetworkConfig", "SubDeposit", "UniversalTransfer", "Withdrawal",
