@@ -557,12 +557,14 @@ def verify_signature() -> None:
     if server - ts_ms > recv_window:
         raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
 
+
 @routes.errorhandler(ApiError)
 def api_error(exc: ApiError):
     resp = current_app.json.response({"code": exc.code, "msg": exc.msg})
     resp.status_code = exc.status
     resp.headers.update(exc.headers)
     return resp
+
 
 @routes.before_request
 def meter():
@@ -586,11 +588,13 @@ def meter():
                                status)
     return None
 
+
 @routes.after_request
 def weight_header(resp: Response):
     if request.path.startswith(("/api/", "/sapi/")):
         resp.headers["X-MBX-USED-WEIGHT-1M"] = str(state.used_weight(request.remote_addr or "?"))
     return resp
+
 
 # ---- market data
 
@@ -598,9 +602,11 @@ def weight_header(resp: Response):
 def ping():
     return {}
 
+
 @routes.get("/api/v3/time")
 def server_time():
     return {"serverTime": state.now_ms()}
+
 
 @routes.get("/api/v3/ticker/price")
 def ticker_price():
@@ -609,6 +615,7 @@ def ticker_price():
     rows = [{"symbol": s.symbol, "price": fmt(state.current_price(s))}
             for s in (specs if specs is not None else state.symbols.values())]
     return rows[0] if params.get("symbol") else current_app.json.response(rows)
+
 
 def ticker_24h_row(spec: SymbolSpec, full: bool) -> dict:
     now_ms = state.now_ms()
@@ -646,6 +653,7 @@ def ticker_24h_row(spec: SymbolSpec, full: bool) -> dict:
     })
     return row
 
+
 @routes.get("/api/v3/ticker/24hr")
 def ticker_24h():
     params = _params()
@@ -655,6 +663,7 @@ def ticker_24h():
     specs = _symbols_list(state, params)
     rows = [ticker_24h_row(s, kind == "FULL") for s in (specs if specs is not None else state.symbols.values())]
     return rows[0] if params.get("symbol") else current_app.json.response(rows)
+
 
 @routes.get("/api/v3/exchangeInfo")
 def exchange_info():
@@ -676,6 +685,7 @@ def exchange_info():
         "exchangeFilters": [],
         "symbols": [_symbol_json(s) for s in specs],
     }
+
 
 # ---- trading
 
@@ -708,6 +718,7 @@ def parse_order(params: dict) -> tuple:
     if spec.status != "TRADING":
         raise ApiError(-2010, "Market is closed.")
     return spec, side, quantity, quote_qty, resp_type, client_id
+
 
 @routes.post("/api/v3/order")
 def new_order():
@@ -759,6 +770,7 @@ def new_order():
         resp.headers["X-MBX-ORDER-COUNT-1D"] = str(len(state.order_counts))
     return resp
 
+
 @routes.get("/api/v3/order")
 def query_order():
     verify_signature()
@@ -773,6 +785,7 @@ def query_order():
         raise ApiError(-2013, "Order does not exist.")
     with state.lock:
         return order.query_json()
+
 
 @routes.get("/api/v3/myTrades")
 def my_trades():
@@ -791,7 +804,6 @@ def create_app(config: dict | None = None) -> Flask:
     from sandbox.binance_capital import routes as wallet_routes
     config = {"api_key": "sandbox-key", "secret_key": "sandbox-secret", **(config or {})}
     return make_app(__name__, SandboxState(config), routes, wallet_routes, extension="binance_sandbox")
-
 
 
 def _symbol_json(s: SymbolSpec) -> dict:
@@ -838,6 +850,7 @@ def bad(msg: str):
     resp.status_code = 400
     return resp
 
+
 @routes.post("/_sandbox/next_order")
 def control_next_order():
     data = control_body()
@@ -850,6 +863,7 @@ def control_next_order():
     if data.get("msg"):
         entry["msg"] = str(data["msg"])
     return {"queued": state.next_modes.push(entry, int(data.get("count", 1)))}
+
 
 @routes.post("/_sandbox/price")
 def control_price():
@@ -868,6 +882,7 @@ def control_price():
         state.frozen[spec.symbol] = price
     return {"symbol": spec.symbol, "price": fmt(price), "frozen": True}
 
+
 @routes.post("/_sandbox/weight_limit")
 def control_weight_limit():
     data = control_body()
@@ -876,6 +891,7 @@ def control_weight_limit():
         if data.get("reset_counters", True):
             state.ip_weights.clear()
     return {"limit": state.weight_limit}
+
 
 @routes.post("/_sandbox/fail_market_data")
 def control_fail():
@@ -888,11 +904,13 @@ def control_fail():
                                   "retry_after": int(data.get("retry_after", 1))}
     return state.fail_market_data
 
+
 @routes.post("/_sandbox/clock")
 def control_clock():
     with state.lock:
         state.clock_offset_ms = int(control_body().get("offset_ms", 0))
     return {"offset_ms": state.clock_offset_ms, "serverTime": state.now_ms()}
+
 
 @routes.post("/_sandbox/symbol_status")
 def control_symbol_status():
@@ -903,6 +921,7 @@ def control_symbol_status():
         state.symbols[data["symbol"]].status = str(data.get("status", "TRADING"))
     return {"symbol": data["symbol"], "status": state.symbols[data["symbol"]].status}
 
+
 @routes.get("/_sandbox/orders")
 def control_orders():
     symbol = request.args.get("symbol")
@@ -912,12 +931,14 @@ def control_orders():
                 if not symbol or o.symbol == symbol]
     return current_app.json.response(rows)
 
+
 @routes.get("/_sandbox/stats")
 def control_stats():
     with state.lock:
         return {"requests": dict(state.request_counts), "weight_limit": state.weight_limit,
                 "weights": {ip: {"used": r.used, "over": r.over, "banned_until": r.banned_until}
                             for ip, r in state.ip_weights.items()}}
+
 
 @routes.post("/_sandbox/reset")
 def control_reset():

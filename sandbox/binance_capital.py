@@ -451,6 +451,7 @@ state = state_proxy()
 def wallet() -> WalletState:
     return state.wallet  # replaced by /_sandbox/reset
 
+
 @routes.get("/sapi/v1/capital/config/getall")
 def capital_config():
     verify_signature()
@@ -465,6 +466,7 @@ def capital_config():
                          "withdrawing": fmt(w.withdrawing(coin)), "ipoing": "0", "ipoable": "0",
                          "storage": "0", "isLegalMoney": False, "trading": True, "networkList": nets})
     return current_app.json.response(rows)
+
 
 @routes.post("/sapi/v1/sub-account/virtualSubAccount")
 def create_virtual_sub_account():
@@ -482,6 +484,7 @@ def create_virtual_sub_account():
         w.subs[email] = SubAccount(email=email, create_ms=w.now_ms())
     return {"email": email}
 
+
 @routes.get("/sapi/v1/sub-account/list")
 def list_sub_accounts():
     verify_signature()
@@ -496,6 +499,7 @@ def list_sub_accounts():
                              "isManagedSubAccount": False, "isAssetManagementSubAccount": False}
                             for s in rows]}
 
+
 @routes.get("/sapi/v1/capital/deposit/subAddress")
 def sub_deposit_address():
     verify_signature()
@@ -506,6 +510,7 @@ def sub_deposit_address():
     network, spec = w.network(coin, params.get("network"))
     address = w.address_for(sub.email, FAMILY[network])
     return {"address": address, "coin": coin, "tag": "", "url": spec["url"] + address}
+
 
 @routes.get("/sapi/v1/capital/deposit/subHisrec")
 def sub_deposit_history():
@@ -527,6 +532,7 @@ def sub_deposit_history():
         rows.sort(key=lambda d: d.insert_ms, reverse=True)
         out = [d.json(w) for d in rows[offset:offset + max(1, min(limit, 500))]]
     return current_app.json.response(out)
+
 
 @routes.post("/sapi/v1/sub-account/universalTransfer")
 def universal_transfer():
@@ -569,6 +575,7 @@ def universal_transfer():
         w.transfers[t.tran_id] = t
     return {"tranId": t.tran_id, "clientTranId": client_id}
 
+
 @routes.get("/sapi/v1/sub-account/universalTransfer")
 def universal_transfer_history():
     verify_signature()
@@ -588,6 +595,7 @@ def universal_transfer_history():
         rows.sort(key=lambda t: t.create_ms, reverse=True)
         result = [t.json(w.master_email) for t in rows[(page - 1) * limit:][:limit]]
     return {"result": result, "totalCount": len(rows)}
+
 
 @routes.post("/sapi/v1/capital/withdraw/apply")
 def withdraw_apply():
@@ -644,6 +652,7 @@ def withdraw_apply():
                               "execution status unknown.", int(mode.get("status", 500)))
     return {"id": wd_id}
 
+
 @routes.get("/sapi/v1/capital/withdraw/history")
 def withdraw_history():
     verify_signature()
@@ -669,7 +678,6 @@ def withdraw_history():
     return current_app.json.response(out)
 
 
-
 # --------------------------------------------------------------------------- controls
 
 def answer(payload, status: int = 200):
@@ -682,15 +690,19 @@ def answer(payload, status: int = 200):
     resp.status_code = status
     return resp
 
+
 def bad(msg: str, status: int = 400):
     return answer({"error": msg}, status)
+
 
 def flag(value) -> bool:
     return value in (True, "true", "1", 1, "on", "yes")
 
+
 @routes.get("/_sandbox/wallet/state")
 def wallet_state():
     return wallet().state_json()
+
 
 @routes.post("/_sandbox/wallet/send")
 def wallet_send():
@@ -715,6 +727,7 @@ def wallet_send():
         wallet().confirm(dep, confirmations=int(data["confirmations"]))
     return answer({**dep.json(wallet()), "email": dep.email})
 
+
 @routes.post("/_sandbox/wallet/confirm")
 def wallet_confirm():
     data = control_body()
@@ -729,6 +742,7 @@ def wallet_confirm():
         return bad(str(exc), 409)
     return answer({**dep.json(w), "email": dep.email})
 
+
 @routes.post("/_sandbox/wallet/duplicate")
 def wallet_duplicate():
     data = control_body()
@@ -742,6 +756,7 @@ def wallet_duplicate():
         else:
             return bad("unknown kind or id", 404)
     return answer({"duplicated": kind, "id": row_id})
+
 
 @routes.post("/_sandbox/wallet/withdrawal")
 def wallet_withdrawal():
@@ -759,6 +774,7 @@ def wallet_withdrawal():
         return bad(str(exc), 409)
     return answer({**wd.json(), "requested": fmt(wd.amount)})
 
+
 @routes.post("/_sandbox/wallet/next_withdraw")
 def wallet_next_withdraw():
     data = control_body()
@@ -769,6 +785,7 @@ def wallet_next_withdraw():
              "delay_seconds": float(data.get("delay_seconds", 12)), "status": int(data.get("status", 500)),
              "initial_status": int(data.get("initial_status", 4))}
     return answer({"queued": wallet().next_withdraw.push(entry, int(data.get("count", 1)))})
+
 
 @routes.post("/_sandbox/wallet/network")
 def wallet_network():
@@ -784,6 +801,7 @@ def wallet_network():
         spec = w.networks[key]
     return answer({"coin": key[0], "network": key[1], "depositEnable": spec["depositEnable"],
                    "withdrawEnable": spec["withdrawEnable"]})
+
 
 @routes.post("/_sandbox/wallet/balance")
 def wallet_balance():
@@ -804,6 +822,7 @@ def wallet_balance():
         else:
             w.master_free[coin] = free
     return answer({"coin": coin, "free": fmt(free), "email": data.get("email") or w.master_email})
+
 
 @routes.get("/_sandbox/wallet")
 def wallet_page():

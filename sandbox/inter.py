@@ -206,14 +206,17 @@ cfg = LocalProxy(lambda: state.config)
 def _err(e: InterError):
     return e.response()
 
+
 @routes.errorhandler(HTTPException)
 def _http(e: HTTPException):
     return InterError(e.code or 500, e.name, e.description or "").response()
+
 
 @routes.errorhandler(Exception)
 def _crash(e: Exception):
     current_app.logger.exception("inter sandbox crashed")
     return InterError(500, "Erro interno", str(e)).response()
+
 
 def need(scope: str):
     auth = request.headers.get("Authorization", "")
@@ -228,11 +231,13 @@ def need(scope: str):
     if cfg["ACCOUNT"] and account and account != cfg["ACCOUNT"]:
         raise InterError(403, "Acesso negado", "conta corrente não pertence à aplicação")
 
+
 def body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise InterError(400, "Requisição inválida", "o corpo deve ser um objeto JSON")
     return data
+
 
 # ---------------------------------------------------------------- oauth
 @routes.post("/oauth/v2/token")
@@ -252,12 +257,14 @@ def oauth_token():
     return json_response({"access_token": tok, "token_type": "Bearer",
                           "expires_in": int(cfg["TOKEN_TTL"]), "scope": " ".join(sorted(scopes))})
 
+
 # ---------------------------------------------------------------- cob
 def _cob(txid: str) -> dict:
     c = state.cobs.get(txid)
     if c is None:
         raise InterError(404, "Cobrança não encontrada", f"não há cobrança com txid {txid}")
     return c
+
 
 @routes.put("/pix/v2/cob/<txid>")
 def cob_create(txid):
@@ -310,11 +317,13 @@ def cob_create(txid):
         state.cobs[txid] = c
         return json_response(cob_view(c), 201)
 
+
 @routes.get("/pix/v2/cob/<txid>")
 def cob_get(txid):
     need("cob.read")
     with state.lock:
         return json_response(cob_view(_cob(txid)))
+
 
 @routes.patch("/pix/v2/cob/<txid>")
 def cob_patch(txid):
@@ -330,6 +339,7 @@ def cob_patch(txid):
         c["status"] = "REMOVIDA_PELO_USUARIO_RECEBEDOR"
         c["revisao"] += 1
         return json_response(cob_view(c))
+
 
 @routes.post("/pix/v2/cob/pagar/<txid>")
 def cob_pay(txid):
@@ -363,6 +373,7 @@ def cob_pay(txid):
         state.deliver("pix", url, payload)
     return json_response({"status": "CONCLUIDA", "txid": txid, "pix": pix_view(item)})
 
+
 # ---------------------------------------------------------------- pix recebidos, devoluções
 def _received(e2e: str) -> tuple[dict, dict]:
     found = state.received.get(e2e)
@@ -370,10 +381,12 @@ def _received(e2e: str) -> tuple[dict, dict]:
         raise InterError(404, "Pix não encontrado", f"nenhum PIX recebido com endToEndId {e2e}")
     return found
 
+
 def _left(item: dict) -> Decimal:
     back = sum((Decimal(devolucao_view(d)["valor"]) for d in item["devolucoes"]
                 if d["status"] != "NAO_REALIZADO"), Decimal("0.00"))
     return Decimal(item["valor"]) - back
+
 
 @routes.put("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
 def devolucao_put(e2e, dev_id):
@@ -412,6 +425,7 @@ def devolucao_put(e2e, dev_id):
         item["devolucoes"].append(d)
         return json_response(answer, 201)
 
+
 @routes.get("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
 def devolucao_get(e2e, dev_id):
     need("pix.read")
@@ -422,6 +436,7 @@ def devolucao_get(e2e, dev_id):
                 return json_response(devolucao_view(d))
     raise InterError(404, "Devolução não encontrada", f"nenhuma devolução {dev_id} do PIX {e2e}")
 
+
 # ---------------------------------------------------------------- webhooks
 def _webhook_url(data: dict) -> str:
     url = data.get("webhookUrl")
@@ -429,6 +444,7 @@ def _webhook_url(data: dict) -> str:
     if not isinstance(url, str) or not url.startswith(schemes):
         raise violation("webhookUrl", "deve ser uma URL " + " ou ".join(s.rstrip(":/") for s in schemes), url)
     return url
+
 
 @routes.put("/pix/v2/webhook/<chave>")
 def webhook(chave):
@@ -439,11 +455,13 @@ def webhook(chave):
         state.pix_webhooks[chave] = _webhook_url(body())
     return Response(status=204)
 
+
 @routes.put("/banking/v2/webhooks/pix-pagamento")
 def banking_webhook():
     need("webhook-banking.write")
     state.banking_webhook = _webhook_url(body())
     return Response(status=204)
+
 
 # ---------------------------------------------------------------- banking
 def settle(p: dict, outcome: str):
@@ -462,6 +480,7 @@ def settle(p: dict, outcome: str):
             "dataHoraMovimento": p["dataHoraMovimento"], "dataHoraSolicitacao": p["dataHoraSolicitacao"],
             "endToEnd": p.get("endToEnd"), "status": "EFETIVADO" if outcome == "approve" else "NAO_EFETIVADO",
             "tipoMovimentacao": "PAGAMENTO", "valor": p["valor"], "recebedor": p["recebedor"]}])
+
 
 @routes.post("/banking/v2/pix")
 def banking_send():
@@ -513,17 +532,20 @@ def banking_send():
             settle(p, state.payout_mode)
         return json_response(p["_retorno"])
 
+
 def _payout(code: str) -> dict:
     p = state.payouts.get(code)
     if p is None:
         raise InterError(404, "Pagamento não encontrado", f"nenhum PIX com codigoSolicitacao {code}")
     return p
 
+
 @routes.get("/banking/v2/pix/<code>")
 def banking_get(code):
     need("pagamento-pix.read")
     with state.lock:
         return json_response(payout_view(_payout(code)))
+
 
 # ---------------------------------------------------------------- sandbox controls
 @routes.post("/_sandbox/webhooks/shape")
@@ -534,6 +556,7 @@ def sandbox_shape():
     state.webhook_shape = shape
     return json_response({"shape": shape})
 
+
 @routes.post("/_sandbox/payouts/mode")
 def sandbox_mode():
     mode = (request.get_json(silent=True) or {}).get("mode")
@@ -541,6 +564,7 @@ def sandbox_mode():
         raise violation("mode", "use " + ", ".join(PAYOUT_MODES), mode)
     state.payout_mode = mode
     return json_response({"mode": mode})
+
 
 @routes.post("/_sandbox/payouts/<code>/settle")
 def sandbox_settle(code):
@@ -553,6 +577,7 @@ def sandbox_settle(code):
             raise InterError(409, "Pagamento já finalizado", f"status {p['status']}")
         settle(p, outcome)
         return json_response(payout_view(p))
+
 
 @routes.post("/_sandbox/pix/<e2e>/med")
 def sandbox_med(e2e):
@@ -583,6 +608,7 @@ def sandbox_med(e2e):
         state.deliver("pix", url, payload)
     return json_response(view)
 
+
 @routes.post("/_sandbox/devolucoes/mode")
 def sandbox_devolucao_mode():
     mode = (request.get_json(silent=True) or {}).get("mode")
@@ -590,6 +616,7 @@ def sandbox_devolucao_mode():
         raise violation("mode", "use " + ", ".join(DEVOLUCAO_MODES), mode)
     state.devolucao_mode = mode
     return json_response({"mode": mode})
+
 
 @routes.get("/_sandbox/state")
 def sandbox_state():
@@ -603,7 +630,6 @@ def sandbox_state():
 
 def create_app(config: dict | None = None) -> Flask:
     return make_app(__name__, State({**DEFAULTS, **(config or {})}), routes, extension="inter_sandbox")
-
 
 
 def server_ssl_context(cert_paths: certs_module.CertPaths):

@@ -283,20 +283,32 @@ class State:
 
 # --------------------------------------------------------------------------- views of records
 
-def payment_view(p: dict) -> dict:
-    paid = p["status"] in ("approved", "refunded", "charged_back", "in_mediation")
+def _payer_view(p: dict, paid: bool) -> dict:
     payer = {"id": p["_payer_id"], "email": None, "identification": {"type": None, "number": None},
              "first_name": None, "last_name": None, "entity_type": None, "type": None}
     if paid:   # payer data is echoed only once paid (providers.md A.2)
         payer.update(email=p["_paid_by"].get("email"),
                      identification={"type": "CPF", "number": p["_paid_by"].get("cpf")},
                      first_name=p["_paid_by"].get("first_name"), last_name=p["_paid_by"].get("last_name"))
-    total_paid = p.get("_paid_amount") if paid else p["transaction_amount"]
-    overpaid = max(Decimal("0"), (p.get("_paid_amount") or Decimal(0)) - p["transaction_amount"]) if paid else 0
+    return payer
+
+
+def _transaction_data_view(p: dict, paid: bool) -> dict:
     bank_payer = {}
     if paid:
         bank_payer = {"name": p["_paid_by"].get("name"), "identification": {"type": "CPF", "number": p["_paid_by"].get("cpf")},
                       "long_name": p["_paid_by"].get("bank", "BANCO SANDBOX S.A."), "account_id": None}
+    return {"qr_code": p["_qr_code"], "qr_code_base64": p["_qr_png"], "ticket_url": p["_ticket_url"],
+            "transaction_id": p.get("_e2e"), "e2e_id": p.get("_e2e"),
+            "bank_info": {"payer": bank_payer, "collector": {"account_holder_name": p["_merchant"]},
+                          "is_same_bank_account_owner": None}}
+
+
+def payment_view(p: dict) -> dict:
+    paid = p["status"] in ("approved", "refunded", "charged_back", "in_mediation")
+    payer = _payer_view(p, paid)
+    total_paid = p.get("_paid_amount") if paid else p["transaction_amount"]
+    overpaid = max(Decimal("0"), (p.get("_paid_amount") or Decimal(0)) - p["transaction_amount"]) if paid else 0
     return {
         "id": p["id"],
         "date_created": mp_time(p["_created"]),
@@ -335,15 +347,7 @@ def payment_view(p: dict) -> dict:
         "point_of_interaction": {
             "type": "OPENPLATFORM",
             "sub_type": "INTER_PSP" if paid else None,
-            "transaction_data": {
-                "qr_code": p["_qr_code"],
-                "qr_code_base64": p["_qr_png"],
-                "ticket_url": p["_ticket_url"],
-                "transaction_id": p.get("_e2e"),
-                "e2e_id": p.get("_e2e"),
-                "bank_info": {"payer": bank_payer, "collector": {"account_holder_name": p["_merchant"]},
-                              "is_same_bank_account_owner": None},
-            },
+            "transaction_data": _transaction_data_view(p, paid),
         },
     }
 
@@ -462,6 +466,7 @@ def token() -> str:
         raise ApiError(mp_error(401, "Unauthorized: invalid or missing access token", "unauthorized", 5))
     return tok
 
+
 def idem_key() -> str:
     key = request.headers.get("X-Idempotency-Key", "").strip()
     if not key:
@@ -470,6 +475,7 @@ def idem_key() -> str:
         raise bad_request("X-Idempotency-Key must be at most 64 characters", 4292)
     return key
 
+
 @routes.before_request
 def _injected_fault():
     # /_sandbox/faults: the provider answering 5xx (without acting) or slowly (then acting).
@@ -477,6 +483,7 @@ def _injected_fault():
         return None
     return apply_fault(state.faults.take(),
                        lambda status: mp_error(status, "injected fault (sandbox)", "service_unavailable"))
+
 
 @routes.errorhandler(ApiError)
 def _api_error(e: ApiError):
@@ -487,16 +494,44 @@ def _api_error(e: ApiError):
                         status=e.response.status_code, mimetype="text/html")
     return e.response
 
+
 @routes.errorhandler(HTTPException)
 def _http_error(e: HTTPException):
     return mp_error(e.code or 500, e.description or e.name, e.name.lower().replace(" ", "_"))
+
 
 @routes.errorhandler(Exception)
 def _crash(e: Exception):
     current_app.logger.exception("sandbox crashed")
     return mp_error(500, f"internal error: {e}", "internal_server_error")
 
+
 # ---------------------------------------------------------------- payments
+def _validate_payment(body: dict) -> tuple:
+    """A PIX create request's amount, payer, notification_url and external_reference, checked."""
+    amount = _amount(body.get("transaction_amount"), "transaction_amount", Decimal("10000000"))
+    if body.get("payment_method_id") != "pix":
+        raise bad_request("payment_method_id must be 'pix' (this sandbox emulates PIX only)", 4050)
+    payer = body.get("payer")
+    if not isinstance(payer, dict) or not payer.get("email"):
+        raise bad_request("payer.email is required", 4050)
+    if "@" not in str(payer["email"]):
+        raise bad_request("payer.email must be a valid e-mail", 4050)
+    ident = payer.get("identification") or {}
+    if ident:
+        kind, number = str(ident.get("type") or "").upper(), str(ident.get("number") or "")
+        if kind not in ("CPF", "CNPJ") or not (is_cpf(number) if kind == "CPF" else is_cnpj(number)):
+            raise bad_request("Invalid user identification number", 2067)
+    url = body.get("notification_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))
+                            or len(url) > 248):
+        raise bad_request("notification_url attribute must be url valid", 4020)
+    ref = body.get("external_reference")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > 256):
+        raise bad_request("external_reference must be a string of at most 256 characters", 4000)
+    return amount, payer, url, ref
+
+
 @routes.post("/v1/payments")
 def create_payment():
     tok = token()
@@ -512,32 +547,12 @@ def create_payment():
             return json_response(payment_view(state.payments[seen[1]]), 201,
                                  {"X-Idempotency-Replayed": "true"})
 
-        amount = _amount(body.get("transaction_amount"), "transaction_amount", Decimal("10000000"))
-        if body.get("payment_method_id") != "pix":
-            raise bad_request("payment_method_id must be 'pix' (this sandbox emulates PIX only)", 4050)
-        payer = body.get("payer")
-        if not isinstance(payer, dict) or not payer.get("email"):
-            raise bad_request("payer.email is required", 4050)
-        if "@" not in str(payer["email"]):
-            raise bad_request("payer.email must be a valid e-mail", 4050)
-        ident = payer.get("identification") or {}
-        if ident:
-            kind, number = str(ident.get("type") or "").upper(), str(ident.get("number") or "")
-            if kind not in ("CPF", "CNPJ") or not (is_cpf(number) if kind == "CPF" else is_cnpj(number)):
-                raise bad_request("Invalid user identification number", 2067)
+        amount, payer, url, ref = _validate_payment(body)
         created = now_utc()
         if body.get("date_of_expiration") is not None:
             expires = _parse_expiration(body["date_of_expiration"], created)
         else:
             expires = (created + timedelta(hours=24)).astimezone(MP_TZ)
-        url = body.get("notification_url")
-        if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))
-                                or len(url) > 248):
-            raise bad_request("notification_url attribute must be url valid", 4020)
-        ref = body.get("external_reference")
-        if ref is not None and (not isinstance(ref, str) or len(ref) > 256):
-            raise bad_request("external_reference must be a string of at most 256 characters", 4000)
-
         pid = state.new_payment_id()
         qr = brcode(cfg["PIX_KEY"], amount, cfg["MERCHANT_NAME"], cfg["MERCHANT_CITY"],
                     txid=f"mpqrinter{pid}")
@@ -559,6 +574,7 @@ def create_payment():
     state.notify_payment(p, "payment.created")
     return json_response(view, 201)
 
+
 def _payment(pid) -> dict:
     try:
         p = state.payments.get(int(pid))
@@ -568,11 +584,13 @@ def _payment(pid) -> dict:
         raise ApiError(mp_error(404, "Payment not found", "not_found", 2000))
     return p
 
+
 @routes.get("/v1/payments/<pid>")
 def get_payment(pid):
     token()
     with state.lock:
         return json_response(payment_view(_payment(pid)))
+
 
 @routes.get("/v1/payments/search")
 def search_payments():
@@ -616,6 +634,7 @@ def search_payments():
     return json_response({"paging": {"total": len(rows), "limit": limit, "offset": offset},
                           "results": page})
 
+
 @routes.put("/v1/payments/<pid>")
 def update_payment(pid):
     token()
@@ -633,6 +652,7 @@ def update_payment(pid):
     state.notify_payment(p, "payment.updated")
     return json_response(view)
 
+
 # ---------------------------------------------------------------- refunds (A.8)
 def _refund_body() -> dict:
     raw = request.get_data()
@@ -640,8 +660,10 @@ def _refund_body() -> dict:
         return {}      # the SDK's full refund sends no body
     return _body()
 
+
 def _remaining(p: dict) -> Decimal:
     return (p.get("_paid_amount") or p["transaction_amount"]) - (p.get("_refunded") or Decimal("0"))
+
 
 @routes.post("/v1/payments/<pid>/refunds")
 def create_refund(pid):
@@ -687,11 +709,13 @@ def create_refund(pid):
     state.notify_payment(p, "payment.updated")
     return json_response(view, 201)
 
+
 @routes.get("/v1/payments/<pid>/refunds")
 def list_refunds(pid):
     token()
     with state.lock:
         return json_response([refund_view(r) for r in _payment(pid).get("_refunds", [])])
+
 
 @routes.get("/v1/payments/<pid>/refunds/<rid>")
 def get_refund(pid, rid):
@@ -702,7 +726,35 @@ def get_refund(pid, rid):
                 return json_response(refund_view(r))
     raise ApiError(mp_error(404, "Refund not found", "not_found", 2000))
 
+
 # ---------------------------------------------------------------- payouts
+def _validate_destination(to: dict) -> None:
+    """transaction.to.accounts[0]: a PIX key (chave) or bank account fields."""
+    def err(code, message):
+        return ApiError(payout_error(400, code, message))
+
+    if to.get("type", "current") not in ("current", "mercadopago"):
+        raise err("invalid_request_payload", "invalid value for field: transaction.to.accounts[0].type")
+    chave = to.get("chave")
+    if chave is None:
+        missing = [k for k in ("bank_id", "branch", "number", "holder") if not to.get(k)]
+        if missing:
+            raise err("invalid_request_payload",
+                      f"destination needs chave or bank account fields (missing {', '.join(missing)})")
+        return
+    kind = chave.get("type") if isinstance(chave, dict) else None
+    if kind not in PAYOUT_CHAVE_TYPES:
+        raise err("invalid_request_payload", "invalid value for field: transaction.to.accounts[0].chave.type")
+    value = str(chave.get("value") or "")
+    try:
+        if kind == "PIX_CODE":
+            parse_brcode(value)
+        else:
+            normalize_pix_key(kind, value)
+    except ValueError as exc:
+        raise err("invalid_chave_pix", f"invalid_chave_pix: {exc}") from None
+
+
 def _validate_intent(body: dict) -> dict:
     def err(code, message):
         return ApiError(payout_error(400, code, message))
@@ -737,32 +789,13 @@ def _validate_intent(body: dict) -> dict:
     if len(set(amounts)) != 1:
         raise err("invalid_request_payload", "amounts in from, to and total_amount must be equal")
     to = dst[0]
-    if to.get("type", "current") not in ("current", "mercadopago"):
-        raise err("invalid_request_payload", "invalid value for field: transaction.to.accounts[0].type")
-    chave = to.get("chave")
-    if chave is not None:
-        kind = chave.get("type") if isinstance(chave, dict) else None
-        if kind not in PAYOUT_CHAVE_TYPES:
-            raise err("invalid_request_payload",
-                      "invalid value for field: transaction.to.accounts[0].chave.type")
-        value = str(chave.get("value") or "")
-        try:
-            if kind == "PIX_CODE":
-                parse_brcode(value)
-            else:
-                normalize_pix_key(kind, value)
-        except ValueError as exc:
-            raise err("invalid_chave_pix", f"invalid_chave_pix: {exc}") from None
-    else:
-        missing = [k for k in ("bank_id", "branch", "number", "holder") if not to.get(k)]
-        if missing:
-            raise err("invalid_request_payload",
-                      f"destination needs chave or bank account fields (missing {', '.join(missing)})")
+    _validate_destination(to)
     url = ((body.get("seller_configuration") or {}).get("notification_info") or {}).get("notification_url")
     if url is not None and (not isinstance(url, str) or len(url) > 500
                             or not url.startswith(("http://", "https://"))):
         raise err("invalid_request_payload", "notification_url must be a URL of at most 500 characters")
     return {"ref": ref, "amount": amounts[0], "to": to, "url": url}
+
 
 def notify_intent(t: dict, action: str):
     body = {"live_mode": False, "type": "transaction_intent", "action": action,
@@ -771,12 +804,14 @@ def notify_intent(t: dict, action: str):
             "status": t["status"], "data": {"id": t["id"]}}
     return state.notify("transaction_intent", t["id"], t.get("_notification_url"), body)
 
+
 def settle(t: dict, outcome: str, detail: str | None = None):
     if outcome == "approve":
         t.update(status="approved", status_detail="approved")
     else:
         t.update(status="rejected", status_detail=detail or state.payout_reject_detail)
     t["_updated"] = now_utc()
+
 
 @routes.post("/v1/transaction-intents/process")
 def process_intent():
@@ -815,11 +850,13 @@ def process_intent():
         time.sleep(float(cfg["PAYOUT_TIMEOUT_SLEEP"]))
     return json_response(view, 202)
 
+
 def _intent(tid: str) -> dict:
     t = state.intents.get(tid)
     if t is None:
         raise ApiError(payout_error(404, "not_found", "transaction intent not found"))
     return t
+
 
 @routes.get("/v1/transaction-intents/<tid>")
 def get_intent(tid):
@@ -827,11 +864,13 @@ def get_intent(tid):
     with state.lock:
         return json_response(intent_view(_intent(tid)))
 
+
 # ---------------------------------------------------------------- sandbox controls
 def _done(payload, status=200):
     if from_form():    # an HTML form: back to the page
         return redirect(url_for("sandbox_index"))
     return json_response(payload, status)
+
 
 def pay(p: dict, params: dict):
     """Settle a charge as if a payer's bank had sent the PIX."""
@@ -862,6 +901,7 @@ def pay(p: dict, params: dict):
                        "email": params.get("payer_email") or req_payer.get("email"),
                        "name": name, "first_name": first, "last_name": last or None})
 
+
 @routes.post("/_sandbox/payments/<pid>/pay")
 def sandbox_pay(pid):
     params = control_body()
@@ -871,6 +911,7 @@ def sandbox_pay(pid):
         view = payment_view(p)
     state.notify_payment(p, "payment.updated")
     return _done(view)
+
 
 @routes.post("/_sandbox/pix/pay")
 def sandbox_pay_brcode():
@@ -888,6 +929,7 @@ def sandbox_pay_brcode():
     state.notify_payment(p, "payment.updated")
     return _done(view)
 
+
 @routes.post("/_sandbox/payments/<pid>/expire")
 def sandbox_expire(pid):
     with state.lock:
@@ -897,6 +939,7 @@ def sandbox_expire(pid):
         view = payment_view(p)
     state.notify_payment(p, "payment.updated")
     return _done(view)
+
 
 @routes.post("/_sandbox/payments/<pid>/chargeback")
 def sandbox_chargeback(pid):
@@ -935,9 +978,11 @@ def sandbox_chargeback(pid):
     state.notify_payment(p, "payment.updated")
     return _done(view)
 
+
 @routes.post("/_sandbox/expire-due")
 def sandbox_expire_due():
     return _done({"expired": state.expire_due()})
+
 
 @routes.post("/_sandbox/payments/<pid>/notify")
 def sandbox_renotify(pid):
@@ -951,11 +996,13 @@ def sandbox_renotify(pid):
                          last, redelivery=True)
     return _done(d.as_dict())
 
+
 @routes.get("/_sandbox/payments/<pid>/ticket")
 def sandbox_ticket(pid):
     with state.lock:
         p = _payment(pid)
         return render_template_string(TICKET_HTML, p=payment_view(p))
+
 
 @routes.route("/_sandbox/payouts/mode", methods=["GET", "POST"])
 def sandbox_payout_mode():
@@ -968,6 +1015,7 @@ def sandbox_payout_mode():
             state.payout_mode = mode
             state.payout_reject_detail = params.get("status_detail") or "by_bank"
     return _done({"mode": state.payout_mode, "reject_status_detail": state.payout_reject_detail})
+
 
 @routes.post("/_sandbox/payouts/<tid>/settle")
 def sandbox_settle(tid):
@@ -984,6 +1032,7 @@ def sandbox_settle(tid):
     notify_intent(t, "transaction_intent.updated")
     return _done(view)
 
+
 @routes.get("/_sandbox/webhooks")
 def sandbox_webhooks():
     rid = request.args.get("resource_id")
@@ -991,12 +1040,14 @@ def sandbox_webhooks():
         rows = [d.as_dict() for d in state.deliveries if rid is None or d.resource_id == rid]
     return json_response({"drop": state.drop_webhooks, "deliveries": rows})
 
+
 @routes.post("/_sandbox/webhooks/drop")
 def sandbox_drop():
     params = control_body()
     value = params.get("drop", True)
     state.drop_webhooks = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
     return _done({"drop": state.drop_webhooks})
+
 
 @routes.post("/_sandbox/webhooks/chaos")
 def sandbox_webhook_chaos():
@@ -1006,6 +1057,7 @@ def sandbox_webhook_chaos():
         state.webhook_duplicates = max(0, int(params.get("duplicates", 0) or 0))
     return _done({"delay_max": state.webhook_delay_max, "duplicates": state.webhook_duplicates})
 
+
 @routes.post("/_sandbox/faults")
 def sandbox_faults():
     try:
@@ -1013,6 +1065,7 @@ def sandbox_faults():
     except ValueError as exc:
         raise bad_request(str(exc), 4000) from None
     return _done(state.faults.push({"status": fault["status"], "sleep": fault["sleep"]}, fault["count"]))
+
 
 @routes.get("/_sandbox/state")
 def sandbox_state():
@@ -1022,10 +1075,12 @@ def sandbox_state():
             "payouts": [intent_view(t) for t in state.intents.values()],
             "payout_mode": state.payout_mode, "drop_webhooks": state.drop_webhooks})
 
+
 @routes.post("/_sandbox/reset")
 def sandbox_reset():
     state.reset()
     return _done({"reset": True})
+
 
 @routes.get("/_sandbox/")
 @routes.get("/")
@@ -1059,7 +1114,6 @@ def _sweep_expired(app: Flask, emulator: State):
             emulator.expire_due()
         except Exception:   # keep sweeping; the next pass may succeed
             app.logger.exception("expiry sweep failed")
-
 
 
 INDEX_HTML = """<!doctype html>
