@@ -341,3 +341,11 @@ def test_weight_limit_gives_429_then_418(sandbox, client):
     assert statuses[4].json()["code"] == -1003 and int(statuses[4].headers["Retry-After"]) == 120
     assert requests.get(f"{sandbox.url}/api/v3/ping", timeout=2).status_code == 418  # the IP is banned
     assert all("X-MBX-USED-WEIGHT-1M" in r.headers for r in statuses)
+
+
+def test_status_texts_live_in_the_client():
+    from webapp.providers.binance import (DEPOSIT_CREDITED_CANNOT_WITHDRAW, WITHDRAW_COMPLETED, deposit_status_text,
+                                          withdraw_status_text)
+    assert deposit_status_text(DEPOSIT_CREDITED_CANNOT_WITHDRAW) == "creditado, ainda bloqueado"
+    assert deposit_status_text("7") == "depósito errado" and deposit_status_text(99) == "99"
+    assert withdraw_status_text(WITHDRAW_COMPLETED) == "concluído" and withdraw_status_text(None) == ""

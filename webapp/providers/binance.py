@@ -50,6 +50,8 @@ from typing import Any, Iterable
 
 import requests
 
+from webapp.formatting import N_
+
 PRODUCTION_URL = "https://api.binance.com"
 TESTNET_URL = "https://testnet.binance.vision"
 
@@ -342,6 +344,34 @@ WITHDRAW_PROCESSING = 4
 WITHDRAW_FAILURE = 5
 WITHDRAW_COMPLETED = 6
 WITHDRAW_FAILED_STATUSES = frozenset({WITHDRAW_CANCELLED, WITHDRAW_REJECTED, WITHDRAW_FAILURE})
+
+# Those statuses as a person reads them (translated when shown: `tr()`).
+DEPOSIT_STATUS_TEXTS = {
+    DEPOSIT_PENDING: N_("aguardando confirmações"), DEPOSIT_SUCCESS: N_("creditado"),
+    DEPOSIT_CREDITED_CANNOT_WITHDRAW: N_("creditado, ainda bloqueado"), DEPOSIT_WRONG: N_("depósito errado"),
+    DEPOSIT_WAITING_USER_CONFIRM: N_("aguardando confirmação do usuário"),
+}
+WITHDRAW_STATUS_TEXTS = {
+    WITHDRAW_EMAIL_SENT: N_("e-mail de confirmação enviado"), WITHDRAW_CANCELLED: N_("cancelado"),
+    WITHDRAW_AWAITING_APPROVAL: N_("aguardando aprovação"), WITHDRAW_REJECTED: N_("recusado"),
+    WITHDRAW_PROCESSING: N_("processando"), WITHDRAW_FAILURE: N_("falhou"), WITHDRAW_COMPLETED: N_("concluído"),
+}
+
+
+def deposit_status_text(status) -> str:
+    """A sub-account deposit status (number, or its text) in words; unknown ones as they are."""
+    return _status_text(DEPOSIT_STATUS_TEXTS, status)
+
+
+def withdraw_status_text(status) -> str:
+    return _status_text(WITHDRAW_STATUS_TEXTS, status)
+
+
+def _status_text(texts: dict[int, str], status) -> str:
+    try:
+        return texts.get(int(status), str(status))
+    except (TypeError, ValueError):
+        return "" if status is None else str(status)
 
 
 def _utc_text(value: Any) -> datetime | None:
@@ -906,4 +936,5 @@ __all__ = [
     "DEPOSIT_PENDING", "DEPOSIT_SUCCESS", "DEPOSIT_CREDITED_CANNOT_WITHDRAW", "DEPOSIT_WRONG",
     "DEPOSIT_WAITING_USER_CONFIRM", "WITHDRAW_EMAIL_SENT", "WITHDRAW_CANCELLED", "WITHDRAW_AWAITING_APPROVAL",
     "WITHDRAW_REJECTED", "WITHDRAW_PROCESSING", "WITHDRAW_FAILURE", "WITHDRAW_COMPLETED",
+    "DEPOSIT_STATUS_TEXTS", "WITHDRAW_STATUS_TEXTS", "deposit_status_text", "withdraw_status_text",
 ]
