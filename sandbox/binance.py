@@ -3,10 +3,10 @@
 Run it:  python -m sandbox.binance --port 8002 --api-key K --secret-key S [--seed N]
 
 What it does like Binance:
-- Market data (`ping`, `time`, `ticker/price`, `ticker/24hr`, `avgPrice`, `klines`,
-  `exchangeInfo`) from a deterministic price walk: the price of a symbol is a pure
-  function of (seed, symbol, second), so it moves every second, stays near a realistic
-  BRL level, and klines/24h stats agree with the ticker. Prices are rounded to tickSize.
+- Market data (`ping`, `time`, `ticker/price`, `ticker/24hr`, `exchangeInfo`) from a
+  deterministic price walk: the price of a symbol is a pure function of (seed, symbol,
+  second), so it moves every second, stays near a realistic BRL level, and the 24h stats
+  agree with the ticker. Prices are rounded to tickSize.
 - Signed endpoints check `X-MBX-APIKEY` (-2014/-2015), the HMAC-SHA256 of
   "query string + body" (-1022), recvWindow <= 60000 (-1131) and the timestamp rule
   `timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow` (-1021).
@@ -18,13 +18,12 @@ What it does like Binance:
 - Request weight per IP per minute with `X-MBX-USED-WEIGHT-1M`; 429 + Retry-After over
   the limit, 418 (escalating ban) when a client keeps calling after 429s.
 
-Test controls under `/_sandbox/...` (no signature, no weight): see `_register_controls`.
+Test controls under `/_sandbox/...` (no signature, no weight): see "controls" below.
 Everything is in memory and guarded by one lock; the server is threaded.
 """
 from __future__ import annotations
 
 import argparse
-import calendar
 import hashlib
 import hmac
 import json
@@ -36,12 +35,12 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from flask import Flask, Response, g, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+from flask import Flask, Response, current_app, g, request
+
+from sandbox.server import BackgroundServer as _Server, FaultQueue, Routes, control_body, make_app, serve, state_proxy
 
 EIGHT = Decimal("0.00000001")
 DEFAULT_WEIGHT_LIMIT = 6000
@@ -49,12 +48,6 @@ MAX_RECV_WINDOW = 60000
 CLIENT_ORDER_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 NUMBER_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 SYMBOLS_RE = re.compile(r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$')
-
-INTERVALS = {
-    "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
-    "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "3d": 259200, "1w": 604800,
-    "1M": None,  # calendar month
-}
 
 # Symbol table: realistic BRL levels; filter values in the format of providers.md F.3.
 DEFAULT_SYMBOLS: dict[str, dict] = {
@@ -268,7 +261,7 @@ class SandboxState:
             self.orders: dict[int, SandboxOrder] = {}
             from sandbox.binance_capital import WalletState  # the capital/sub-account part
             self.wallet = WalletState(self, self.config)
-            self.next_modes: list[dict] = []
+            self.next_modes = FaultQueue(self.lock)  # /_sandbox/next_order
             self.weight_limit = self.default_weight_limit
             self.ip_weights: dict[str, IpWeight] = {}
             self.order_counts: list[float] = []  # monotonic times of accepted orders
@@ -352,9 +345,6 @@ class SandboxState:
             self._last_id = max(self._last_id + 1, (time.time_ns() // 1_000_000) * 1000)
             return self._last_id
 
-    def _new_id(self) -> int:
-        return self.next_id()
-
     def find_order(self, spec: SymbolSpec, order_id: int | None, client_order_id: str | None):
         with self.lock:
             if order_id is not None:
@@ -363,21 +353,6 @@ class SandboxState:
             matches = [o for o in self.orders.values()
                        if o.symbol == spec.symbol and o.client_order_id == client_order_id]
             return max(matches, key=lambda o: o.order_id) if matches else None
-
-    def peek_mode(self) -> dict:
-        with self.lock:
-            return dict(self.next_modes[0]) if self.next_modes else {"mode": "fill"}
-
-    def take_mode(self) -> dict:
-        """Consume one use of the queued behaviour (only once the order passed the filters)."""
-        with self.lock:
-            if not self.next_modes:
-                return {"mode": "fill"}
-            mode = self.next_modes[0]
-            mode["remaining"] -= 1
-            if mode["remaining"] <= 0:
-                self.next_modes.pop(0)
-            return dict(mode)
 
     def compute_fills(self, spec: SymbolSpec, side: str, quantity: Decimal | None,
                       quote_qty: Decimal | None, n_fills: int) -> list[dict]:
@@ -518,11 +493,8 @@ WEIGHTS = {
     ("GET", "/api/v3/time"): 1,
     ("GET", "/api/v3/ticker/price"): lambda p: 2 if p.get("symbol") else 4,
     ("GET", "/api/v3/ticker/24hr"): _ticker_24h_weight,
-    ("GET", "/api/v3/avgPrice"): 2,
-    ("GET", "/api/v3/klines"): 2,
     ("GET", "/api/v3/exchangeInfo"): 20,
     ("POST", "/api/v3/order"): 1,
-    ("POST", "/api/v3/order/test"): 1,
     ("GET", "/api/v3/order"): 4,
     ("GET", "/api/v3/myTrades"): lambda p: 5 if p.get("orderId") else 20,
     # Wallet / sub-account SAPI (binance_capital.py). Binance documents IP weights for most of
@@ -539,315 +511,299 @@ WEIGHTS = {
     ("GET", "/sapi/v1/capital/withdraw/history"): 1,
 }
 # Endpoints that `/_sandbox/fail_market_data` may break (not /time: clock sync must work).
-MARKET_DATA = {"/api/v3/ping", "/api/v3/ticker/price", "/api/v3/ticker/24hr", "/api/v3/avgPrice",
-               "/api/v3/klines", "/api/v3/exchangeInfo"}
+MARKET_DATA = {"/api/v3/ping", "/api/v3/ticker/price", "/api/v3/ticker/24hr", "/api/v3/exchangeInfo"}
 
 
 # --------------------------------------------------------------------------- app
 
+# --------------------------------------------------------------------------- routes
+# Small functions on the shared server library (sandbox/server.py); `state` is this
+# request's emulator. The wallet's routes live in sandbox/binance_capital.py.
+
+routes = Routes()
+state: SandboxState = state_proxy()
+
+
+def verify_signature() -> None:
+    params = _params()
+    key = request.headers.get("X-MBX-APIKEY")
+    if not key:
+        raise ApiError(-2014, "API-key format invalid.", 401)
+    secret = state.keys.get(key)
+    if secret is None:
+        raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+    qs, sig_q = _strip_signature(request.query_string.decode("utf-8", "replace"))
+    body, sig_b = _strip_signature(request.get_data(cache=True).decode("utf-8", "replace"))
+    signature = sig_q or sig_b
+    if not signature:
+        raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+    if not params.get("timestamp"):
+        raise ApiError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+    try:
+        recv_window = Decimal(params.get("recvWindow") or "5000")
+        timestamp = int(params["timestamp"])
+    except (InvalidOperation, ValueError):
+        raise ApiError(-1100, "Illegal characters found in a parameter.")
+    if recv_window > MAX_RECV_WINDOW or recv_window <= 0:
+        raise ApiError(-1131, "recvWindow must be less than 60000")
+    # Payload = query string + body, no separator, as received (F.2). Case-insensitive hex.
+    expected = hmac.new(secret.encode(), (qs + body).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise ApiError(-1022, "Signature for this request is not valid.")
+    ts_ms = Decimal(timestamp) / 1000 if timestamp > 10**14 else Decimal(timestamp)  # µs accepted
+    server = state.now_ms()
+    if not ts_ms < server + 1000:
+        raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+    if server - ts_ms > recv_window:
+        raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+@routes.errorhandler(ApiError)
+def api_error(exc: ApiError):
+    resp = current_app.json.response({"code": exc.code, "msg": exc.msg})
+    resp.status_code = exc.status
+    resp.headers.update(exc.headers)
+    return resp
+
+
+@routes.before_request
+def meter():
+    path = request.path
+    if not path.startswith(("/api/", "/sapi/")):
+        return None
+    with state.lock:
+        state.request_counts[path] = state.request_counts.get(path, 0) + 1
+    weight = WEIGHTS.get((request.method, path), 1)
+    state.charge(request.remote_addr or "?", weight(_params()) if callable(weight) else weight)
+    if path in MARKET_DATA:
+        with state.lock:
+            fail = state.fail_market_data
+            if fail["count"] > 0:
+                fail["count"] -= 1
+                status = int(fail.get("status", 500))
+                if status in (429, 418):
+                    raise ApiError(-1003, "Too much request weight used (sandbox injected).", status,
+                                   {"Retry-After": str(int(fail.get("retry_after", 1)))})
+                raise ApiError(-1001, "Internal error; unable to process your request. Please try again.",
+                               status)
+    return None
+
+
+@routes.after_request
+def weight_header(resp: Response):
+    if request.path.startswith(("/api/", "/sapi/")):
+        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(state.used_weight(request.remote_addr or "?"))
+    return resp
+
+
+# ---- market data
+
+@routes.get("/api/v3/ping")
+def ping():
+    return {}
+
+
+@routes.get("/api/v3/time")
+def server_time():
+    return {"serverTime": state.now_ms()}
+
+
+@routes.get("/api/v3/ticker/price")
+def ticker_price():
+    params = _params()
+    specs = _symbols_list(state, params)
+    rows = [{"symbol": s.symbol, "price": fmt(state.current_price(s))}
+            for s in (specs if specs is not None else state.symbols.values())]
+    return rows[0] if params.get("symbol") else current_app.json.response(rows)
+
+
+def ticker_24h_row(spec: SymbolSpec, full: bool) -> dict:
+    now_ms = state.now_ms()
+    now_s = now_ms // 1000
+    open_s = now_s - 86400
+    samples = [state.price_at(spec, t, now_s) for t in range(open_s, now_s, 600)]
+    last = state.current_price(spec)
+    samples.append(last)
+    open_price = samples[0]
+    volume = spec.volume(open_s, 86400)
+    vwap = spec.to_tick(sum(samples, Decimal(0)) / len(samples))
+    last_id = 10_000_000 + now_s // 3  # deterministic trade ids, ~1 trade per 3 s
+    first_id = last_id - 28_800
+    row = {"symbol": spec.symbol}
+    if full:
+        change = last - open_price
+        row.update({
+            "priceChange": fmt(change),
+            "priceChangePercent": fmt(change * 100 / open_price, Decimal("0.001")),
+            "weightedAvgPrice": fmt(vwap), "prevClosePrice": fmt(state.price_at(spec, open_s - 1, now_s)),
+            "lastPrice": fmt(last), "lastQty": fmt(spec.step_size * (1 + (now_s % 37))),
+            "bidPrice": fmt(max(spec.tick_size, last - spec.tick_size)),
+            "bidQty": fmt(spec.step_size * (100 + now_s % 900)),
+            "askPrice": fmt(last + spec.tick_size), "askQty": fmt(spec.step_size * (100 + now_s % 700)),
+        })
+    row.update({
+        "openPrice": fmt(open_price), "highPrice": fmt(max(samples)), "lowPrice": fmt(min(samples)),
+    })
+    if not full:
+        row["lastPrice"] = fmt(last)
+    row.update({
+        "volume": fmt(volume), "quoteVolume": fmt(volume * vwap),
+        "openTime": open_s * 1000, "closeTime": now_ms, "firstId": first_id, "lastId": last_id,
+        "count": last_id - first_id + 1,
+    })
+    return row
+
+
+@routes.get("/api/v3/ticker/24hr")
+def ticker_24h():
+    params = _params()
+    kind = params.get("type", "FULL")
+    if kind not in ("FULL", "MINI"):
+        raise ApiError(-1100, "Illegal characters found in parameter 'type'.")
+    specs = _symbols_list(state, params)
+    rows = [ticker_24h_row(s, kind == "FULL") for s in (specs if specs is not None else state.symbols.values())]
+    return rows[0] if params.get("symbol") else current_app.json.response(rows)
+
+
+@routes.get("/api/v3/exchangeInfo")
+def exchange_info():
+    params = _params()
+    specs = _symbols_list(state, params)
+    specs = specs if specs is not None else list(state.symbols.values())
+    if params.get("symbolStatus"):
+        specs = [s for s in specs if s.status == params["symbolStatus"]]
+    return {
+        "timezone": "UTC",
+        "serverTime": state.now_ms(),
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": state.weight_limit},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        ],
+        "exchangeFilters": [],
+        "symbols": [_symbol_json(s) for s in specs],
+    }
+
+
+# ---- trading
+
+def parse_order(params: dict) -> tuple:
+    spec = state.symbol(params.get("symbol"))
+    side = params.get("side")
+    if not side:
+        raise ApiError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+    if side not in ("BUY", "SELL"):
+        raise ApiError(-1100, "Illegal characters found in parameter 'side'; legal range is 'BUY, SELL'.")
+    order_type = params.get("type")
+    if not order_type:
+        raise ApiError(-1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+    if order_type != "MARKET":
+        raise ApiError(-1116, "Invalid orderType.")  # the sandbox only speaks MARKET
+    quantity = _amount_param(params, "quantity", spec.base_precision)
+    quote_qty = _amount_param(params, "quoteOrderQty", spec.quote_precision)
+    if quantity is None and quote_qty is None:
+        raise ApiError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
+    if quantity is not None and quote_qty is not None:
+        raise ApiError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+    resp_type = params.get("newOrderRespType") or "FULL"
+    if resp_type not in ("ACK", "RESULT", "FULL"):
+        raise ApiError(-1100, "Illegal characters found in parameter 'newOrderRespType'; "
+                              "legal range is 'ACK, RESULT, FULL'.")
+    client_id = params.get("newClientOrderId") or "web_" + secrets.token_hex(12)
+    if not CLIENT_ORDER_ID_RE.match(client_id):
+        raise ApiError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
+                              "is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+    if spec.status != "TRADING":
+        raise ApiError(-2010, "Market is closed.")
+    return spec, side, quantity, quote_qty, resp_type, client_id
+
+
+@routes.post("/api/v3/order")
+def new_order():
+    verify_signature()
+    spec, side, quantity, quote_qty, resp_type, client_id = parse_order(_params())
+    fills = state.compute_fills(spec, side, quantity, quote_qty, int((state.next_modes.peek() or {}).get("fills", 1)))
+    mode = state.next_modes.take() or {"mode": "fill"}
+    kind = mode["mode"]
+    with state.lock:
+        # newClientOrderId is unique among OPEN orders only (F.4).
+        if any(o.symbol == spec.symbol and o.client_order_id == client_id and o.status == "NEW"
+               for o in state.orders.values()):
+            raise ApiError(-2010, "Duplicate order sent.")
+        if kind == "reject":
+            raise ApiError(-2010, mode.get("msg") or "Account has insufficient balance for requested action.")
+        now = state.now_ms()
+        order = SandboxOrder(
+            symbol=spec.symbol, order_id=state.next_id(), client_order_id=client_id, side=side,
+            orig_qty=sum((f["qty"] for f in fills), Decimal(0)),
+            orig_quote_order_qty=quote_qty or Decimal(0), status="NEW", time_ms=now, update_ms=now)
+        state.orders[order.order_id] = order
+
+    def fill() -> None:
+        with state.lock:
+            for f in fills:
+                f["tradeId"] = state.next_id()
+            order.fills = fills
+            order.status = "FILLED"
+            order.update_ms = state.now_ms()
+            state.order_counts.append(time.monotonic())
+
+    if kind == "delay":
+        time.sleep(float(mode.get("delay_seconds", 2)))  # open (NEW) while we sleep
+        fill()
+    elif kind == "timeout":
+        fill()  # executed at once; only the answer is late, past the client's timeout
+        time.sleep(float(mode.get("delay_seconds", 12)))
+    elif kind == "error500":
+        fill()
+        raise ApiError(-1007, "Timeout waiting for response from backend server. Send status unknown; "
+                              "execution status unknown.", 500)
+    else:
+        fill()
+    resp = current_app.json.response(order.response(resp_type))
+    with state.lock:
+        mono = time.monotonic()
+        state.order_counts = [t for t in state.order_counts if mono - t < 86400]
+        resp.headers["X-MBX-ORDER-COUNT-10S"] = str(sum(1 for t in state.order_counts if mono - t < 10))
+        resp.headers["X-MBX-ORDER-COUNT-1D"] = str(len(state.order_counts))
+    return resp
+
+
+@routes.get("/api/v3/order")
+def query_order():
+    verify_signature()
+    params = _params()
+    spec = state.symbol(params.get("symbol"))
+    order_id = _int_param(params, "orderId")
+    client_id = params.get("origClientOrderId")
+    if order_id is None and not client_id:
+        raise ApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+    order = state.find_order(spec, order_id, client_id)
+    if order is None:
+        raise ApiError(-2013, "Order does not exist.")
+    with state.lock:
+        return order.query_json()
+
+
+@routes.get("/api/v3/myTrades")
+def my_trades():
+    verify_signature()
+    params = _params()
+    spec = state.symbol(params.get("symbol"))
+    limit = _int_param(params, "limit", 500)
+    if not 1 <= limit <= 1000:
+        raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
+    return current_app.json.response(state.trades_json(spec, _int_param(params, "orderId"), limit))
+
+
 def create_app(config: dict | None = None) -> Flask:
     """config: api_key, secret_key (or keys={key: secret}), seed, weight_limit,
     commission_rate, ban_after, symbols={SYMBOL: {price, tick_size, step_size, ...}}."""
+    from sandbox.binance_capital import routes as wallet_routes
     config = {"api_key": "sandbox-key", "secret_key": "sandbox-secret", **(config or {})}
-    app = Flask(__name__)
-    app.json.sort_keys = False
-    state = SandboxState(config)
-    app.extensions["binance_sandbox"] = state
-
-    def verify_signature() -> None:
-        params = _params()
-        key = request.headers.get("X-MBX-APIKEY")
-        if not key:
-            raise ApiError(-2014, "API-key format invalid.", 401)
-        secret = state.keys.get(key)
-        if secret is None:
-            raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        qs, sig_q = _strip_signature(request.query_string.decode("utf-8", "replace"))
-        body, sig_b = _strip_signature(request.get_data(cache=True).decode("utf-8", "replace"))
-        signature = sig_q or sig_b
-        if not signature:
-            raise ApiError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-        if not params.get("timestamp"):
-            raise ApiError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
-        try:
-            recv_window = Decimal(params.get("recvWindow") or "5000")
-            timestamp = int(params["timestamp"])
-        except (InvalidOperation, ValueError):
-            raise ApiError(-1100, "Illegal characters found in a parameter.")
-        if recv_window > MAX_RECV_WINDOW or recv_window <= 0:
-            raise ApiError(-1131, "recvWindow must be less than 60000")
-        # Payload = query string + body, no separator, as received (F.2). Case-insensitive hex.
-        expected = hmac.new(secret.encode(), (qs + body).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
-            raise ApiError(-1022, "Signature for this request is not valid.")
-        ts_ms = Decimal(timestamp) / 1000 if timestamp > 10**14 else Decimal(timestamp)  # µs accepted
-        server = state.now_ms()
-        if not ts_ms < server + 1000:
-            raise ApiError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-        if server - ts_ms > recv_window:
-            raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
-
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        resp = app.json.response({"code": exc.code, "msg": exc.msg})
-        resp.status_code = exc.status
-        resp.headers.update(exc.headers)
-        return resp
-
-    @app.before_request
-    def meter():
-        path = request.path
-        if not path.startswith(("/api/", "/sapi/")):
-            return None
-        with state.lock:
-            state.request_counts[path] = state.request_counts.get(path, 0) + 1
-        weight = WEIGHTS.get((request.method, path), 1)
-        state.charge(request.remote_addr or "?", weight(_params()) if callable(weight) else weight)
-        if path in MARKET_DATA:
-            with state.lock:
-                fail = state.fail_market_data
-                if fail["count"] > 0:
-                    fail["count"] -= 1
-                    status = int(fail.get("status", 500))
-                    if status in (429, 418):
-                        raise ApiError(-1003, "Too much request weight used (sandbox injected).", status,
-                                       {"Retry-After": str(int(fail.get("retry_after", 1)))})
-                    raise ApiError(-1001, "Internal error; unable to process your request. Please try again.",
-                                   status)
-        return None
-
-    @app.after_request
-    def weight_header(resp: Response):
-        if request.path.startswith(("/api/", "/sapi/")):
-            resp.headers["X-MBX-USED-WEIGHT-1M"] = str(state.used_weight(request.remote_addr or "?"))
-        return resp
-
-    # ---- market data
-
-    @app.get("/api/v3/ping")
-    def ping():
-        return {}
-
-    @app.get("/api/v3/time")
-    def server_time():
-        return {"serverTime": state.now_ms()}
-
-    @app.get("/api/v3/ticker/price")
-    def ticker_price():
-        params = _params()
-        specs = _symbols_list(state, params)
-        rows = [{"symbol": s.symbol, "price": fmt(state.current_price(s))}
-                for s in (specs if specs is not None else state.symbols.values())]
-        return rows[0] if params.get("symbol") else app.json.response(rows)
-
-    @app.get("/api/v3/avgPrice")
-    def avg_price():
-        spec = state.symbol(_params().get("symbol"))
-        now_s = state.now_ms() // 1000
-        samples = [state.price_at(spec, t, now_s) for t in range(now_s - 299, now_s + 1, 10)]
-        avg = sum(samples, Decimal(0)) / len(samples)
-        return {"mins": 5, "price": fmt(avg), "closeTime": now_s * 1000}
-
-    def ticker_24h_row(spec: SymbolSpec, full: bool) -> dict:
-        now_ms = state.now_ms()
-        now_s = now_ms // 1000
-        open_s = now_s - 86400
-        samples = [state.price_at(spec, t, now_s) for t in range(open_s, now_s, 600)]
-        last = state.current_price(spec)
-        samples.append(last)
-        open_price = samples[0]
-        volume = spec.volume(open_s, 86400)
-        vwap = spec.to_tick(sum(samples, Decimal(0)) / len(samples))
-        last_id = 10_000_000 + now_s // 3  # deterministic trade ids, ~1 trade per 3 s
-        first_id = last_id - 28_800
-        row = {"symbol": spec.symbol}
-        if full:
-            change = last - open_price
-            row.update({
-                "priceChange": fmt(change),
-                "priceChangePercent": fmt(change * 100 / open_price, Decimal("0.001")),
-                "weightedAvgPrice": fmt(vwap), "prevClosePrice": fmt(state.price_at(spec, open_s - 1, now_s)),
-                "lastPrice": fmt(last), "lastQty": fmt(spec.step_size * (1 + (now_s % 37))),
-                "bidPrice": fmt(max(spec.tick_size, last - spec.tick_size)),
-                "bidQty": fmt(spec.step_size * (100 + now_s % 900)),
-                "askPrice": fmt(last + spec.tick_size), "askQty": fmt(spec.step_size * (100 + now_s % 700)),
-            })
-        row.update({
-            "openPrice": fmt(open_price), "highPrice": fmt(max(samples)), "lowPrice": fmt(min(samples)),
-        })
-        if not full:
-            row["lastPrice"] = fmt(last)
-        row.update({
-            "volume": fmt(volume), "quoteVolume": fmt(volume * vwap),
-            "openTime": open_s * 1000, "closeTime": now_ms, "firstId": first_id, "lastId": last_id,
-            "count": last_id - first_id + 1,
-        })
-        return row
-
-    @app.get("/api/v3/ticker/24hr")
-    def ticker_24h():
-        params = _params()
-        kind = params.get("type", "FULL")
-        if kind not in ("FULL", "MINI"):
-            raise ApiError(-1100, "Illegal characters found in parameter 'type'.")
-        specs = _symbols_list(state, params)
-        rows = [ticker_24h_row(s, kind == "FULL") for s in (specs if specs is not None else state.symbols.values())]
-        return rows[0] if params.get("symbol") else app.json.response(rows)
-
-    @app.get("/api/v3/klines")
-    def klines():
-        params = _params()
-        spec = state.symbol(params.get("symbol"))
-        interval = params.get("interval")
-        if interval not in INTERVALS:
-            raise ApiError(-1120, "Invalid interval.")
-        limit = _int_param(params, "limit", 500)
-        if not 1 <= limit <= 1000:
-            raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
-        start = _int_param(params, "startTime")
-        end = _int_param(params, "endTime")
-        now_s = state.now_ms() // 1000
-        return app.json.response(_klines(state, spec, interval, limit, start, end, now_s))
-
-    @app.get("/api/v3/exchangeInfo")
-    def exchange_info():
-        params = _params()
-        specs = _symbols_list(state, params)
-        specs = specs if specs is not None else list(state.symbols.values())
-        if params.get("symbolStatus"):
-            specs = [s for s in specs if s.status == params["symbolStatus"]]
-        return {
-            "timezone": "UTC",
-            "serverTime": state.now_ms(),
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": state.weight_limit},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-            ],
-            "exchangeFilters": [],
-            "symbols": [_symbol_json(s) for s in specs],
-        }
-
-    # ---- trading
-
-    def parse_order(params: dict) -> tuple:
-        spec = state.symbol(params.get("symbol"))
-        side = params.get("side")
-        if not side:
-            raise ApiError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-        if side not in ("BUY", "SELL"):
-            raise ApiError(-1100, "Illegal characters found in parameter 'side'; legal range is 'BUY, SELL'.")
-        order_type = params.get("type")
-        if not order_type:
-            raise ApiError(-1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
-        if order_type != "MARKET":
-            raise ApiError(-1116, "Invalid orderType.")  # the sandbox only speaks MARKET
-        quantity = _amount_param(params, "quantity", spec.base_precision)
-        quote_qty = _amount_param(params, "quoteOrderQty", spec.quote_precision)
-        if quantity is None and quote_qty is None:
-            raise ApiError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
-        if quantity is not None and quote_qty is not None:
-            raise ApiError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
-        resp_type = params.get("newOrderRespType") or "FULL"
-        if resp_type not in ("ACK", "RESULT", "FULL"):
-            raise ApiError(-1100, "Illegal characters found in parameter 'newOrderRespType'; "
-                                  "legal range is 'ACK, RESULT, FULL'.")
-        client_id = params.get("newClientOrderId") or "web_" + secrets.token_hex(12)
-        if not CLIENT_ORDER_ID_RE.match(client_id):
-            raise ApiError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range "
-                                  "is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        if spec.status != "TRADING":
-            raise ApiError(-2010, "Market is closed.")
-        return spec, side, quantity, quote_qty, resp_type, client_id
-
-    @app.post("/api/v3/order/test")
-    def order_test():
-        verify_signature()
-        spec, side, quantity, quote_qty, _, _ = parse_order(_params())
-        state.compute_fills(spec, side, quantity, quote_qty, 1)
-        return {}
-
-    @app.post("/api/v3/order")
-    def new_order():
-        verify_signature()
-        spec, side, quantity, quote_qty, resp_type, client_id = parse_order(_params())
-        fills = state.compute_fills(spec, side, quantity, quote_qty, int(state.peek_mode().get("fills", 1)))
-        mode = state.take_mode()
-        kind = mode["mode"]
-        with state.lock:
-            # newClientOrderId is unique among OPEN orders only (F.4).
-            if any(o.symbol == spec.symbol and o.client_order_id == client_id and o.status == "NEW"
-                   for o in state.orders.values()):
-                raise ApiError(-2010, "Duplicate order sent.")
-            if kind == "reject":
-                raise ApiError(-2010, mode.get("msg") or "Account has insufficient balance for requested action.")
-            now = state.now_ms()
-            order = SandboxOrder(
-                symbol=spec.symbol, order_id=state._new_id(), client_order_id=client_id, side=side,
-                orig_qty=sum((f["qty"] for f in fills), Decimal(0)),
-                orig_quote_order_qty=quote_qty or Decimal(0), status="NEW", time_ms=now, update_ms=now)
-            state.orders[order.order_id] = order
-
-        def fill() -> None:
-            with state.lock:
-                for f in fills:
-                    f["tradeId"] = state.next_id()
-                order.fills = fills
-                order.status = "FILLED"
-                order.update_ms = state.now_ms()
-                state.order_counts.append(time.monotonic())
-
-        if kind == "delay":
-            time.sleep(float(mode.get("delay_seconds", 2)))  # open (NEW) while we sleep
-            fill()
-        elif kind == "timeout":
-            fill()  # executed at once; only the answer is late, past the client's timeout
-            time.sleep(float(mode.get("delay_seconds", 12)))
-        elif kind == "error500":
-            fill()
-            raise ApiError(-1007, "Timeout waiting for response from backend server. Send status unknown; "
-                                  "execution status unknown.", 500)
-        else:
-            fill()
-        resp = app.json.response(order.response(resp_type))
-        with state.lock:
-            mono = time.monotonic()
-            state.order_counts = [t for t in state.order_counts if mono - t < 86400]
-            resp.headers["X-MBX-ORDER-COUNT-10S"] = str(sum(1 for t in state.order_counts if mono - t < 10))
-            resp.headers["X-MBX-ORDER-COUNT-1D"] = str(len(state.order_counts))
-        return resp
-
-    @app.get("/api/v3/order")
-    def query_order():
-        verify_signature()
-        params = _params()
-        spec = state.symbol(params.get("symbol"))
-        order_id = _int_param(params, "orderId")
-        client_id = params.get("origClientOrderId")
-        if order_id is None and not client_id:
-            raise ApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
-        order = state.find_order(spec, order_id, client_id)
-        if order is None:
-            raise ApiError(-2013, "Order does not exist.")
-        with state.lock:
-            return order.query_json()
-
-    @app.get("/api/v3/myTrades")
-    def my_trades():
-        verify_signature()
-        params = _params()
-        spec = state.symbol(params.get("symbol"))
-        limit = _int_param(params, "limit", 500)
-        if not 1 <= limit <= 1000:
-            raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
-        return app.json.response(state.trades_json(spec, _int_param(params, "orderId"), limit))
-
-    from sandbox.binance_capital import register_capital
-    register_capital(app, state, verify_signature)
-    _register_controls(app, state)
-    return app
+    return make_app(__name__, SandboxState(config), routes, wallet_routes, extension="binance_sandbox")
 
 
 def _symbol_json(s: SymbolSpec) -> dict:
@@ -876,222 +832,127 @@ def _symbol_json(s: SymbolSpec) -> dict:
     }
 
 
-def _kline_open(interval: str, t_s: int) -> int:
-    """Open time (s) of the candle containing t_s (UTC; weeks start on Monday)."""
-    if interval == "1M":
-        d = datetime.fromtimestamp(t_s, timezone.utc)
-        return calendar.timegm((d.year, d.month, 1, 0, 0, 0))
-    size = INTERVALS[interval]
-    if interval == "1w":
-        monday = 4 * 86400  # 1970-01-05 was a Monday
-        return (t_s - monday) // size * size + monday
-    return t_s // size * size
-
-
-def _kline_next(interval: str, open_s: int) -> int:
-    if interval == "1M":
-        d = datetime.fromtimestamp(open_s, timezone.utc)
-        year, month = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-        return calendar.timegm((year, month, 1, 0, 0, 0))
-    return open_s + INTERVALS[interval]
-
-
-def _kline_prev(interval: str, open_s: int) -> int:
-    if interval == "1M":
-        return _kline_open(interval, open_s - 1)
-    return open_s - INTERVALS[interval]
-
-
-def _klines(state: SandboxState, spec: SymbolSpec, interval: str, limit: int,
-            start_ms: int | None, end_ms: int | None, now_s: int) -> list[list]:
-    last_allowed = min(now_s, end_ms // 1000) if end_ms is not None else now_s
-    opens: list[int] = []
-    if start_ms is not None:
-        t = _kline_open(interval, start_ms // 1000)
-        if t * 1000 < start_ms:
-            t = _kline_next(interval, t)  # Binance returns candles opening at or after startTime
-        while t <= last_allowed and len(opens) < limit:
-            opens.append(t)
-            t = _kline_next(interval, t)
-    else:
-        t = _kline_open(interval, last_allowed)
-        while len(opens) < limit:
-            opens.append(t)
-            t = _kline_prev(interval, t)
-        opens.reverse()
-    rows = []
-    for open_s in opens:
-        close_s = _kline_next(interval, open_s) - 1
-        upto = min(close_s, now_s)
-        span = upto - open_s + 1
-        stride = max(1, span // 60)  # at most ~60 samples per candle keeps 1000 candles cheap
-        samples = [state.price_at(spec, t, now_s) for t in range(open_s, upto + 1, stride)]
-        close = state.price_at(spec, upto, now_s)
-        samples.append(close)
-        volume = spec.volume(open_s, span)
-        avg = sum(samples, Decimal(0)) / len(samples)
-        quote_volume = (volume * avg).quantize(EIGHT)
-        taker = Decimal(repr(0.35 + 0.3 * _unit(spec.key, open_s, 7)))
-        trades = int(span * (0.2 + 0.6 * _unit(spec.key, open_s, 11))) + 1
-        rows.append([
-            open_s * 1000, fmt(samples[0]), fmt(max(samples)), fmt(min(samples)), fmt(close), fmt(volume),
-            close_s * 1000 + 999, fmt(quote_volume), trades, fmt(volume * taker),
-            fmt(quote_volume * taker), "0",
-        ])
-    return rows
-
-
 # --------------------------------------------------------------------------- controls
+# Test controls, no signature and no weight:
+#   POST /_sandbox/next_order      {"mode": "fill"|"reject"|"delay"|"timeout"|"error500",
+#                                   "delay_seconds": s, "count": n=1, "fills": 1|2, "msg": reject text}
+#   POST /_sandbox/price           {"symbol", "price"}   freeze (price null → unfreeze)
+#   POST /_sandbox/weight_limit    {"limit": n|null, "reset_counters": bool}
+#   POST /_sandbox/fail_market_data {"count": n, "status": 500|429|418, "retry_after": s}
+#   POST /_sandbox/clock           {"offset_ms": n}     skew the server clock
+#   POST /_sandbox/symbol_status   {"symbol", "status"} e.g. "BREAK" → orders get -2010 Market is closed.
+#   GET  /_sandbox/orders[?symbol=]                      every order, newest last
+#   GET  /_sandbox/stats                                 request counts per path, weight per IP
+#   POST /_sandbox/reset                                 back to the initial state
 
-def _register_controls(app: Flask, state: SandboxState) -> None:
-    """Test controls, no signature and no weight:
+def bad(msg: str):
+    resp = current_app.json.response({"error": msg})
+    resp.status_code = 400
+    return resp
 
-    POST /_sandbox/next_order      {"mode": "fill"|"reject"|"delay"|"timeout"|"error500",
-                                    "delay_seconds": s, "count": n=1, "fills": 1|2, "msg": reject text}
-    POST /_sandbox/price           {"symbol", "price"}   freeze (price null → unfreeze)
-    POST /_sandbox/unfreeze        {"symbol"}            (no symbol → all)
-    POST /_sandbox/weight_limit    {"limit": n|null, "reset_counters": bool}
-    POST /_sandbox/fail_market_data {"count": n, "status": 500|429|418, "retry_after": s}
-    POST /_sandbox/clock           {"offset_ms": n}     skew the server clock
-    POST /_sandbox/symbol_status   {"symbol", "status"} e.g. "BREAK" → orders get -2010 Market is closed.
-    GET  /_sandbox/orders[?symbol=]                      every order, newest last
-    GET  /_sandbox/stats                                 request counts per path, weight per IP
-    POST /_sandbox/reset                                 back to the initial state
-    """
 
-    def body() -> dict:
-        data = request.get_json(silent=True)
-        return data if isinstance(data, dict) else {}
+@routes.post("/_sandbox/next_order")
+def control_next_order():
+    data = control_body()
+    mode = data.get("mode", "fill")
+    if mode not in ("fill", "reject", "delay", "timeout", "error500"):
+        return bad(f"unknown mode {mode!r}")
+    entry = {"mode": mode, "fills": int(data.get("fills", 1))}
+    if "delay_seconds" in data:
+        entry["delay_seconds"] = float(data["delay_seconds"])
+    if data.get("msg"):
+        entry["msg"] = str(data["msg"])
+    return {"queued": state.next_modes.push(entry, int(data.get("count", 1)))}
 
-    def bad(msg: str):
-        resp = app.json.response({"error": msg})
-        resp.status_code = 400
-        return resp
 
-    @app.post("/_sandbox/next_order")
-    def control_next_order():
-        data = body()
-        mode = data.get("mode", "fill")
-        if mode not in ("fill", "reject", "delay", "timeout", "error500"):
-            return bad(f"unknown mode {mode!r}")
-        entry = {"mode": mode, "remaining": int(data.get("count", 1)), "fills": int(data.get("fills", 1))}
-        if "delay_seconds" in data:
-            entry["delay_seconds"] = float(data["delay_seconds"])
-        if data.get("msg"):
-            entry["msg"] = str(data["msg"])
-        with state.lock:
-            state.next_modes.append(entry)
-        return {"queued": entry}
+@routes.post("/_sandbox/price")
+def control_price():
+    data = control_body()
+    if data.get("symbol") not in state.symbols:
+        return bad("unknown symbol")
+    spec = state.symbols[data["symbol"]]
+    with state.lock:
+        if data.get("price") is None:
+            state.frozen.pop(spec.symbol, None)
+            return {"symbol": spec.symbol, "frozen": False}
+        try:
+            price = spec.to_tick(Decimal(str(data["price"])))
+        except InvalidOperation:
+            return bad("price must be a number")
+        state.frozen[spec.symbol] = price
+    return {"symbol": spec.symbol, "price": fmt(price), "frozen": True}
 
-    @app.post("/_sandbox/price")
-    def control_price():
-        data = body()
-        if data.get("symbol") not in state.symbols:
-            return bad("unknown symbol")
-        spec = state.symbols[data["symbol"]]
-        with state.lock:
-            if data.get("price") is None:
-                state.frozen.pop(spec.symbol, None)
-                return {"symbol": spec.symbol, "frozen": False}
-            try:
-                price = spec.to_tick(Decimal(str(data["price"])))
-            except InvalidOperation:
-                return bad("price must be a number")
-            state.frozen[spec.symbol] = price
-        return {"symbol": spec.symbol, "price": fmt(price), "frozen": True}
 
-    @app.post("/_sandbox/unfreeze")
-    def control_unfreeze():
-        symbol = body().get("symbol")
-        with state.lock:
-            if symbol:
-                state.frozen.pop(symbol, None)
-            else:
-                state.frozen.clear()
-        return {"frozen": sorted(state.frozen)}
+@routes.post("/_sandbox/weight_limit")
+def control_weight_limit():
+    data = control_body()
+    with state.lock:
+        state.weight_limit = int(data["limit"]) if data.get("limit") is not None else state.default_weight_limit
+        if data.get("reset_counters", True):
+            state.ip_weights.clear()
+    return {"limit": state.weight_limit}
 
-    @app.post("/_sandbox/weight_limit")
-    def control_weight_limit():
-        data = body()
-        with state.lock:
-            state.weight_limit = int(data["limit"]) if data.get("limit") is not None else state.default_weight_limit
-            if data.get("reset_counters", True):
-                state.ip_weights.clear()
-        return {"limit": state.weight_limit}
 
-    @app.post("/_sandbox/fail_market_data")
-    def control_fail():
-        data = body()
-        status = int(data.get("status", 500))
-        if status not in (500, 502, 503, 429, 418):
-            return bad("status must be 500, 502, 503, 429 or 418")
-        with state.lock:
-            state.fail_market_data = {"count": int(data.get("count", 1)), "status": status,
-                                      "retry_after": int(data.get("retry_after", 1))}
-        return state.fail_market_data
+@routes.post("/_sandbox/fail_market_data")
+def control_fail():
+    data = control_body()
+    status = int(data.get("status", 500))
+    if status not in (500, 502, 503, 429, 418):
+        return bad("status must be 500, 502, 503, 429 or 418")
+    with state.lock:
+        state.fail_market_data = {"count": int(data.get("count", 1)), "status": status,
+                                  "retry_after": int(data.get("retry_after", 1))}
+    return state.fail_market_data
 
-    @app.post("/_sandbox/clock")
-    def control_clock():
-        with state.lock:
-            state.clock_offset_ms = int(body().get("offset_ms", 0))
-        return {"offset_ms": state.clock_offset_ms, "serverTime": state.now_ms()}
 
-    @app.post("/_sandbox/symbol_status")
-    def control_symbol_status():
-        data = body()
-        if data.get("symbol") not in state.symbols:
-            return bad("unknown symbol")
-        with state.lock:
-            state.symbols[data["symbol"]].status = str(data.get("status", "TRADING"))
-        return {"symbol": data["symbol"], "status": state.symbols[data["symbol"]].status}
+@routes.post("/_sandbox/clock")
+def control_clock():
+    with state.lock:
+        state.clock_offset_ms = int(control_body().get("offset_ms", 0))
+    return {"offset_ms": state.clock_offset_ms, "serverTime": state.now_ms()}
 
-    @app.get("/_sandbox/orders")
-    def control_orders():
-        symbol = request.args.get("symbol")
-        with state.lock:
-            rows = [{**o.query_json(), "fills": o._fills_json()}
-                    for o in sorted(state.orders.values(), key=lambda o: o.order_id)
-                    if not symbol or o.symbol == symbol]
-        return app.json.response(rows)
 
-    @app.get("/_sandbox/stats")
-    def control_stats():
-        with state.lock:
-            return {"requests": dict(state.request_counts), "weight_limit": state.weight_limit,
-                    "weights": {ip: {"used": r.used, "over": r.over, "banned_until": r.banned_until}
-                                for ip, r in state.ip_weights.items()}}
+@routes.post("/_sandbox/symbol_status")
+def control_symbol_status():
+    data = control_body()
+    if data.get("symbol") not in state.symbols:
+        return bad("unknown symbol")
+    with state.lock:
+        state.symbols[data["symbol"]].status = str(data.get("status", "TRADING"))
+    return {"symbol": data["symbol"], "status": state.symbols[data["symbol"]].status}
 
-    @app.post("/_sandbox/reset")
-    def control_reset():
-        state.reset()
-        return {"reset": True}
+
+@routes.get("/_sandbox/orders")
+def control_orders():
+    symbol = request.args.get("symbol")
+    with state.lock:
+        rows = [{**o.query_json(), "fills": o._fills_json()}
+                for o in sorted(state.orders.values(), key=lambda o: o.order_id)
+                if not symbol or o.symbol == symbol]
+    return current_app.json.response(rows)
+
+
+@routes.get("/_sandbox/stats")
+def control_stats():
+    with state.lock:
+        return {"requests": dict(state.request_counts), "weight_limit": state.weight_limit,
+                "weights": {ip: {"used": r.used, "over": r.over, "banned_until": r.banned_until}
+                            for ip, r in state.ip_weights.items()}}
+
+
+@routes.post("/_sandbox/reset")
+def control_reset():
+    state.reset()
+    return {"reset": True}
 
 
 # --------------------------------------------------------------------------- serving
 
-class QuietRequestHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs) -> None:  # tests: no access log noise
-        pass
-
-
-class BackgroundServer:
-    """The emulator on a real socket in a daemon thread (tests, dev tooling)."""
+class BackgroundServer(_Server):
+    """The emulator on a real socket in a daemon thread (tests, dev tooling), no access log."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, quiet: bool = True):
-        self.app = app
-        self.server = make_server(host, port, app, threaded=True,
-                                  request_handler=QuietRequestHandler if quiet else None)
-        self.url = f"http://{host}:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="binance-sandbox", daemon=True)
-        self.thread.start()
-
-    @property
-    def state(self) -> SandboxState:
-        return self.app.extensions["binance_sandbox"]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(app, host, port, quiet=quiet)
 
 
 def _parse_symbol_spec(text: str) -> tuple[str, dict]:
@@ -1123,13 +984,8 @@ def main(argv: list[str] | None = None) -> None:
         "weight_limit": args.weight_limit, "commission_rate": args.commission_rate,
         "symbols": dict(_parse_symbol_spec(s) for s in args.symbol),
     })
-    server = make_server(args.host, args.port, app, threaded=True)
-    print(f"Binance sandbox on http://{args.host}:{args.port} "
-          f"(symbols: {', '.join(app.extensions['binance_sandbox'].symbols)})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(app, args.host, args.port, f"Binance sandbox on http://{args.host}:{args.port} "
+          f"(symbols: {', '.join(app.extensions['binance_sandbox'].symbols)})")
 
 
 if __name__ == "__main__":

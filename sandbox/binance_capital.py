@@ -62,10 +62,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
-from flask import Flask, redirect, request
+from flask import current_app, redirect
 
 from webapp import chain
-from sandbox.binance import ApiError, _int_param, _params, fmt
+from sandbox.binance import ApiError, _int_param, _params, fmt, verify_signature
+from sandbox.server import FaultQueue, Routes, control_body, from_form, state_proxy
 
 DAY_MS = 86_400_000
 MASTER = ""  # the master account, where an email is expected
@@ -263,7 +264,7 @@ class WalletState:
         self.withdrawals: dict[str, Withdrawal] = {}
         self.dup_deposits: list[str] = []
         self.dup_withdrawals: list[str] = []
-        self.next_withdraw: list[dict] = []
+        self.next_withdraw = FaultQueue(self.lock)  # /_sandbox/wallet/next_withdraw
 
     # ---- helpers
 
@@ -390,16 +391,6 @@ class WalletState:
         return sum((w.amount for w in self.withdrawals.values() if w.coin == coin and w.status in (0, 2, 4)),
                    Decimal(0))
 
-    def take_withdraw_mode(self) -> dict:
-        with self.lock:
-            if not self.next_withdraw:
-                return {"mode": "ok"}
-            mode = self.next_withdraw[0]
-            mode["remaining"] -= 1
-            if mode["remaining"] <= 0:
-                self.next_withdraw.pop(0)
-            return dict(mode)
-
     def state_json(self) -> dict:
         with self.lock:
             return {
@@ -450,416 +441,425 @@ def _time_window(params: dict, now: int, default_days: int, max_days: int) -> tu
 
 # --------------------------------------------------------------------------- routes
 
-def register_capital(app: Flask, state, verify_signature) -> None:
-    def wallet() -> WalletState:
-        return state.wallet  # replaced by /_sandbox/reset
+# Small functions on the shared server library (sandbox/server.py), installed on the app of
+# sandbox.binance; `state` is this request's emulator.
 
-    @app.get("/sapi/v1/capital/config/getall")
-    def capital_config():
-        verify_signature()
-        w = wallet()
-        with w.lock:
-            rows = []
-            for coin, name in COINS.items():
-                nets = [_network_json(c, n, v) for (c, n), v in w.networks.items() if c == coin]
-                rows.append({"coin": coin, "depositAllEnable": any(n["depositEnable"] for n in nets),
-                             "withdrawAllEnable": any(n["withdrawEnable"] for n in nets), "name": name,
-                             "free": fmt(w.master_free[coin]), "locked": "0", "freeze": "0",
-                             "withdrawing": fmt(w.withdrawing(coin)), "ipoing": "0", "ipoable": "0",
-                             "storage": "0", "isLegalMoney": False, "trading": True, "networkList": nets})
-        return app.json.response(rows)
+routes = Routes()
+state = state_proxy()
 
-    @app.post("/sapi/v1/sub-account/virtualSubAccount")
-    def create_virtual_sub_account():
-        verify_signature()
-        text = _params().get("subAccountString")
-        if not text:
-            raise _missing("subAccountString")
-        if not SUB_ACCOUNT_STRING_RE.match(text):
-            raise ApiError(-1100, "Illegal characters found in parameter 'subAccountString'.")
-        w = wallet()
-        email = f"{text.lower()}_virtual@{w.email_domain}"
-        with w.lock:
-            if email in w.subs:
-                raise _err("sub_exists")
-            w.subs[email] = SubAccount(email=email, create_ms=w.now_ms())
-        return {"email": email}
 
-    @app.get("/sapi/v1/sub-account/list")
-    def list_sub_accounts():
-        verify_signature()
-        params = _params()
-        page, limit = _int_param(params, "page", 1), _int_param(params, "limit", 1)
-        w = wallet()
-        with w.lock:
-            subs = [s for s in w.subs.values() if not params.get("email") or s.email == params["email"]]
-        limit = max(1, min(limit or 1, 200))
-        rows = subs[(max(1, page) - 1) * limit:][:limit]
-        return {"subAccounts": [{"email": s.email, "isFreeze": False, "createTime": s.create_ms,
-                                 "isManagedSubAccount": False, "isAssetManagementSubAccount": False}
-                                for s in rows]}
+def wallet() -> WalletState:
+    return state.wallet  # replaced by /_sandbox/reset
 
-    @app.get("/sapi/v1/capital/deposit/subAddress")
-    def sub_deposit_address():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        sub = w.sub(params.get("email"))
-        coin = params.get("coin")
-        network, spec = w.network(coin, params.get("network"))
-        address = w.address_for(sub.email, FAMILY[network])
-        return {"address": address, "coin": coin, "tag": "", "url": spec["url"] + address}
 
-    @app.get("/sapi/v1/capital/deposit/subHisrec")
-    def sub_deposit_history():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        sub = w.sub(params.get("email"))
-        status = _int_param(params, "status")
-        start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
-        limit, offset = _int_param(params, "limit", 500), _int_param(params, "offset", 0)
-        with w.lock:
-            rows = [d for d in w.deposits.values() if d.email == sub.email]
-            rows += [w.deposits[i] for i in w.dup_deposits if w.deposits[i].email == sub.email]
-            rows = [d for d in rows
-                    if (not params.get("coin") or d.coin == params["coin"])
-                    and (status is None or d.status == status)
-                    and (not params.get("txId") or d.tx_id == params["txId"])
-                    and (start is None or d.insert_ms >= start) and (end is None or d.insert_ms <= end)]
-            rows.sort(key=lambda d: d.insert_ms, reverse=True)
-            out = [d.json(w) for d in rows[offset:offset + max(1, min(limit, 500))]]
-        return app.json.response(out)
+@routes.get("/sapi/v1/capital/config/getall")
+def capital_config():
+    verify_signature()
+    w = wallet()
+    with w.lock:
+        rows = []
+        for coin, name in COINS.items():
+            nets = [_network_json(c, n, v) for (c, n), v in w.networks.items() if c == coin]
+            rows.append({"coin": coin, "depositAllEnable": any(n["depositEnable"] for n in nets),
+                         "withdrawAllEnable": any(n["withdrawEnable"] for n in nets), "name": name,
+                         "free": fmt(w.master_free[coin]), "locked": "0", "freeze": "0",
+                         "withdrawing": fmt(w.withdrawing(coin)), "ipoing": "0", "ipoable": "0",
+                         "storage": "0", "isLegalMoney": False, "trading": True, "networkList": nets})
+    return current_app.json.response(rows)
 
-    @app.post("/sapi/v1/sub-account/universalTransfer")
-    def universal_transfer():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        from_email, to_email = params.get("fromEmail") or MASTER, params.get("toEmail") or MASTER
-        for name in ("fromAccountType", "toAccountType", "asset"):
-            if not params.get(name):
-                raise _missing(name)
-        if params.get("fromAccountType") != "SPOT" or params.get("toAccountType") != "SPOT":
-            raise _err("account_type")
-        if not from_email and not to_email:
-            raise ApiError(-1102, "Param 'fromEmail' or 'toEmail' must be sent, but both were empty/null!")
-        asset = params["asset"]
-        if asset not in COINS:
-            raise _err("coin")
-        amount = _amount(params.get("amount"))
-        client_id = params.get("clientTranId") or ""
-        if client_id and not ORDER_ID_RE.match(client_id):
-            raise ApiError(-1100, "Illegal characters found in parameter 'clientTranId'.")
-        with w.lock:
-            src = w.sub(from_email) if from_email else None
-            dst = w.sub(to_email) if to_email else None
-            if client_id and any(t.client_tran_id == client_id for t in w.transfers.values()):
-                raise _err("duplicate_transfer")
-            have = src.free.get(asset, Decimal(0)) if src else w.master_free[asset]
-            if have < amount:
-                raise _err("transfer_balance")
-            if src:
-                src.free[asset] = have - amount
-            else:
-                w.master_free[asset] = have - amount
-            if dst:
-                dst.free[asset] = dst.free.get(asset, Decimal(0)) + amount
-            else:
-                w.master_free[asset] += amount
-            t = Transfer(tran_id=state.next_id(), client_tran_id=client_id, from_email=from_email,
-                         to_email=to_email, asset=asset, amount=amount, create_ms=w.now_ms())
-            w.transfers[t.tran_id] = t
-        return {"tranId": t.tran_id, "clientTranId": client_id}
 
-    @app.get("/sapi/v1/sub-account/universalTransfer")
-    def universal_transfer_history():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        if params.get("fromEmail") and params.get("toEmail"):
-            raise ApiError(-1102, "Only one of 'fromEmail' and 'toEmail' may be sent.")
-        start, end = _time_window(params, w.now_ms(), 7, 7)
-        page, limit = max(1, _int_param(params, "page", 1)), max(1, min(_int_param(params, "limit", 500), 500))
-        with w.lock:
-            if params.get("toEmail"):
-                rows = [t for t in w.transfers.values() if t.to_email == params["toEmail"]]
-            else:  # fromEmail given, or neither: transfers from that account (default: the master)
-                rows = [t for t in w.transfers.values() if t.from_email == (params.get("fromEmail") or MASTER)]
-            rows = [t for t in rows if start <= t.create_ms <= end
-                    and (not params.get("clientTranId") or t.client_tran_id == params["clientTranId"])]
-            rows.sort(key=lambda t: t.create_ms, reverse=True)
-            result = [t.json(w.master_email) for t in rows[(page - 1) * limit:][:limit]]
-        return {"result": result, "totalCount": len(rows)}
+@routes.post("/sapi/v1/sub-account/virtualSubAccount")
+def create_virtual_sub_account():
+    verify_signature()
+    text = _params().get("subAccountString")
+    if not text:
+        raise _missing("subAccountString")
+    if not SUB_ACCOUNT_STRING_RE.match(text):
+        raise ApiError(-1100, "Illegal characters found in parameter 'subAccountString'.")
+    w = wallet()
+    email = f"{text.lower()}_virtual@{w.email_domain}"
+    with w.lock:
+        if email in w.subs:
+            raise _err("sub_exists")
+        w.subs[email] = SubAccount(email=email, create_ms=w.now_ms())
+    return {"email": email}
 
-    @app.post("/sapi/v1/capital/withdraw/apply")
-    def withdraw_apply():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        coin = params.get("coin")
-        if not coin:
-            raise _missing("coin")
-        address = params.get("address")
-        if not address:
-            raise _missing("address")
-        order_id = params.get("withdrawOrderId") or ""
-        if order_id and not ORDER_ID_RE.match(order_id):
-            raise ApiError(-1100, "Illegal characters found in parameter 'withdrawOrderId'.")
-        with w.lock:
-            if order_id and any(x.withdraw_order_id == order_id for x in w.withdrawals.values()):
-                raise _err("duplicate_withdraw")
-        network, spec = w.network(coin, params.get("network"))
-        if params.get("addressTag"):
-            raise _err("tag")  # none of our networks has withdrawTag=true
-        if not spec["withdrawEnable"]:
-            raise _err("withdraw_suspended")
-        if not re.match(spec["addressRegex"], address):
-            raise _err("address")
-        amount = _amount(params.get("amount"))
-        lo, hi, step = (Decimal(spec[k]) for k in ("withdrawMin", "withdrawMax", "withdrawIntegerMultiple"))
-        if amount < lo:
-            raise _err("below_min", min=spec["withdrawMin"], coin=coin)
-        if amount > hi:
-            raise _err("above_max", max=spec["withdrawMax"], coin=coin)
-        if amount % step != 0:
-            raise _err("multiple", step=spec["withdrawIntegerMultiple"])
-        mode = None
-        with w.lock:
-            if order_id and any(x.withdraw_order_id == order_id for x in w.withdrawals.values()):
-                raise _err("duplicate_withdraw")  # a concurrent twin got in first
-            if w.master_free[coin] < amount:
-                raise _err("balance")
-            mode = w.take_withdraw_mode()
-            create = mode["mode"] != "error500" or mode.get("create", False)
-            if create:
-                n = state.next_id()
-                wd_id = f"{n:016x}" + hashlib.sha256(f"wd|{n}".encode()).hexdigest()[:16]
-                w.master_free[coin] -= amount
-                w.withdrawals[wd_id] = Withdrawal(
-                    id=wd_id, withdraw_order_id=order_id, coin=coin, network=network, address=address,
-                    address_tag="", amount=amount, fee=Decimal(spec["withdrawFee"]), apply_ms=w.now_ms(),
-                    status=int(mode.get("initial_status", 4)))
-        if mode["mode"] == "timeout":
-            time.sleep(float(mode.get("delay_seconds", 12)))  # created; the answer comes too late
-        elif mode["mode"] == "error500":
-            raise ApiError(-1007, "Timeout waiting for response from backend server. Send status unknown; "
-                                  "execution status unknown.", int(mode.get("status", 500)))
-        return {"id": wd_id}
 
-    @app.get("/sapi/v1/capital/withdraw/history")
-    def withdraw_history():
-        verify_signature()
-        params = _params()
-        w = wallet()
-        order_id = params.get("withdrawOrderId")
-        start, end = _time_window(params, w.now_ms(), 7 if order_id else 90, 7 if order_id else 90)
-        status = _int_param(params, "status")
-        offset, limit = _int_param(params, "offset", 0), max(1, min(_int_param(params, "limit", 1000), 1000))
-        ids = set(filter(None, (params.get("idList") or "").split(",")))
-        if len(ids) > 45:
-            raise ApiError(-1100, "Too many ids in 'idList' (at most 45).")
-        with w.lock:
-            rows = list(w.withdrawals.values()) + [w.withdrawals[i] for i in w.dup_withdrawals]
-            rows = [x for x in rows
-                    if (not params.get("coin") or x.coin == params["coin"])
-                    and (not order_id or x.withdraw_order_id == order_id)
-                    and (status is None or x.status == status)
-                    and (not ids or x.id in ids)
-                    and start <= x.apply_ms <= end]
-            rows.sort(key=lambda x: x.apply_ms, reverse=True)
-            out = [x.json() for x in rows[offset:offset + limit]]
-        return app.json.response(out)
+@routes.get("/sapi/v1/sub-account/list")
+def list_sub_accounts():
+    verify_signature()
+    params = _params()
+    page, limit = _int_param(params, "page", 1), _int_param(params, "limit", 1)
+    w = wallet()
+    with w.lock:
+        subs = [s for s in w.subs.values() if not params.get("email") or s.email == params["email"]]
+    limit = max(1, min(limit or 1, 200))
+    rows = subs[(max(1, page) - 1) * limit:][:limit]
+    return {"subAccounts": [{"email": s.email, "isFreeze": False, "createTime": s.create_ms,
+                             "isManagedSubAccount": False, "isAssetManagementSubAccount": False}
+                            for s in rows]}
 
-    _register_wallet_controls(app, state)
+
+@routes.get("/sapi/v1/capital/deposit/subAddress")
+def sub_deposit_address():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    sub = w.sub(params.get("email"))
+    coin = params.get("coin")
+    network, spec = w.network(coin, params.get("network"))
+    address = w.address_for(sub.email, FAMILY[network])
+    return {"address": address, "coin": coin, "tag": "", "url": spec["url"] + address}
+
+
+@routes.get("/sapi/v1/capital/deposit/subHisrec")
+def sub_deposit_history():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    sub = w.sub(params.get("email"))
+    status = _int_param(params, "status")
+    start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+    limit, offset = _int_param(params, "limit", 500), _int_param(params, "offset", 0)
+    with w.lock:
+        rows = [d for d in w.deposits.values() if d.email == sub.email]
+        rows += [w.deposits[i] for i in w.dup_deposits if w.deposits[i].email == sub.email]
+        rows = [d for d in rows
+                if (not params.get("coin") or d.coin == params["coin"])
+                and (status is None or d.status == status)
+                and (not params.get("txId") or d.tx_id == params["txId"])
+                and (start is None or d.insert_ms >= start) and (end is None or d.insert_ms <= end)]
+        rows.sort(key=lambda d: d.insert_ms, reverse=True)
+        out = [d.json(w) for d in rows[offset:offset + max(1, min(limit, 500))]]
+    return current_app.json.response(out)
+
+
+@routes.post("/sapi/v1/sub-account/universalTransfer")
+def universal_transfer():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    from_email, to_email = params.get("fromEmail") or MASTER, params.get("toEmail") or MASTER
+    for name in ("fromAccountType", "toAccountType", "asset"):
+        if not params.get(name):
+            raise _missing(name)
+    if params.get("fromAccountType") != "SPOT" or params.get("toAccountType") != "SPOT":
+        raise _err("account_type")
+    if not from_email and not to_email:
+        raise ApiError(-1102, "Param 'fromEmail' or 'toEmail' must be sent, but both were empty/null!")
+    asset = params["asset"]
+    if asset not in COINS:
+        raise _err("coin")
+    amount = _amount(params.get("amount"))
+    client_id = params.get("clientTranId") or ""
+    if client_id and not ORDER_ID_RE.match(client_id):
+        raise ApiError(-1100, "Illegal characters found in parameter 'clientTranId'.")
+    with w.lock:
+        src = w.sub(from_email) if from_email else None
+        dst = w.sub(to_email) if to_email else None
+        if client_id and any(t.client_tran_id == client_id for t in w.transfers.values()):
+            raise _err("duplicate_transfer")
+        have = src.free.get(asset, Decimal(0)) if src else w.master_free[asset]
+        if have < amount:
+            raise _err("transfer_balance")
+        if src:
+            src.free[asset] = have - amount
+        else:
+            w.master_free[asset] = have - amount
+        if dst:
+            dst.free[asset] = dst.free.get(asset, Decimal(0)) + amount
+        else:
+            w.master_free[asset] += amount
+        t = Transfer(tran_id=state.next_id(), client_tran_id=client_id, from_email=from_email,
+                     to_email=to_email, asset=asset, amount=amount, create_ms=w.now_ms())
+        w.transfers[t.tran_id] = t
+    return {"tranId": t.tran_id, "clientTranId": client_id}
+
+
+@routes.get("/sapi/v1/sub-account/universalTransfer")
+def universal_transfer_history():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    if params.get("fromEmail") and params.get("toEmail"):
+        raise ApiError(-1102, "Only one of 'fromEmail' and 'toEmail' may be sent.")
+    start, end = _time_window(params, w.now_ms(), 7, 7)
+    page, limit = max(1, _int_param(params, "page", 1)), max(1, min(_int_param(params, "limit", 500), 500))
+    with w.lock:
+        if params.get("toEmail"):
+            rows = [t for t in w.transfers.values() if t.to_email == params["toEmail"]]
+        else:  # fromEmail given, or neither: transfers from that account (default: the master)
+            rows = [t for t in w.transfers.values() if t.from_email == (params.get("fromEmail") or MASTER)]
+        rows = [t for t in rows if start <= t.create_ms <= end
+                and (not params.get("clientTranId") or t.client_tran_id == params["clientTranId"])]
+        rows.sort(key=lambda t: t.create_ms, reverse=True)
+        result = [t.json(w.master_email) for t in rows[(page - 1) * limit:][:limit]]
+    return {"result": result, "totalCount": len(rows)}
+
+
+@routes.post("/sapi/v1/capital/withdraw/apply")
+def withdraw_apply():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    coin = params.get("coin")
+    if not coin:
+        raise _missing("coin")
+    address = params.get("address")
+    if not address:
+        raise _missing("address")
+    order_id = params.get("withdrawOrderId") or ""
+    if order_id and not ORDER_ID_RE.match(order_id):
+        raise ApiError(-1100, "Illegal characters found in parameter 'withdrawOrderId'.")
+    with w.lock:
+        if order_id and any(x.withdraw_order_id == order_id for x in w.withdrawals.values()):
+            raise _err("duplicate_withdraw")
+    network, spec = w.network(coin, params.get("network"))
+    if params.get("addressTag"):
+        raise _err("tag")  # none of our networks has withdrawTag=true
+    if not spec["withdrawEnable"]:
+        raise _err("withdraw_suspended")
+    if not re.match(spec["addressRegex"], address):
+        raise _err("address")
+    amount = _amount(params.get("amount"))
+    lo, hi, step = (Decimal(spec[k]) for k in ("withdrawMin", "withdrawMax", "withdrawIntegerMultiple"))
+    if amount < lo:
+        raise _err("below_min", min=spec["withdrawMin"], coin=coin)
+    if amount > hi:
+        raise _err("above_max", max=spec["withdrawMax"], coin=coin)
+    if amount % step != 0:
+        raise _err("multiple", step=spec["withdrawIntegerMultiple"])
+    mode = None
+    with w.lock:
+        if order_id and any(x.withdraw_order_id == order_id for x in w.withdrawals.values()):
+            raise _err("duplicate_withdraw")  # a concurrent twin got in first
+        if w.master_free[coin] < amount:
+            raise _err("balance")
+        mode = w.next_withdraw.take() or {"mode": "ok"}
+        create = mode["mode"] != "error500" or mode.get("create", False)
+        if create:
+            n = state.next_id()
+            wd_id = f"{n:016x}" + hashlib.sha256(f"wd|{n}".encode()).hexdigest()[:16]
+            w.master_free[coin] -= amount
+            w.withdrawals[wd_id] = Withdrawal(
+                id=wd_id, withdraw_order_id=order_id, coin=coin, network=network, address=address,
+                address_tag="", amount=amount, fee=Decimal(spec["withdrawFee"]), apply_ms=w.now_ms(),
+                status=int(mode.get("initial_status", 4)))
+    if mode["mode"] == "timeout":
+        time.sleep(float(mode.get("delay_seconds", 12)))  # created; the answer comes too late
+    elif mode["mode"] == "error500":
+        raise ApiError(-1007, "Timeout waiting for response from backend server. Send status unknown; "
+                              "execution status unknown.", int(mode.get("status", 500)))
+    return {"id": wd_id}
+
+
+@routes.get("/sapi/v1/capital/withdraw/history")
+def withdraw_history():
+    verify_signature()
+    params = _params()
+    w = wallet()
+    order_id = params.get("withdrawOrderId")
+    start, end = _time_window(params, w.now_ms(), 7 if order_id else 90, 7 if order_id else 90)
+    status = _int_param(params, "status")
+    offset, limit = _int_param(params, "offset", 0), max(1, min(_int_param(params, "limit", 1000), 1000))
+    ids = set(filter(None, (params.get("idList") or "").split(",")))
+    if len(ids) > 45:
+        raise ApiError(-1100, "Too many ids in 'idList' (at most 45).")
+    with w.lock:
+        rows = list(w.withdrawals.values()) + [w.withdrawals[i] for i in w.dup_withdrawals]
+        rows = [x for x in rows
+                if (not params.get("coin") or x.coin == params["coin"])
+                and (not order_id or x.withdraw_order_id == order_id)
+                and (status is None or x.status == status)
+                and (not ids or x.id in ids)
+                and start <= x.apply_ms <= end]
+        rows.sort(key=lambda x: x.apply_ms, reverse=True)
+        out = [x.json() for x in rows[offset:offset + limit]]
+    return current_app.json.response(out)
 
 
 # --------------------------------------------------------------------------- controls
 
-def _register_wallet_controls(app: Flask, state) -> None:
-    def wallet() -> WalletState:
-        return state.wallet
+def answer(payload, status: int = 200):
+    if from_form():
+        if status >= 400:
+            return current_app.response_class(f"<p>{html.escape(str(payload))}</p><p><a href='/_sandbox/wallet'>"
+                                      "back</a></p>", status=status, mimetype="text/html")
+        return redirect("/_sandbox/wallet", code=303)
+    resp = current_app.json.response(payload)
+    resp.status_code = status
+    return resp
 
-    def body() -> dict:
-        data = request.get_json(silent=True)
-        if isinstance(data, dict):
-            return data
-        return {k: v for k, v in request.form.items() if v != ""}
 
-    def from_form() -> bool:
-        return not request.is_json and bool(request.form)
+def bad(msg: str, status: int = 400):
+    return answer({"error": msg}, status)
 
-    def answer(payload, status: int = 200):
-        if from_form():
-            if status >= 400:
-                return app.response_class(f"<p>{html.escape(str(payload))}</p><p><a href='/_sandbox/wallet'>"
-                                          "back</a></p>", status=status, mimetype="text/html")
-            return redirect("/_sandbox/wallet", code=303)
-        resp = app.json.response(payload)
-        resp.status_code = status
-        return resp
 
-    def bad(msg: str, status: int = 400):
-        return answer({"error": msg}, status)
+def flag(value) -> bool:
+    return value in (True, "true", "1", 1, "on", "yes")
 
-    def flag(value) -> bool:
-        return value in (True, "true", "1", 1, "on", "yes")
 
-    @app.get("/_sandbox/wallet/state")
-    def wallet_state():
-        return wallet().state_json()
+@routes.get("/_sandbox/wallet/state")
+def wallet_state():
+    return wallet().state_json()
 
-    @app.post("/_sandbox/wallet/send")
-    def wallet_send():
-        data = body()
-        try:
-            amount = Decimal(str(data.get("amount")))
-            if not amount.is_finite() or amount <= 0:
-                raise InvalidOperation
-        except InvalidOperation:
-            return bad("amount must be a positive number")
-        coin, network = str(data.get("coin", "")).upper(), str(data.get("network", "")).upper()
-        if coin not in COINS:
-            return bad(f"coin must be one of {sorted(COINS)}")
-        try:
-            dep = wallet().send(coin, network, str(data.get("address", "")), amount,
-                                str(data.get("memo") or ""), data.get("txId"))
-        except ValueError as exc:
-            return bad(str(exc))
-        except LookupError as exc:
-            return bad(str(exc), 404)
-        if data.get("confirmations") not in (None, "") and dep.status != 7:
-            wallet().confirm(dep, confirmations=int(data["confirmations"]))
-        return answer({**dep.json(wallet()), "email": dep.email})
 
-    @app.post("/_sandbox/wallet/confirm")
-    def wallet_confirm():
-        data = body()
-        w = wallet()
-        dep = w.find_deposit(data.get("id"), data.get("txId"))
-        if dep is None:
-            return bad("unknown deposit", 404)
-        try:
-            w.confirm(dep, confirmations=int(data["confirmations"]) if data.get("confirmations") not in (None, "")
-                      else None, status=int(data["status"]) if data.get("status") not in (None, "") else None)
-        except ValueError as exc:
-            return bad(str(exc), 409)
-        return answer({**dep.json(w), "email": dep.email})
+@routes.post("/_sandbox/wallet/send")
+def wallet_send():
+    data = control_body()
+    try:
+        amount = Decimal(str(data.get("amount")))
+        if not amount.is_finite() or amount <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        return bad("amount must be a positive number")
+    coin, network = str(data.get("coin", "")).upper(), str(data.get("network", "")).upper()
+    if coin not in COINS:
+        return bad(f"coin must be one of {sorted(COINS)}")
+    try:
+        dep = wallet().send(coin, network, str(data.get("address", "")), amount,
+                            str(data.get("memo") or ""), data.get("txId"))
+    except ValueError as exc:
+        return bad(str(exc))
+    except LookupError as exc:
+        return bad(str(exc), 404)
+    if data.get("confirmations") not in (None, "") and dep.status != 7:
+        wallet().confirm(dep, confirmations=int(data["confirmations"]))
+    return answer({**dep.json(wallet()), "email": dep.email})
 
-    @app.post("/_sandbox/wallet/duplicate")
-    def wallet_duplicate():
-        data = body()
-        w = wallet()
-        kind, row_id = data.get("kind", "deposit"), str(data.get("id", ""))
-        with w.lock:
-            if kind == "deposit" and row_id in w.deposits:
-                w.dup_deposits.append(row_id)
-            elif kind == "withdrawal" and row_id in w.withdrawals:
-                w.dup_withdrawals.append(row_id)
-            else:
-                return bad("unknown kind or id", 404)
-        return answer({"duplicated": kind, "id": row_id})
 
-    @app.post("/_sandbox/wallet/withdrawal")
-    def wallet_withdrawal():
-        data = body()
-        w = wallet()
-        with w.lock:
-            wd = w.withdrawals.get(str(data.get("id", ""))) or next(
-                (x for x in w.withdrawals.values()
-                 if data.get("withdrawOrderId") and x.withdraw_order_id == data["withdrawOrderId"]), None)
-        if wd is None:
-            return bad("unknown withdrawal", 404)
-        try:
-            w.settle_withdrawal(wd, int(data.get("status", 6)), str(data.get("info") or ""), data.get("txId"))
-        except ValueError as exc:
-            return bad(str(exc), 409)
-        return answer({**wd.json(), "requested": fmt(wd.amount)})
+@routes.post("/_sandbox/wallet/confirm")
+def wallet_confirm():
+    data = control_body()
+    w = wallet()
+    dep = w.find_deposit(data.get("id"), data.get("txId"))
+    if dep is None:
+        return bad("unknown deposit", 404)
+    try:
+        w.confirm(dep, confirmations=int(data["confirmations"]) if data.get("confirmations") not in (None, "")
+                  else None, status=int(data["status"]) if data.get("status") not in (None, "") else None)
+    except ValueError as exc:
+        return bad(str(exc), 409)
+    return answer({**dep.json(w), "email": dep.email})
 
-    @app.post("/_sandbox/wallet/next_withdraw")
-    def wallet_next_withdraw():
-        data = body()
-        mode = data.get("mode", "timeout")
-        if mode not in ("timeout", "error500", "ok"):
-            return bad("mode must be timeout, error500 or ok")
-        entry = {"mode": mode, "remaining": int(data.get("count", 1)), "create": flag(data.get("create", False)),
-                 "delay_seconds": float(data.get("delay_seconds", 12)), "status": int(data.get("status", 500)),
-                 "initial_status": int(data.get("initial_status", 4))}
-        with wallet().lock:
-            wallet().next_withdraw.append(entry)
-        return answer({"queued": entry})
 
-    @app.post("/_sandbox/wallet/network")
-    def wallet_network():
-        data = body()
-        w = wallet()
-        key = (str(data.get("coin", "")).upper(), str(data.get("network", "")).upper())
-        if key not in w.networks:
-            return bad("unknown coin/network")
-        with w.lock:
-            for name in ("depositEnable", "withdrawEnable"):
-                if name in data:
-                    w.networks[key][name] = flag(data[name])
-            spec = w.networks[key]
-        return answer({"coin": key[0], "network": key[1], "depositEnable": spec["depositEnable"],
-                       "withdrawEnable": spec["withdrawEnable"]})
+@routes.post("/_sandbox/wallet/duplicate")
+def wallet_duplicate():
+    data = control_body()
+    w = wallet()
+    kind, row_id = data.get("kind", "deposit"), str(data.get("id", ""))
+    with w.lock:
+        if kind == "deposit" and row_id in w.deposits:
+            w.dup_deposits.append(row_id)
+        elif kind == "withdrawal" and row_id in w.withdrawals:
+            w.dup_withdrawals.append(row_id)
+        else:
+            return bad("unknown kind or id", 404)
+    return answer({"duplicated": kind, "id": row_id})
 
-    @app.post("/_sandbox/wallet/balance")
-    def wallet_balance():
-        data = body()
-        w = wallet()
-        coin = str(data.get("coin", "")).upper()
-        try:
-            free = Decimal(str(data.get("free")))
-        except InvalidOperation:
-            return bad("free must be a number")
-        if coin not in COINS or free < 0:
-            return bad("unknown coin or negative balance")
-        with w.lock:
-            if data.get("email"):
-                if data["email"] not in w.subs:
-                    return bad("unknown sub-account", 404)
-                w.subs[data["email"]].free[coin] = free
-            else:
-                w.master_free[coin] = free
-        return answer({"coin": coin, "free": fmt(free), "email": data.get("email") or w.master_email})
 
-    @app.get("/_sandbox/wallet")
-    def wallet_page():
-        s = wallet().state_json()
-        e = html.escape
+@routes.post("/_sandbox/wallet/withdrawal")
+def wallet_withdrawal():
+    data = control_body()
+    w = wallet()
+    with w.lock:
+        wd = w.withdrawals.get(str(data.get("id", ""))) or next(
+            (x for x in w.withdrawals.values()
+             if data.get("withdrawOrderId") and x.withdraw_order_id == data["withdrawOrderId"]), None)
+    if wd is None:
+        return bad("unknown withdrawal", 404)
+    try:
+        w.settle_withdrawal(wd, int(data.get("status", 6)), str(data.get("info") or ""), data.get("txId"))
+    except ValueError as exc:
+        return bad(str(exc), 409)
+    return answer({**wd.json(), "requested": fmt(wd.amount)})
 
-        def form(action: str, fields: dict, label: str) -> str:
-            hidden = "".join(f"<input type=hidden name='{e(k)}' value='{e(str(v))}'>" for k, v in fields.items())
-            return f"<form method=post action='/_sandbox/wallet/{action}' style='display:inline'>{hidden}" \
-                   f"<button>{e(label)}</button></form>"
 
-        subs = "".join(
-            f"<tr><td>{e(x['email'])}</td><td><code>{e(x['addresses']['btc'])}</code><br>"
-            f"<code>{e(x['addresses']['evm'])}</code><br><code>{e(x['addresses']['tron'])}</code></td>"
-            f"<td>{e(str(x['free']))}</td><td>{e(str(x['locked']))}</td></tr>" for x in s["subAccounts"])
-        deps = "".join(
-            f"<tr><td>{e(d['id'])}</td><td>{e(d['email'])}</td><td>{e(d['amount'])} {e(d['coin'])}/{e(d['network'])}"
-            f"</td><td>{d['status']}</td><td>{e(d['confirmTimes'])}</td><td><code>{e(d['txId'][:18])}…</code></td>"
-            f"<td>{form('confirm', {'id': d['id'], 'status': 6}, 'status 6')}"
-            f"{form('confirm', {'id': d['id']}, 'confirm')}"
-            f"{form('duplicate', {'kind': 'deposit', 'id': d['id']}, 'duplicate')}</td></tr>"
-            for d in s["deposits"])
-        wds = "".join(
-            f"<tr><td>{e(x['id'][:12])}…</td><td>{e(x.get('withdrawOrderId', ''))}</td>"
-            f"<td>{e(x['requested'])} {e(x['coin'])}/{e(x['network'])}</td><td><code>{e(x['address'])}</code></td>"
-            f"<td>{x['status']}</td><td>{e(x['info'])}</td>"
-            f"<td>{form('withdrawal', {'id': x['id'], 'status': 6}, 'complete')}"
-            f"{form('withdrawal', {'id': x['id'], 'status': 5}, 'fail')}"
-            f"{form('withdrawal', {'id': x['id'], 'status': 3}, 'reject')}"
-            f"{form('duplicate', {'kind': 'withdrawal', 'id': x['id']}, 'duplicate')}</td></tr>"
-            for x in s["withdrawals"])
-        nets = "".join(
-            f"<tr><td>{e(n['coin'])}/{e(n['network'])}</td><td>{n['depositEnable']}</td><td>{n['withdrawEnable']}</td>"
-            f"<td>{form('network', {'coin': n['coin'], 'network': n['network'], 'depositEnable': not n['depositEnable']}, 'toggle deposits')}"
-            f"{form('network', {'coin': n['coin'], 'network': n['network'], 'withdrawEnable': not n['withdrawEnable']}, 'toggle withdrawals')}"
-            f"</td></tr>" for n in s["networks"])
-        page = f"""<!doctype html><html><head><meta charset=utf-8><title>Binance sandbox wallet</title>
+@routes.post("/_sandbox/wallet/next_withdraw")
+def wallet_next_withdraw():
+    data = control_body()
+    mode = data.get("mode", "timeout")
+    if mode not in ("timeout", "error500", "ok"):
+        return bad("mode must be timeout, error500 or ok")
+    entry = {"mode": mode, "create": flag(data.get("create", False)),
+             "delay_seconds": float(data.get("delay_seconds", 12)), "status": int(data.get("status", 500)),
+             "initial_status": int(data.get("initial_status", 4))}
+    return answer({"queued": wallet().next_withdraw.push(entry, int(data.get("count", 1)))})
+
+
+@routes.post("/_sandbox/wallet/network")
+def wallet_network():
+    data = control_body()
+    w = wallet()
+    key = (str(data.get("coin", "")).upper(), str(data.get("network", "")).upper())
+    if key not in w.networks:
+        return bad("unknown coin/network")
+    with w.lock:
+        for name in ("depositEnable", "withdrawEnable"):
+            if name in data:
+                w.networks[key][name] = flag(data[name])
+        spec = w.networks[key]
+    return answer({"coin": key[0], "network": key[1], "depositEnable": spec["depositEnable"],
+                   "withdrawEnable": spec["withdrawEnable"]})
+
+
+@routes.post("/_sandbox/wallet/balance")
+def wallet_balance():
+    data = control_body()
+    w = wallet()
+    coin = str(data.get("coin", "")).upper()
+    try:
+        free = Decimal(str(data.get("free")))
+    except InvalidOperation:
+        return bad("free must be a number")
+    if coin not in COINS or free < 0:
+        return bad("unknown coin or negative balance")
+    with w.lock:
+        if data.get("email"):
+            if data["email"] not in w.subs:
+                return bad("unknown sub-account", 404)
+            w.subs[data["email"]].free[coin] = free
+        else:
+            w.master_free[coin] = free
+    return answer({"coin": coin, "free": fmt(free), "email": data.get("email") or w.master_email})
+
+
+@routes.get("/_sandbox/wallet")
+def wallet_page():
+    s = wallet().state_json()
+    e = html.escape
+
+    def form(action: str, fields: dict, label: str) -> str:
+        hidden = "".join(f"<input type=hidden name='{e(k)}' value='{e(str(v))}'>" for k, v in fields.items())
+        return f"<form method=post action='/_sandbox/wallet/{action}' style='display:inline'>{hidden}" \
+               f"<button>{e(label)}</button></form>"
+
+    subs = "".join(
+        f"<tr><td>{e(x['email'])}</td><td><code>{e(x['addresses']['btc'])}</code><br>"
+        f"<code>{e(x['addresses']['evm'])}</code><br><code>{e(x['addresses']['tron'])}</code></td>"
+        f"<td>{e(str(x['free']))}</td><td>{e(str(x['locked']))}</td></tr>" for x in s["subAccounts"])
+    deps = "".join(
+        f"<tr><td>{e(d['id'])}</td><td>{e(d['email'])}</td><td>{e(d['amount'])} {e(d['coin'])}/{e(d['network'])}"
+        f"</td><td>{d['status']}</td><td>{e(d['confirmTimes'])}</td><td><code>{e(d['txId'][:18])}…</code></td>"
+        f"<td>{form('confirm', {'id': d['id'], 'status': 6}, 'status 6')}"
+        f"{form('confirm', {'id': d['id']}, 'confirm')}"
+        f"{form('duplicate', {'kind': 'deposit', 'id': d['id']}, 'duplicate')}</td></tr>"
+        for d in s["deposits"])
+    wds = "".join(
+        f"<tr><td>{e(x['id'][:12])}…</td><td>{e(x.get('withdrawOrderId', ''))}</td>"
+        f"<td>{e(x['requested'])} {e(x['coin'])}/{e(x['network'])}</td><td><code>{e(x['address'])}</code></td>"
+        f"<td>{x['status']}</td><td>{e(x['info'])}</td>"
+        f"<td>{form('withdrawal', {'id': x['id'], 'status': 6}, 'complete')}"
+        f"{form('withdrawal', {'id': x['id'], 'status': 5}, 'fail')}"
+        f"{form('withdrawal', {'id': x['id'], 'status': 3}, 'reject')}"
+        f"{form('duplicate', {'kind': 'withdrawal', 'id': x['id']}, 'duplicate')}</td></tr>"
+        for x in s["withdrawals"])
+    nets = "".join(
+        f"<tr><td>{e(n['coin'])}/{e(n['network'])}</td><td>{n['depositEnable']}</td><td>{n['withdrawEnable']}</td>"
+        f"<td>{form('network', {'coin': n['coin'], 'network': n['network'], 'depositEnable': not n['depositEnable']}, 'toggle deposits')}"
+        f"{form('network', {'coin': n['coin'], 'network': n['network'], 'withdrawEnable': not n['withdrawEnable']}, 'toggle withdrawals')}"
+        f"</td></tr>" for n in s["networks"])
+    page = f"""<!doctype html><html><head><meta charset=utf-8><title>Binance sandbox wallet</title>
 <style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin-bottom:1.5em}}
 td,th{{border:1px solid #ccc;padding:.3em .5em;font-size:.9em;vertical-align:top}}</style></head><body>
 <h1>Binance sandbox: wallet</h1>
@@ -879,7 +879,7 @@ confirmations <input name=confirmations size=3> <button>send</button></form>
 <table><tr><th>id</th><th>withdrawOrderId</th><th>requested</th><th>address</th><th>status</th><th>info</th><th></th></tr>{wds}</table>
 <h2>Networks</h2><table><tr><th>coin/network</th><th>deposits</th><th>withdrawals</th><th></th></tr>{nets}</table>
 </body></html>"""
-        return app.response_class(page, mimetype="text/html")
+    return current_app.response_class(page, mimetype="text/html")
 
 
-__all__ = ["COINS", "ERRORS", "FAMILY", "NETWORKS", "WalletState", "register_capital"]
+__all__ = ["COINS", "ERRORS", "FAMILY", "NETWORKS", "WalletState", "routes"]

@@ -11,9 +11,7 @@ Endpoints (all need a Bearer token with the right scope, except the token call):
   PUT    /pix/v2/pix/{e2eId}/devolucao/{id}    devolução {"valor": "…", "natureza"?, "descricao"?} (pix.write);
                                                the same id with the same valor answers the same devolução
   GET    /pix/v2/pix/{e2eId}/devolucao/{id}    query (pix.read)
-  GET    /pix/v2/pix/{e2eId}                   a received PIX, with its devoluções (pix.read)
-  PUT|GET|DELETE /pix/v2/webhook/{chave}       {"webhookUrl": …} (webhook.write / webhook.read)
-  GET    /pix/v2/webhook/callbacks             delivery attempts (webhook.read)
+  PUT    /pix/v2/webhook/{chave}               {"webhookUrl": …} (webhook.write)
   POST   /banking/v2/pix                       send PIX, header x-id-idempotente (pagamento-pix.write)
   GET    /banking/v2/pix/{codigoSolicitacao}   query (pagamento-pix.read)
   PUT    /banking/v2/webhooks/pix-pagamento    {"webhookUrl": …} (webhook-banking.write)
@@ -41,21 +39,21 @@ import argparse
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import requests
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import make_server
+from werkzeug.local import LocalProxy
 
 from webapp.pix import brcode, is_cnpj, is_cpf, normalize_pix_key, normalize_phone, parse_decimal
 from sandbox import certs as certs_module
 from sandbox.ids import IdSource, base36
+from sandbox.server import (BackgroundServer, Routes, json_response, make_app, post_with_retries, serve, state_proxy,
+                            tls_server_context)
 
 BR_TZ = timezone(timedelta(hours=-3))
 TXID_RE = re.compile(r"^[a-zA-Z0-9]{26,35}$")
@@ -86,10 +84,6 @@ DEFAULTS = {
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def json_response(obj, status: int = 200) -> Response:
-    return Response(json.dumps(obj), status=status, mimetype="application/json")
 
 
 class InterError(Exception):
@@ -157,24 +151,15 @@ class State:
         threading.Thread(target=self._deliver, args=(record,), daemon=True).start()
 
     def _deliver(self, record: dict):
-        intervals = list(self.config["WEBHOOK_RETRY_INTERVALS"])
-        for attempt in range(len(intervals) + 1):
-            entry = {"dataHora": iso(datetime.now(timezone.utc)), "httpStatus": None, "erro": None}
-            try:
-                r = requests.post(record["webhookUrl"], data=json.dumps(record["payload"]),
-                                  headers={"Content-Type": "application/json"},
-                                  timeout=float(self.config["WEBHOOK_TIMEOUT"]))
-                entry["httpStatus"] = r.status_code
-                ok = 200 <= r.status_code < 300
-            except requests.RequestException as exc:
-                entry["erro"] = f"{exc.__class__.__name__}: {exc}"[:300]
-                ok = False
+        def store(attempt: dict, ok: bool, last: bool):
             with self.lock:
-                record["tentativas"].append(entry)
+                record["tentativas"].append({"dataHora": iso(datetime.now(timezone.utc)),
+                                             "httpStatus": attempt["status_code"], "erro": attempt["error"]})
                 record["sucesso"] = ok
-            if ok or attempt == len(intervals):
-                return
-            time.sleep(float(intervals[attempt]))
+
+        post_with_retries(record["webhookUrl"], json.dumps(record["payload"]),
+                          lambda: {"Content-Type": "application/json"}, self.config["WEBHOOK_RETRY_INTERVALS"],
+                          self.config["WEBHOOK_TIMEOUT"], store)
 
 
 def cob_view(c: dict) -> dict:
@@ -208,472 +193,456 @@ def payout_view(p: dict) -> dict:
             "historico": list(p["_historico"])}
 
 
-def create_app(config: dict | None = None) -> Flask:
-    cfg = dict(DEFAULTS)
-    cfg.update(config or {})
-    app = Flask(__name__)
-    state = State(cfg)
-    app.extensions["inter_sandbox"] = state
+# --------------------------------------------------------------------------- routes
+# Small functions on the shared server library (sandbox/server.py); `state` and `cfg`
+# are this request's emulator and its settings.
 
-    @app.errorhandler(InterError)
-    def _err(e: InterError):
-        return e.response()
+routes = Routes()
+state: State = state_proxy()
+cfg = LocalProxy(lambda: state.config)
 
-    @app.errorhandler(HTTPException)
-    def _http(e: HTTPException):
-        return InterError(e.code or 500, e.name, e.description or "").response()
 
-    @app.errorhandler(Exception)
-    def _crash(e: Exception):
-        app.logger.exception("inter sandbox crashed")
-        return InterError(500, "Erro interno", str(e)).response()
+@routes.errorhandler(InterError)
+def _err(e: InterError):
+    return e.response()
 
-    def need(scope: str):
-        auth = request.headers.get("Authorization", "")
-        tok = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        with state.lock:
-            entry = state.tokens.get(tok)
-        if not entry or entry[1] < time.time():
-            raise InterError(401, "Não autorizado", "token ausente, inválido ou expirado")
-        if scope not in entry[0]:
-            raise InterError(403, "Acesso negado", f"o token não tem o escopo {scope}")
-        account = request.headers.get("x-conta-corrente")
-        if cfg["ACCOUNT"] and account and account != cfg["ACCOUNT"]:
-            raise InterError(403, "Acesso negado", "conta corrente não pertence à aplicação")
 
-    def body() -> dict:
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise InterError(400, "Requisição inválida", "o corpo deve ser um objeto JSON")
-        return data
+@routes.errorhandler(HTTPException)
+def _http(e: HTTPException):
+    return InterError(e.code or 500, e.name, e.description or "").response()
 
-    # ---------------------------------------------------------------- oauth
-    @app.post("/oauth/v2/token")
-    def oauth_token():
-        form = request.form
-        if form.get("grant_type") != "client_credentials":
-            raise InterError(400, "Requisição inválida", "grant_type deve ser client_credentials")
-        if not (secrets.compare_digest(form.get("client_id", ""), cfg["CLIENT_ID"])
-                and secrets.compare_digest(form.get("client_secret", ""), cfg["CLIENT_SECRET"])):
-            raise InterError(401, "Não autorizado", "client_id ou client_secret inválidos")
-        scopes = set((form.get("scope") or "").split())
-        if not scopes:
-            raise InterError(400, "Requisição inválida", "informe ao menos um escopo (scope)")
-        tok = str(uuid.uuid4())
-        with state.lock:
-            state.tokens[tok] = (scopes, time.time() + int(cfg["TOKEN_TTL"]))
-        return json_response({"access_token": tok, "token_type": "Bearer",
-                              "expires_in": int(cfg["TOKEN_TTL"]), "scope": " ".join(sorted(scopes))})
 
-    # ---------------------------------------------------------------- cob
-    def _cob(txid: str) -> dict:
-        c = state.cobs.get(txid)
-        if c is None:
-            raise InterError(404, "Cobrança não encontrada", f"não há cobrança com txid {txid}")
-        return c
+@routes.errorhandler(Exception)
+def _crash(e: Exception):
+    current_app.logger.exception("inter sandbox crashed")
+    return InterError(500, "Erro interno", str(e)).response()
 
-    @app.put("/pix/v2/cob/<txid>")
-    def cob_create(txid):
-        need("cob.write")
-        if not TXID_RE.match(txid):
-            raise violation("txid", "deve ter de 26 a 35 letras ou dígitos", txid)
-        data = body()
-        cal = data.get("calendario") or {}
-        expiracao = cal.get("expiracao", 86400)
-        if not isinstance(expiracao, int) or isinstance(expiracao, bool) or expiracao <= 0:
-            raise violation("calendario.expiracao", "deve ser um inteiro positivo (segundos)", expiracao)
-        original = (data.get("valor") or {}).get("original")
-        if not isinstance(original, str) or not re.fullmatch(r"\d{1,10}\.\d{2}", original) or Decimal(original) <= 0:
-            raise violation("valor.original", "deve ser um texto com duas casas decimais, ex. 10.00", original)
-        if data.get("chave") != cfg["PIX_KEY"]:
-            raise violation("chave", "a chave não pertence a esta conta", data.get("chave"))
-        devedor = data.get("devedor")
-        if devedor is not None:
-            if not isinstance(devedor, dict) or not devedor.get("nome"):
-                raise violation("devedor.nome", "obrigatório quando há devedor")
-            if "cpf" in devedor and not is_cpf(str(devedor["cpf"])):
-                raise violation("devedor.cpf", "CPF inválido", devedor["cpf"])
-            if "cnpj" in devedor and not is_cnpj(str(devedor["cnpj"])):
-                raise violation("devedor.cnpj", "CNPJ inválido", devedor["cnpj"])
-            if ("cpf" in devedor) == ("cnpj" in devedor):
-                raise violation("devedor", "informe cpf ou cnpj (um deles)")
-        if len(str(data.get("solicitacaoPagador") or "")) > 140:
-            raise violation("solicitacaoPagador", "no máximo 140 caracteres")
+
+def need(scope: str):
+    auth = request.headers.get("Authorization", "")
+    tok = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    with state.lock:
+        entry = state.tokens.get(tok)
+    if not entry or entry[1] < time.time():
+        raise InterError(401, "Não autorizado", "token ausente, inválido ou expirado")
+    if scope not in entry[0]:
+        raise InterError(403, "Acesso negado", f"o token não tem o escopo {scope}")
+    account = request.headers.get("x-conta-corrente")
+    if cfg["ACCOUNT"] and account and account != cfg["ACCOUNT"]:
+        raise InterError(403, "Acesso negado", "conta corrente não pertence à aplicação")
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InterError(400, "Requisição inválida", "o corpo deve ser um objeto JSON")
+    return data
+
+
+# ---------------------------------------------------------------- oauth
+@routes.post("/oauth/v2/token")
+def oauth_token():
+    form = request.form
+    if form.get("grant_type") != "client_credentials":
+        raise InterError(400, "Requisição inválida", "grant_type deve ser client_credentials")
+    if not (secrets.compare_digest(form.get("client_id", ""), cfg["CLIENT_ID"])
+            and secrets.compare_digest(form.get("client_secret", ""), cfg["CLIENT_SECRET"])):
+        raise InterError(401, "Não autorizado", "client_id ou client_secret inválidos")
+    scopes = set((form.get("scope") or "").split())
+    if not scopes:
+        raise InterError(400, "Requisição inválida", "informe ao menos um escopo (scope)")
+    tok = str(uuid.uuid4())
+    with state.lock:
+        state.tokens[tok] = (scopes, time.time() + int(cfg["TOKEN_TTL"]))
+    return json_response({"access_token": tok, "token_type": "Bearer",
+                          "expires_in": int(cfg["TOKEN_TTL"]), "scope": " ".join(sorted(scopes))})
+
+
+# ---------------------------------------------------------------- cob
+def _cob(txid: str) -> dict:
+    c = state.cobs.get(txid)
+    if c is None:
+        raise InterError(404, "Cobrança não encontrada", f"não há cobrança com txid {txid}")
+    return c
+
+
+@routes.put("/pix/v2/cob/<txid>")
+def cob_create(txid):
+    need("cob.write")
+    if not TXID_RE.match(txid):
+        raise violation("txid", "deve ter de 26 a 35 letras ou dígitos", txid)
+    data = body()
+    cal = data.get("calendario") or {}
+    expiracao = cal.get("expiracao", 86400)
+    if not isinstance(expiracao, int) or isinstance(expiracao, bool) or expiracao <= 0:
+        raise violation("calendario.expiracao", "deve ser um inteiro positivo (segundos)", expiracao)
+    original = (data.get("valor") or {}).get("original")
+    if not isinstance(original, str) or not re.fullmatch(r"\d{1,10}\.\d{2}", original) or Decimal(original) <= 0:
+        raise violation("valor.original", "deve ser um texto com duas casas decimais, ex. 10.00", original)
+    if data.get("chave") != cfg["PIX_KEY"]:
+        raise violation("chave", "a chave não pertence a esta conta", data.get("chave"))
+    devedor = data.get("devedor")
+    if devedor is not None:
+        if not isinstance(devedor, dict) or not devedor.get("nome"):
+            raise violation("devedor.nome", "obrigatório quando há devedor")
+        if "cpf" in devedor and not is_cpf(str(devedor["cpf"])):
+            raise violation("devedor.cpf", "CPF inválido", devedor["cpf"])
+        if "cnpj" in devedor and not is_cnpj(str(devedor["cnpj"])):
+            raise violation("devedor.cnpj", "CNPJ inválido", devedor["cnpj"])
+        if ("cpf" in devedor) == ("cnpj" in devedor):
+            raise violation("devedor", "informe cpf ou cnpj (um deles)")
+    if len(str(data.get("solicitacaoPagador") or "")) > 140:
+        raise violation("solicitacaoPagador", "no máximo 140 caracteres")
+    now = datetime.now(timezone.utc)
+    with state.lock:
+        if txid in state.cobs:
+            raise InterError(409, "Cobrança já existe", f"o txid {txid} já foi utilizado")
+        loc_id = state.ids.next("loc", 1000)
+        location = f"{cfg['LOCATION_HOST']}/pj/v2/cob/{uuid.uuid4().hex}"
+        c = {
+            "calendario": {"criacao": iso(now), "expiracao": expiracao},
+            "txid": txid, "revisao": 0,
+            "loc": {"id": loc_id, "location": location, "tipoCob": "cob", "criacao": iso(now)},
+            "location": location, "status": "ATIVA",
+            "valor": {"original": original, "modalidadeAlteracao": 0},
+            "chave": cfg["PIX_KEY"],
+            "solicitacaoPagador": data.get("solicitacaoPagador"),
+            "infoAdicionais": data.get("infoAdicionais") or [],
+            "pixCopiaECola": brcode(None, Decimal(original), cfg["MERCHANT_NAME"], cfg["MERCHANT_CITY"],
+                                    url=location),
+            "_expires": now + timedelta(seconds=expiracao),
+        }
+        if devedor:
+            c["devedor"] = devedor
+        state.cobs[txid] = c
+        return json_response(cob_view(c), 201)
+
+
+@routes.get("/pix/v2/cob/<txid>")
+def cob_get(txid):
+    need("cob.read")
+    with state.lock:
+        return json_response(cob_view(_cob(txid)))
+
+
+@routes.patch("/pix/v2/cob/<txid>")
+def cob_patch(txid):
+    need("cob.write")
+    data = body()
+    with state.lock:
+        c = _cob(txid)
+        cob_view(c)   # applies a due expiry first
+        if data.get("status") != "REMOVIDA_PELO_USUARIO_RECEBEDOR":
+            raise violation("status", "só é aceito REMOVIDA_PELO_USUARIO_RECEBEDOR", data.get("status"))
+        if c["status"] != "ATIVA":
+            raise InterError(400, "Cobrança não pode ser alterada", f"status atual {c['status']}")
+        c["status"] = "REMOVIDA_PELO_USUARIO_RECEBEDOR"
+        c["revisao"] += 1
+        return json_response(cob_view(c))
+
+
+@routes.post("/pix/v2/cob/pagar/<txid>")
+def cob_pay(txid):
+    need("pix.write")
+    data = body()
+    with state.lock:
+        c = _cob(txid)
+        cob_view(c)
+        if c["status"] != "ATIVA":
+            raise InterError(400, "Cobrança não pode ser paga", f"status atual {c['status']}")
+        try:
+            valor = parse_decimal(data.get("valor", c["valor"]["original"])).quantize(Decimal("0.01"))
+        except ValueError:
+            raise violation("valor", "valor inválido", data.get("valor")) from None
+        if valor <= 0:
+            raise violation("valor", "deve ser positivo", valor)
+        pagador = data.get("pagador") or {"cpf": "19119119100", "nome": "PAGADOR SANDBOX"}
+        if "cpf" in pagador and not is_cpf(str(pagador["cpf"])):
+            raise violation("pagador.cpf", "CPF inválido", pagador["cpf"])
         now = datetime.now(timezone.utc)
-        with state.lock:
-            if txid in state.cobs:
-                raise InterError(409, "Cobrança já existe", f"o txid {txid} já foi utilizado")
-            loc_id = state.ids.next("loc", 1000)
-            location = f"{cfg['LOCATION_HOST']}/pj/v2/cob/{uuid.uuid4().hex}"
-            c = {
-                "calendario": {"criacao": iso(now), "expiracao": expiracao},
-                "txid": txid, "revisao": 0,
-                "loc": {"id": loc_id, "location": location, "tipoCob": "cob", "criacao": iso(now)},
-                "location": location, "status": "ATIVA",
-                "valor": {"original": original, "modalidadeAlteracao": 0},
-                "chave": cfg["PIX_KEY"],
-                "solicitacaoPagador": data.get("solicitacaoPagador"),
-                "infoAdicionais": data.get("infoAdicionais") or [],
-                "pixCopiaECola": brcode(None, Decimal(original), cfg["MERCHANT_NAME"], cfg["MERCHANT_CITY"],
-                                        url=location),
-                "_expires": now + timedelta(seconds=expiracao),
-            }
-            if devedor:
-                c["devedor"] = devedor
-            state.cobs[txid] = c
-            return json_response(cob_view(c), 201)
+        item = {"endToEndId": state.new_e2e("E", now),
+                "txid": txid, "valor": f"{valor:.2f}", "chave": c["chave"],
+                "horario": iso(now), "infoPagador": data.get("infoPagador") or "pagamento sandbox",
+                "pagador": pagador, "devolucoes": []}
+        c["status"] = "CONCLUIDA"
+        c.setdefault("pix", []).append(item)
+        state.received[item["endToEndId"]] = (c, item)
+        url = state.pix_webhooks.get(c["chave"])
+        payload = state.pix_payload(item)
+    if url:
+        state.deliver("pix", url, payload)
+    return json_response({"status": "CONCLUIDA", "txid": txid, "pix": pix_view(item)})
 
-    @app.get("/pix/v2/cob/<txid>")
-    def cob_get(txid):
-        need("cob.read")
-        with state.lock:
-            return json_response(cob_view(_cob(txid)))
 
-    @app.patch("/pix/v2/cob/<txid>")
-    def cob_patch(txid):
-        need("cob.write")
-        data = body()
-        with state.lock:
-            c = _cob(txid)
-            cob_view(c)   # applies a due expiry first
-            if data.get("status") != "REMOVIDA_PELO_USUARIO_RECEBEDOR":
-                raise violation("status", "só é aceito REMOVIDA_PELO_USUARIO_RECEBEDOR", data.get("status"))
-            if c["status"] != "ATIVA":
-                raise InterError(400, "Cobrança não pode ser alterada", f"status atual {c['status']}")
-            c["status"] = "REMOVIDA_PELO_USUARIO_RECEBEDOR"
-            c["revisao"] += 1
-            return json_response(cob_view(c))
+# ---------------------------------------------------------------- pix recebidos, devoluções
+def _received(e2e: str) -> tuple[dict, dict]:
+    found = state.received.get(e2e)
+    if found is None:
+        raise InterError(404, "Pix não encontrado", f"nenhum PIX recebido com endToEndId {e2e}")
+    return found
 
-    @app.post("/pix/v2/cob/pagar/<txid>")
-    def cob_pay(txid):
-        need("pix.write")
-        data = body()
-        with state.lock:
-            c = _cob(txid)
-            cob_view(c)
-            if c["status"] != "ATIVA":
-                raise InterError(400, "Cobrança não pode ser paga", f"status atual {c['status']}")
-            try:
-                valor = parse_decimal(data.get("valor", c["valor"]["original"])).quantize(Decimal("0.01"))
-            except ValueError:
-                raise violation("valor", "valor inválido", data.get("valor")) from None
-            if valor <= 0:
-                raise violation("valor", "deve ser positivo", valor)
-            pagador = data.get("pagador") or {"cpf": "19119119100", "nome": "PAGADOR SANDBOX"}
-            if "cpf" in pagador and not is_cpf(str(pagador["cpf"])):
-                raise violation("pagador.cpf", "CPF inválido", pagador["cpf"])
-            now = datetime.now(timezone.utc)
-            item = {"endToEndId": state.new_e2e("E", now),
-                    "txid": txid, "valor": f"{valor:.2f}", "chave": c["chave"],
-                    "horario": iso(now), "infoPagador": data.get("infoPagador") or "pagamento sandbox",
-                    "pagador": pagador, "devolucoes": []}
-            c["status"] = "CONCLUIDA"
-            c.setdefault("pix", []).append(item)
-            state.received[item["endToEndId"]] = (c, item)
-            url = state.pix_webhooks.get(c["chave"])
-            payload = state.pix_payload(item)
-        if url:
-            state.deliver("pix", url, payload)
-        return json_response({"status": "CONCLUIDA", "txid": txid, "pix": pix_view(item)})
 
-    # ---------------------------------------------------------------- pix recebidos, devoluções
-    def _received(e2e: str) -> tuple[dict, dict]:
-        found = state.received.get(e2e)
-        if found is None:
-            raise InterError(404, "Pix não encontrado", f"nenhum PIX recebido com endToEndId {e2e}")
-        return found
+def _left(item: dict) -> Decimal:
+    back = sum((Decimal(devolucao_view(d)["valor"]) for d in item["devolucoes"]
+                if d["status"] != "NAO_REALIZADO"), Decimal("0.00"))
+    return Decimal(item["valor"]) - back
 
-    def _left(item: dict) -> Decimal:
-        back = sum((Decimal(devolucao_view(d)["valor"]) for d in item["devolucoes"]
-                    if d["status"] != "NAO_REALIZADO"), Decimal("0.00"))
-        return Decimal(item["valor"]) - back
 
-    @app.get("/pix/v2/pix/<e2e>")
-    def pix_get(e2e):
-        need("pix.read")
-        with state.lock:
-            return json_response(pix_view(_received(e2e)[1]))
+@routes.put("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
+def devolucao_put(e2e, dev_id):
+    need("pix.write")
+    if not DEVOLUCAO_ID_RE.match(dev_id):
+        raise violation("id", "deve ter de 1 a 35 letras ou dígitos", dev_id)
+    data = body()
+    valor = data.get("valor")
+    if not isinstance(valor, str) or not VALOR_RE.match(valor) or Decimal(valor) <= 0:
+        raise violation("valor", "deve ser um texto com duas casas decimais, ex. 10.00", valor)
+    natureza = data.get("natureza", "ORIGINAL")
+    if natureza not in ("ORIGINAL", "RETIRADA"):
+        raise violation("natureza", "use ORIGINAL ou RETIRADA", natureza)
+    if len(str(data.get("descricao") or "")) > 140:
+        raise violation("descricao", "no máximo 140 caracteres")
+    with state.lock:
+        c, item = _received(e2e)
+        for d in item["devolucoes"]:
+            if d["id"] == dev_id:      # the same id: the same devolução, or a conflict
+                if d["valor"] != valor:
+                    raise InterError(409, "Devolução já existe",
+                                     f"o id {dev_id} já foi usado com o valor {d['valor']}")
+                return json_response(devolucao_view(d), 201)
+        if Decimal(valor) > _left(item):
+            raise violation("valor", f"maior que o disponível para devolução ({_left(item):.2f})", valor)
+        now = datetime.now(timezone.utc)
+        d = {"id": dev_id, "rtrId": state.new_e2e("D", now), "valor": valor, "natureza": natureza,
+             "horario": {"solicitacao": iso(now)}, "status": "EM_PROCESSAMENTO"}
+        if data.get("descricao"):
+            d["descricao"] = data["descricao"]
+        if state.devolucao_mode != "hang":
+            d["_settle_at"] = now + timedelta(seconds=float(cfg["REFUND_SETTLE_SECONDS"]))
+            d["_outcome"] = "DEVOLVIDO" if state.devolucao_mode == "settle" else "NAO_REALIZADO"
+        answer = {k: v for k, v in d.items() if not k.startswith("_")}   # as asked: in process
+        answer["horario"] = dict(d["horario"])
+        item["devolucoes"].append(d)
+        return json_response(answer, 201)
 
-    @app.put("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
-    def devolucao_put(e2e, dev_id):
-        need("pix.write")
-        if not DEVOLUCAO_ID_RE.match(dev_id):
-            raise violation("id", "deve ter de 1 a 35 letras ou dígitos", dev_id)
-        data = body()
-        valor = data.get("valor")
-        if not isinstance(valor, str) or not VALOR_RE.match(valor) or Decimal(valor) <= 0:
-            raise violation("valor", "deve ser um texto com duas casas decimais, ex. 10.00", valor)
-        natureza = data.get("natureza", "ORIGINAL")
-        if natureza not in ("ORIGINAL", "RETIRADA"):
-            raise violation("natureza", "use ORIGINAL ou RETIRADA", natureza)
+
+@routes.get("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
+def devolucao_get(e2e, dev_id):
+    need("pix.read")
+    with state.lock:
+        _, item = _received(e2e)
+        for d in item["devolucoes"]:
+            if d["id"] == dev_id:
+                return json_response(devolucao_view(d))
+    raise InterError(404, "Devolução não encontrada", f"nenhuma devolução {dev_id} do PIX {e2e}")
+
+
+# ---------------------------------------------------------------- webhooks
+def _webhook_url(data: dict) -> str:
+    url = data.get("webhookUrl")
+    schemes = ("https://",) if cfg["WEBHOOK_REQUIRE_HTTPS"] else ("https://", "http://")
+    if not isinstance(url, str) or not url.startswith(schemes):
+        raise violation("webhookUrl", "deve ser uma URL " + " ou ".join(s.rstrip(":/") for s in schemes), url)
+    return url
+
+
+@routes.put("/pix/v2/webhook/<chave>")
+def webhook(chave):
+    need("webhook.write")
+    if chave != cfg["PIX_KEY"]:
+        raise violation("chave", "a chave não pertence a esta conta", chave)
+    with state.lock:
+        state.pix_webhooks[chave] = _webhook_url(body())
+    return Response(status=204)
+
+
+@routes.put("/banking/v2/webhooks/pix-pagamento")
+def banking_webhook():
+    need("webhook-banking.write")
+    state.banking_webhook = _webhook_url(body())
+    return Response(status=204)
+
+
+# ---------------------------------------------------------------- banking
+def settle(p: dict, outcome: str):
+    now = datetime.now(timezone.utc)
+    if outcome == "approve":
+        p["status"] = "PAGO"
+        p["endToEnd"] = state.new_e2e("E", now)
+    else:
+        p["status"] = "REPROVADO"
+        p["erros"] = [{"codigoErro": "CHAVE_NAO_ENCONTRADA", "descricaoErro": "Chave PIX não encontrada"}]
+    p["dataHoraMovimento"] = iso(now)
+    p["_historico"].append({"status": p["status"], "dataHora": iso(now)})
+    if state.banking_webhook:
+        state.deliver("pix-pagamento", state.banking_webhook, [{
+            "chave": p["chave"], "codigoSolicitacao": p["codigoSolicitacao"],
+            "dataHoraMovimento": p["dataHoraMovimento"], "dataHoraSolicitacao": p["dataHoraSolicitacao"],
+            "endToEnd": p.get("endToEnd"), "status": "EFETIVADO" if outcome == "approve" else "NAO_EFETIVADO",
+            "tipoMovimentacao": "PAGAMENTO", "valor": p["valor"], "recebedor": p["recebedor"]}])
+
+
+@routes.post("/banking/v2/pix")
+def banking_send():
+    need("pagamento-pix.write")
+    key = request.headers.get("x-id-idempotente", "")
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        raise violation("x-id-idempotente", "cabeçalho obrigatório, no formato UUID", key or None) from None
+    data = body()
+    digest = json.dumps(data, sort_keys=True)
+    with state.lock:
+        seen = state.payout_keys.get(key)
+        if seen:
+            if seen[0] != digest:
+                raise InterError(409, "Conflito de idempotência",
+                                 "x-id-idempotente já usado com outro conteúdo")
+            return json_response(state.payouts[seen[1]]["_retorno"])
+        try:
+            valor = parse_decimal(data.get("valor"))
+        except ValueError:
+            raise violation("valor", "valor inválido", data.get("valor")) from None
+        if valor <= 0 or valor != valor.quantize(Decimal("0.01")):
+            raise violation("valor", "deve ser positivo, com até duas casas", valor)
         if len(str(data.get("descricao") or "")) > 140:
             raise violation("descricao", "no máximo 140 caracteres")
-        with state.lock:
-            c, item = _received(e2e)
-            for d in item["devolucoes"]:
-                if d["id"] == dev_id:      # the same id: the same devolução, or a conflict
-                    if d["valor"] != valor:
-                        raise InterError(409, "Devolução já existe",
-                                         f"o id {dev_id} já foi usado com o valor {d['valor']}")
-                    return json_response(devolucao_view(d), 201)
-            if Decimal(valor) > _left(item):
-                raise violation("valor", f"maior que o disponível para devolução ({_left(item):.2f})", valor)
-            now = datetime.now(timezone.utc)
-            d = {"id": dev_id, "rtrId": state.new_e2e("D", now), "valor": valor, "natureza": natureza,
-                 "horario": {"solicitacao": iso(now)}, "status": "EM_PROCESSAMENTO"}
-            if data.get("descricao"):
-                d["descricao"] = data["descricao"]
-            if state.devolucao_mode != "hang":
-                d["_settle_at"] = now + timedelta(seconds=float(cfg["REFUND_SETTLE_SECONDS"]))
-                d["_outcome"] = "DEVOLVIDO" if state.devolucao_mode == "settle" else "NAO_REALIZADO"
-            answer = {k: v for k, v in d.items() if not k.startswith("_")}   # as asked: in process
-            answer["horario"] = dict(d["horario"])
-            item["devolucoes"].append(d)
-            return json_response(answer, 201)
-
-    @app.get("/pix/v2/pix/<e2e>/devolucao/<dev_id>")
-    def devolucao_get(e2e, dev_id):
-        need("pix.read")
-        with state.lock:
-            _, item = _received(e2e)
-            for d in item["devolucoes"]:
-                if d["id"] == dev_id:
-                    return json_response(devolucao_view(d))
-        raise InterError(404, "Devolução não encontrada", f"nenhuma devolução {dev_id} do PIX {e2e}")
-
-    # ---------------------------------------------------------------- webhooks
-    def _webhook_url(data: dict) -> str:
-        url = data.get("webhookUrl")
-        schemes = ("https://",) if cfg["WEBHOOK_REQUIRE_HTTPS"] else ("https://", "http://")
-        if not isinstance(url, str) or not url.startswith(schemes):
-            raise violation("webhookUrl", "deve ser uma URL " + " ou ".join(s.rstrip(":/") for s in schemes), url)
-        return url
-
-    @app.get("/pix/v2/webhook/callbacks")
-    def webhook_callbacks():
-        need("webhook.read")
-        with state.lock:
-            data = [dict(r) for r in state.callbacks]
-        return json_response({"totalElementos": len(data), "data": data})
-
-    @app.route("/pix/v2/webhook/<chave>", methods=["PUT", "GET", "DELETE"])
-    def webhook(chave):
-        need("webhook.read" if request.method == "GET" else "webhook.write")
-        if chave != cfg["PIX_KEY"]:
-            raise violation("chave", "a chave não pertence a esta conta", chave)
-        with state.lock:
-            if request.method == "PUT":
-                state.pix_webhooks[chave] = _webhook_url(body())
-                return Response(status=204)
-            if request.method == "DELETE":
-                state.pix_webhooks.pop(chave, None)
-                return Response(status=204)
-            if chave not in state.pix_webhooks:
-                raise InterError(404, "Webhook não encontrado", f"nenhum webhook para a chave {chave}")
-            return json_response({"webhookUrl": state.pix_webhooks[chave], "chave": chave})
-
-    @app.put("/banking/v2/webhooks/pix-pagamento")
-    def banking_webhook():
-        need("webhook-banking.write")
-        state.banking_webhook = _webhook_url(body())
-        return Response(status=204)
-
-    # ---------------------------------------------------------------- banking
-    def settle(p: dict, outcome: str):
+        dest = data.get("destinatario") or {}
+        if dest.get("tipo") != "CHAVE":
+            raise violation("destinatario.tipo", "este sandbox aceita apenas CHAVE", dest.get("tipo"))
+        chave = str(dest.get("chave") or "")
+        kind = key_kind(chave)
+        if kind is None:
+            raise violation("destinatario.chave", "chave PIX inválida", chave)
         now = datetime.now(timezone.utc)
-        if outcome == "approve":
-            p["status"] = "PAGO"
-            p["endToEnd"] = state.new_e2e("E", now)
-        else:
-            p["status"] = "REPROVADO"
-            p["erros"] = [{"codigoErro": "CHAVE_NAO_ENCONTRADA", "descricaoErro": "Chave PIX não encontrada"}]
-        p["dataHoraMovimento"] = iso(now)
-        p["_historico"].append({"status": p["status"], "dataHora": iso(now)})
-        if state.banking_webhook:
-            state.deliver("pix-pagamento", state.banking_webhook, [{
-                "chave": p["chave"], "codigoSolicitacao": p["codigoSolicitacao"],
-                "dataHoraMovimento": p["dataHoraMovimento"], "dataHoraSolicitacao": p["dataHoraSolicitacao"],
-                "endToEnd": p.get("endToEnd"), "status": "EFETIVADO" if outcome == "approve" else "NAO_EFETIVADO",
-                "tipoMovimentacao": "PAGAMENTO", "valor": p["valor"], "recebedor": p["recebedor"]}])
+        code = str(uuid.uuid4())
+        p = {"codigoSolicitacao": code, "chave": chave, "valor": f"{valor:.2f}", "status": "ENVIADO",
+             "contaCorrente": cfg["ACCOUNT"] or "12345678", "erros": [], "endToEnd": None,
+             "recebedor": {"nome": "RECEBEDOR SANDBOX",
+                           "cpfCnpj": chave if kind in ("CPF", "CNPJ") else "19119119100"},
+             "dataHoraSolicitacao": iso(now), "dataHoraMovimento": None,
+             "_historico": [{"status": "CRIADO", "dataHora": iso(now)},
+                            {"status": "ENVIADO", "dataHora": iso(now)}]}
+        p["_retorno"] = {"tipoRetorno": "PROCESSADO", "codigoSolicitacao": code,
+                         "dataPagamento": now.astimezone(BR_TZ).date().isoformat(),
+                         "dataOperacao": now.astimezone(BR_TZ).date().isoformat()}
+        state.payouts[code] = p
+        state.payout_keys[key] = (digest, code)
+        if state.payout_mode != "hang":
+            settle(p, state.payout_mode)
+        return json_response(p["_retorno"])
 
-    @app.post("/banking/v2/pix")
-    def banking_send():
-        need("pagamento-pix.write")
-        key = request.headers.get("x-id-idempotente", "")
+
+def _payout(code: str) -> dict:
+    p = state.payouts.get(code)
+    if p is None:
+        raise InterError(404, "Pagamento não encontrado", f"nenhum PIX com codigoSolicitacao {code}")
+    return p
+
+
+@routes.get("/banking/v2/pix/<code>")
+def banking_get(code):
+    need("pagamento-pix.read")
+    with state.lock:
+        return json_response(payout_view(_payout(code)))
+
+
+# ---------------------------------------------------------------- sandbox controls
+@routes.post("/_sandbox/webhooks/shape")
+def sandbox_shape():
+    shape = (request.get_json(silent=True) or {}).get("shape")
+    if shape not in ("object", "array"):
+        raise violation("shape", "use object ou array", shape)
+    state.webhook_shape = shape
+    return json_response({"shape": shape})
+
+
+@routes.post("/_sandbox/payouts/mode")
+def sandbox_mode():
+    mode = (request.get_json(silent=True) or {}).get("mode")
+    if mode not in PAYOUT_MODES:
+        raise violation("mode", "use " + ", ".join(PAYOUT_MODES), mode)
+    state.payout_mode = mode
+    return json_response({"mode": mode})
+
+
+@routes.post("/_sandbox/payouts/<code>/settle")
+def sandbox_settle(code):
+    outcome = (request.get_json(silent=True) or {}).get("outcome", "approve")
+    if outcome not in ("approve", "reject"):
+        raise violation("outcome", "use approve ou reject", outcome)
+    with state.lock:
+        p = _payout(code)
+        if p["status"] != "ENVIADO":
+            raise InterError(409, "Pagamento já finalizado", f"status {p['status']}")
+        settle(p, outcome)
+        return json_response(payout_view(p))
+
+
+@routes.post("/_sandbox/pix/<e2e>/med")
+def sandbox_med(e2e):
+    """The payer's bank took the money back through BACEN's MED."""
+    params = request.get_json(silent=True) or {}
+    natureza = params.get("natureza", "MED_FRAUDE")
+    if natureza not in MED_NATUREZAS:
+        raise violation("natureza", "use " + " ou ".join(MED_NATUREZAS), natureza)
+    with state.lock:
+        c, item = _received(e2e)
+        left = _left(item)
         try:
-            uuid.UUID(key)
+            valor = parse_decimal(params.get("valor", f"{left:.2f}")).quantize(Decimal("0.01"))
         except ValueError:
-            raise violation("x-id-idempotente", "cabeçalho obrigatório, no formato UUID", key or None) from None
-        data = body()
-        digest = json.dumps(data, sort_keys=True)
-        with state.lock:
-            seen = state.payout_keys.get(key)
-            if seen:
-                if seen[0] != digest:
-                    raise InterError(409, "Conflito de idempotência",
-                                     "x-id-idempotente já usado com outro conteúdo")
-                return json_response(state.payouts[seen[1]]["_retorno"])
-            try:
-                valor = parse_decimal(data.get("valor"))
-            except ValueError:
-                raise violation("valor", "valor inválido", data.get("valor")) from None
-            if valor <= 0 or valor != valor.quantize(Decimal("0.01")):
-                raise violation("valor", "deve ser positivo, com até duas casas", valor)
-            if len(str(data.get("descricao") or "")) > 140:
-                raise violation("descricao", "no máximo 140 caracteres")
-            dest = data.get("destinatario") or {}
-            if dest.get("tipo") != "CHAVE":
-                raise violation("destinatario.tipo", "este sandbox aceita apenas CHAVE", dest.get("tipo"))
-            chave = str(dest.get("chave") or "")
-            kind = key_kind(chave)
-            if kind is None:
-                raise violation("destinatario.chave", "chave PIX inválida", chave)
-            now = datetime.now(timezone.utc)
-            code = str(uuid.uuid4())
-            p = {"codigoSolicitacao": code, "chave": chave, "valor": f"{valor:.2f}", "status": "ENVIADO",
-                 "contaCorrente": cfg["ACCOUNT"] or "12345678", "erros": [], "endToEnd": None,
-                 "recebedor": {"nome": "RECEBEDOR SANDBOX",
-                               "cpfCnpj": chave if kind in ("CPF", "CNPJ") else "19119119100"},
-                 "dataHoraSolicitacao": iso(now), "dataHoraMovimento": None,
-                 "_historico": [{"status": "CRIADO", "dataHora": iso(now)},
-                                {"status": "ENVIADO", "dataHora": iso(now)}]}
-            p["_retorno"] = {"tipoRetorno": "PROCESSADO", "codigoSolicitacao": code,
-                             "dataPagamento": now.astimezone(BR_TZ).date().isoformat(),
-                             "dataOperacao": now.astimezone(BR_TZ).date().isoformat()}
-            state.payouts[code] = p
-            state.payout_keys[key] = (digest, code)
-            if state.payout_mode != "hang":
-                settle(p, state.payout_mode)
-            return json_response(p["_retorno"])
-
-    def _payout(code: str) -> dict:
-        p = state.payouts.get(code)
-        if p is None:
-            raise InterError(404, "Pagamento não encontrado", f"nenhum PIX com codigoSolicitacao {code}")
-        return p
-
-    @app.get("/banking/v2/pix/<code>")
-    def banking_get(code):
-        need("pagamento-pix.read")
-        with state.lock:
-            return json_response(payout_view(_payout(code)))
-
-    # ---------------------------------------------------------------- sandbox controls
-    @app.post("/_sandbox/webhooks/shape")
-    def sandbox_shape():
-        shape = (request.get_json(silent=True) or {}).get("shape")
-        if shape not in ("object", "array"):
-            raise violation("shape", "use object ou array", shape)
-        state.webhook_shape = shape
-        return json_response({"shape": shape})
-
-    @app.post("/_sandbox/payouts/mode")
-    def sandbox_mode():
-        mode = (request.get_json(silent=True) or {}).get("mode")
-        if mode not in PAYOUT_MODES:
-            raise violation("mode", "use " + ", ".join(PAYOUT_MODES), mode)
-        state.payout_mode = mode
-        return json_response({"mode": mode})
-
-    @app.post("/_sandbox/payouts/<code>/settle")
-    def sandbox_settle(code):
-        outcome = (request.get_json(silent=True) or {}).get("outcome", "approve")
-        if outcome not in ("approve", "reject"):
-            raise violation("outcome", "use approve ou reject", outcome)
-        with state.lock:
-            p = _payout(code)
-            if p["status"] != "ENVIADO":
-                raise InterError(409, "Pagamento já finalizado", f"status {p['status']}")
-            settle(p, outcome)
-            return json_response(payout_view(p))
-
-    @app.post("/_sandbox/pix/<e2e>/med")
-    def sandbox_med(e2e):
-        """The payer's bank took the money back through BACEN's MED."""
-        params = request.get_json(silent=True) or {}
-        natureza = params.get("natureza", "MED_FRAUDE")
-        if natureza not in MED_NATUREZAS:
-            raise violation("natureza", "use " + " ou ".join(MED_NATUREZAS), natureza)
-        with state.lock:
-            c, item = _received(e2e)
-            left = _left(item)
-            try:
-                valor = parse_decimal(params.get("valor", f"{left:.2f}")).quantize(Decimal("0.01"))
-            except ValueError:
-                raise violation("valor", "valor inválido", params.get("valor")) from None
-            if valor <= 0 or valor > left:
-                raise violation("valor", f"deve ser positivo e até {left:.2f}", valor)
-            now = datetime.now(timezone.utc)
-            d = {"id": f"MED{base36(state.ids.next('med'), 12)}", "rtrId": state.new_e2e("D", now),
-                 "valor": f"{valor:.2f}", "natureza": natureza,
-                 "horario": {"solicitacao": iso(now), "liquidacao": iso(now)}, "status": "DEVOLVIDO",
-                 "motivo": params.get("motivo") or "Devolução por MED (sandbox)"}
-            item["devolucoes"].append(d)
-            url = state.pix_webhooks.get(c["chave"])
-            payload = state.pix_payload(item)
-            view = pix_view(item)
-        if url:
-            state.deliver("pix", url, payload)
-        return json_response(view)
-
-    @app.post("/_sandbox/devolucoes/mode")
-    def sandbox_devolucao_mode():
-        mode = (request.get_json(silent=True) or {}).get("mode")
-        if mode not in DEVOLUCAO_MODES:
-            raise violation("mode", "use " + ", ".join(DEVOLUCAO_MODES), mode)
-        state.devolucao_mode = mode
-        return json_response({"mode": mode})
-
-    @app.get("/_sandbox/state")
-    def sandbox_state():
-        with state.lock:
-            return json_response({"cobs": [cob_view(c) for c in state.cobs.values()],
-                                  "payouts": [payout_view(p) for p in state.payouts.values()],
-                                  "pix_webhooks": state.pix_webhooks, "banking_webhook": state.banking_webhook,
-                                  "callbacks": state.callbacks, "webhook_shape": state.webhook_shape,
-                                  "payout_mode": state.payout_mode})
-
-    return app
+            raise violation("valor", "valor inválido", params.get("valor")) from None
+        if valor <= 0 or valor > left:
+            raise violation("valor", f"deve ser positivo e até {left:.2f}", valor)
+        now = datetime.now(timezone.utc)
+        d = {"id": f"MED{base36(state.ids.next('med'), 12)}", "rtrId": state.new_e2e("D", now),
+             "valor": f"{valor:.2f}", "natureza": natureza,
+             "horario": {"solicitacao": iso(now), "liquidacao": iso(now)}, "status": "DEVOLVIDO",
+             "motivo": params.get("motivo") or "Devolução por MED (sandbox)"}
+        item["devolucoes"].append(d)
+        url = state.pix_webhooks.get(c["chave"])
+        payload = state.pix_payload(item)
+        view = pix_view(item)
+    if url:
+        state.deliver("pix", url, payload)
+    return json_response(view)
 
 
-def server_ssl_context(cert_paths: certs_module.CertPaths) -> ssl.SSLContext:
+@routes.post("/_sandbox/devolucoes/mode")
+def sandbox_devolucao_mode():
+    mode = (request.get_json(silent=True) or {}).get("mode")
+    if mode not in DEVOLUCAO_MODES:
+        raise violation("mode", "use " + ", ".join(DEVOLUCAO_MODES), mode)
+    state.devolucao_mode = mode
+    return json_response({"mode": mode})
+
+
+@routes.get("/_sandbox/state")
+def sandbox_state():
+    with state.lock:
+        return json_response({"cobs": [cob_view(c) for c in state.cobs.values()],
+                              "payouts": [payout_view(p) for p in state.payouts.values()],
+                              "pix_webhooks": state.pix_webhooks, "banking_webhook": state.banking_webhook,
+                              "callbacks": state.callbacks, "webhook_shape": state.webhook_shape,
+                              "payout_mode": state.payout_mode})
+
+
+def create_app(config: dict | None = None) -> Flask:
+    return make_app(__name__, State({**DEFAULTS, **(config or {})}), routes, extension="inter_sandbox")
+
+
+def server_ssl_context(cert_paths: certs_module.CertPaths):
     """TLS server context that demands a client certificate signed by our CA."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_paths.server_crt), str(cert_paths.server_key))
-    ctx.load_verify_locations(cafile=str(cert_paths.ca_crt))
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-class SandboxServer:
-    """The emulator on a werkzeug threaded HTTPS server in a background thread."""
-
-    def __init__(self, app: Flask, cert_paths: certs_module.CertPaths, host: str = "127.0.0.1", port: int = 0):
-        self.app = app
-        self.certs = cert_paths
-        self.server = make_server(host, port, app, threaded=True, ssl_context=server_ssl_context(cert_paths))
-        self.port = self.server.server_port
-        self.url = f"https://{host}:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name=f"inter-sandbox-{self.port}")
-
-    @property
-    def state(self) -> State:
-        return self.app.extensions["inter_sandbox"]
-
-    def start(self) -> "SandboxServer":
-        self.thread.start()
-        return self
-
-    def shutdown(self):
-        self.server.shutdown()
-        self.server.server_close()
+    return tls_server_context(str(cert_paths.server_crt), str(cert_paths.server_key), str(cert_paths.ca_crt))
 
 
 def start_in_thread(config: dict | None, cert_paths: certs_module.CertPaths,
-                    host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-    return SandboxServer(create_app(config), cert_paths, host, port).start()
+                    host: str = "127.0.0.1", port: int = 0) -> BackgroundServer:
+    """The emulator on a real HTTPS socket (mTLS) in a daemon thread (tests); `.url`, `.state`, `.shutdown()`."""
+    server = BackgroundServer(create_app(config), host, port, ssl_context=server_ssl_context(cert_paths))
+    server.certs = cert_paths
+    return server
 
 
 def main(argv=None):
@@ -701,13 +670,9 @@ def main(argv=None):
         "WEBHOOK_RETRY_INTERVALS": [float(x) for x in args.retry_intervals.split(",") if x.strip()],
         "STATE_DIR": args.state_dir,
     })
-    server = make_server(args.host, args.port, app, threaded=True, ssl_context=server_ssl_context(cert_paths))
-    print(f"Banco Inter sandbox on https://{args.host}:{args.port} (mTLS; client cert "
-          f"{cert_paths.client_crt} + {cert_paths.client_key}, CA {cert_paths.ca_crt})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(app, args.host, args.port, f"Banco Inter sandbox on https://{args.host}:{args.port} (mTLS; client cert "
+          f"{cert_paths.client_crt} + {cert_paths.client_key}, CA {cert_paths.ca_crt})",
+          ssl_context=server_ssl_context(cert_paths))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from flask import Flask, Response, abort, redirect, render_template_string
 from markupsafe import Markup, escape
-from werkzeug.serving import make_server
+
+from sandbox.server import BackgroundServer, Routes, make_app, serve, state_proxy
 
 URL = re.compile(r"https?://[^\s<>\"']+")
 
@@ -155,58 +156,65 @@ def _linkify(text: str) -> Markup:
     return Markup("").join(out)
 
 
-def create_inbox_app(sink: MailSink) -> Flask:
-    app = Flask("bs-market-mail-sandbox")
+# --------------------------------------------------------------------------- routes
+# Small functions on the shared server library (sandbox/server.py); `sink` is this
+# request's MailSink.
 
-    @app.get("/")
-    def root():
-        return redirect("/_sandbox/mail")
-
-    @app.get("/_sandbox/mail")
-    def inbox():
-        messages = sink.messages()
-        rows = list(reversed(list(enumerate(messages))))
-        return render_template_string(INBOX, rows=rows, smtp=sink.url)
-
-    @app.get("/_sandbox/mail/messages.json")
-    def as_json():
-        return [{"index": i, "to": m["To"], "subject": m["Subject"], "message_id": m["Message-ID"], "text": text_of(m)}
-                for i, m in enumerate(sink.messages())]
-
-    @app.get("/_sandbox/mail/<int:index>")
-    def message(index: int):
-        messages = sink.messages()
-        if index >= len(messages):
-            abort(404)
-        return render_template_string(MESSAGE, m=messages[index], i=index, body=_linkify(text_of(messages[index])))
-
-    @app.get("/_sandbox/mail/<int:index>.eml")
-    def original(index: int):
-        try:
-            return Response(sink.raw(index), mimetype="message/rfc822")
-        except IndexError:
-            abort(404)
-
-    @app.post("/_sandbox/mail/clear")
-    def clear():
-        sink.clear()
-        return redirect("/_sandbox/mail")
-
-    return app
+routes = Routes()
+sink: MailSink = state_proxy()
 
 
-class InboxServer:
+@routes.get("/")
+def root():
+    return redirect("/_sandbox/mail")
+
+
+@routes.get("/_sandbox/mail")
+def inbox():
+    rows = list(reversed(list(enumerate(sink.messages()))))
+    return render_template_string(INBOX, rows=rows, smtp=sink.url)
+
+
+@routes.get("/_sandbox/mail/messages.json")
+def as_json():
+    return [{"index": i, "to": m["To"], "subject": m["Subject"], "message_id": m["Message-ID"], "text": text_of(m)}
+            for i, m in enumerate(sink.messages())]
+
+
+@routes.get("/_sandbox/mail/<int:index>")
+def message(index: int):
+    messages = sink.messages()
+    if index >= len(messages):
+        abort(404)
+    return render_template_string(MESSAGE, m=messages[index], i=index, body=_linkify(text_of(messages[index])))
+
+
+@routes.get("/_sandbox/mail/<int:index>.eml")
+def original(index: int):
+    try:
+        return Response(sink.raw(index), mimetype="message/rfc822")
+    except IndexError:
+        abort(404)
+
+
+@routes.post("/_sandbox/mail/clear")
+def clear():
+    sink.clear()
+    return redirect("/_sandbox/mail")
+
+
+def create_inbox_app(mail_sink: MailSink) -> Flask:
+    return make_app("bs-market-mail-sandbox", mail_sink, routes)
+
+
+class InboxServer(BackgroundServer):
     """The inbox page on a werkzeug server in a thread (tests)."""
 
-    def __init__(self, sink: MailSink, port: int = 0):
-        self.server = make_server("127.0.0.1", port, create_inbox_app(sink), threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/_sandbox/mail"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def __init__(self, mail_sink: MailSink, port: int = 0):
+        super().__init__(create_inbox_app(mail_sink), "127.0.0.1", port)
+        self.url += "/_sandbox/mail"
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    close = BackgroundServer.stop
 
 
 def main() -> None:
@@ -215,15 +223,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8004, help="HTTP port of the inbox page")
     parser.add_argument("--state-dir", default=None, help="keep the messages as .eml files here")
     args = parser.parse_args()
-    sink = MailSink(smtp_port=args.smtp_port, state_dir=args.state_dir).start()
-    print(json.dumps({"smtp": sink.url, "inbox": f"http://127.0.0.1:{args.port}/_sandbox/mail"}), flush=True)
-    server = make_server("127.0.0.1", args.port, create_inbox_app(sink), threaded=True)
+    mail_sink = MailSink(smtp_port=args.smtp_port, state_dir=args.state_dir).start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve(create_inbox_app(mail_sink), "127.0.0.1", args.port,
+              json.dumps({"smtp": mail_sink.url, "inbox": f"http://127.0.0.1:{args.port}/_sandbox/mail"}))
     finally:
-        sink.stop()
+        mail_sink.stop()
 
 
 if __name__ == "__main__":

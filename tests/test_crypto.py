@@ -188,6 +188,7 @@ def test_wrong_network_is_recorded_never_credited_and_shown_to_admins(app, owner
     login("admin@example.com")
     page = client.get("/admin/crypto").get_data(as_text=True)
     assert "Rede errada" in page and "bob@example.com" in page and dep["tx_id"] in page
+    assert "Binance: depósito errado" in page          # Binance's status 7, in the client's words
     books(owner)
 
 

@@ -439,6 +439,7 @@ def test_the_back_office_shows_clawbacks_traces_a_pix_and_recovers(owner, web, w
     login("admin@example.com")
     page = client.get("/admin/med").get_data(as_text=True)
     assert "carla@example.com" in page and "in_mediation" in page and "saídas bloqueadas" in page
+    assert "em disputa (MED): valor bloqueado" in page          # the provider status in words
     traced = client.get(f"/admin/med?e2e_id={e2e}").get_data(as_text=True)
     assert 'data-testid="trace"' in traced and "pix_credit" in traced
     assert client.get("/admin/med?e2e_id=E-nope").status_code == 404

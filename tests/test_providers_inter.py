@@ -272,6 +272,7 @@ def test_payout_rejected_and_hanging(inter, sandbox):
     rejected = inter.send_pix_payout("wd-inter-0002", Decimal("10.00"), "CPF", "191.191.191-00")
     failed = inter.get_payout(rejected.provider_id)
     assert failed.status == "failed" and "Chave PIX não encontrada" in failed.failure_reason
+    assert inter.payout_failure_text(failed) == "recusado pelo banco"      # REPROVADO, in the client's words
 
     sandbox.state.payout_mode = "hang"
     hanging = inter.send_pix_payout("wd-inter-0003", Decimal("10.00"), "EVP",

@@ -40,7 +40,7 @@ def all_currencies(app=None) -> tuple[Currency, ...]:
             cached = app.extensions.get("currencies")
             if cached is None:
                 from . import db
-                rows = db.app_call(app, "api.list_currencies")
+                rows = db.call_with(db.pool(app, "app"), "api.list_currencies", {})
                 cached = app.extensions["currencies"] = tuple(
                     Currency(r["code"], r["name"], r["scale"], r["kind"]) for r in rows)
     return cached

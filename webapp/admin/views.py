@@ -13,6 +13,7 @@ from ..auth.guards import admin_refusal, admin_required
 from ..errors import DomainError
 from ..forms import form_error
 from ..formatting import N_
+from ..providers.base import charge_status_text
 from . import bp
 from .forms import AdjustmentForm, KycReviewForm, ReasonForm, RecoveryReviewForm, SearchForm, StatusForm, TraceForm
 
@@ -176,7 +177,8 @@ def med(form=None, status=200):
     rows = db.call("admin.list_clawbacks", admin_id=current_user.id, only_open=only_open)
     refunds = db.call("admin.list_pix_refunds", admin_id=current_user.id, only_open=only_open)
     return render_template("admin/med.html", rows=rows, refunds=refunds, trace_form=trace_form, tree=tree,
-                           reason_form=form or ReasonForm(formdata=None)), status
+                           reason_form=form or ReasonForm(formdata=None),
+                           charge_status_text=charge_status_text), status
 
 
 @bp.post("/med/<id:clawback_id>/recover")

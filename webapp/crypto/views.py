@@ -11,6 +11,7 @@ from ..auth.twofactor import qr_data_uri
 from ..errors import DomainError
 from ..forms import ActionForm, form_error
 from ..formatting import N_, datetimeformat, money
+from ..providers.binance import deposit_status_text, withdraw_status_text
 from . import bp
 from .forms import AddressForm, CryptoWithdrawalForm, DepositAddressForm, ReviewForm
 
@@ -34,6 +35,7 @@ WITHDRAWAL_STATUS = {
 def crypto_helpers():
     return {"crypto_deposit_status": lambda s: DEPOSIT_STATUS.get(s, (s, "secondary")),
             "crypto_withdrawal_status": lambda s: WITHDRAWAL_STATUS.get(s, (s, "secondary")),
+            "binance_deposit_status": deposit_status_text, "binance_withdraw_status": withdraw_status_text,
             "crypto_coins": currencies.codes("crypto")}
 
 

@@ -31,6 +31,8 @@ from typing import Protocol, runtime_checkable
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from ..formatting import N_
+
 # Normalized statuses, shared by all providers.
 CHARGE_PENDING = "pending"
 CHARGE_APPROVED = "approved"
@@ -53,6 +55,18 @@ PAYOUT_PENDING = "pending"
 PAYOUT_COMPLETED = "completed"
 PAYOUT_FAILED = "failed"
 PAYOUT_STATUSES = (PAYOUT_PENDING, PAYOUT_COMPLETED, PAYOUT_FAILED)
+
+# The normalized charge statuses as a person reads them (translated when shown: `tr()`).
+CHARGE_STATUS_TEXTS = {
+    CHARGE_PENDING: N_("aguardando pagamento"), CHARGE_APPROVED: N_("pago"), CHARGE_CANCELLED: N_("cancelado"),
+    CHARGE_EXPIRED: N_("expirado"), CHARGE_REFUNDED: N_("devolvido por nós"),
+    CHARGE_CHARGED_BACK: N_("devolvido ao pagador pelo banco (MED)"),
+    CHARGE_IN_MEDIATION: N_("em disputa (MED): valor bloqueado"), CHARGE_REJECTED: N_("recusado"),
+}
+
+
+def charge_status_text(status: str | None) -> str:
+    return CHARGE_STATUS_TEXTS.get(status or "", status or "")
 
 
 class ProviderError(Exception):
@@ -146,6 +160,16 @@ class Payout:
     status_detail: str | None = None
 
 
+def payout_failure_text(texts: dict[str, str], payout: Payout) -> str:
+    """Why a payout failed, as the customer reads it, from a provider's `texts` (by its
+    status_detail, or the code that starts its failure_reason); stored in Portuguese and
+    translated when shown."""
+    detail = payout.status_detail or ""
+    code = (payout.failure_reason or "").split(":")[0].split("/")[-1]
+    return texts.get(detail) or texts.get(code) or \
+        f"recusado pelo provedor PIX ({payout.failure_reason or detail or 'sem motivo informado'})"
+
+
 @runtime_checkable
 class PixProvider(Protocol):
     """What MercadoPagoClient and InterClient both implement."""
@@ -180,3 +204,7 @@ class PixProvider(Protocol):
                         notification_url: str | None = None) -> Payout: ...
 
     def get_payout(self, provider_id: str) -> Payout: ...
+
+    def payout_failure_text(self, payout: Payout) -> str:
+        """Why this failed payout failed, for the customer (the provider's own texts)."""
+        ...

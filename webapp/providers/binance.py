@@ -50,6 +50,8 @@ from typing import Any, Iterable
 
 import requests
 
+from webapp.formatting import N_
+
 PRODUCTION_URL = "https://api.binance.com"
 TESTNET_URL = "https://testnet.binance.vision"
 
@@ -229,18 +231,6 @@ class Order:
     def is_filled(self) -> bool:
         return self.status == "FILLED"
 
-    @property
-    def average_price(self) -> Decimal | None:
-        if not self.executed_qty:
-            return None
-        return self.cummulative_quote_qty / self.executed_qty
-
-    def commissions(self) -> dict[str, Decimal]:
-        """Total commission per asset over the fills."""
-        totals: dict[str, Decimal] = {}
-        for f in self.fills:
-            totals[f.commission_asset] = totals.get(f.commission_asset, Decimal(0)) + f.commission
-        return totals
 
 
 @dataclass(frozen=True)
@@ -285,10 +275,6 @@ class SymbolInfo:
     notional: NotionalFilter | None
     filters: dict[str, dict] = field(default_factory=dict)  # raw, by filterType
     raw: dict = field(default_factory=dict)
-
-    @property
-    def is_trading(self) -> bool:
-        return self.status == "TRADING"
 
     @property
     def market_step_size(self) -> Decimal:
@@ -340,26 +326,6 @@ class SymbolInfo:
         )
 
 
-@dataclass(frozen=True)
-class Kline:
-    open_time: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    close_time: int
-    quote_volume: Decimal
-    trades: int
-    taker_buy_base_volume: Decimal
-    taker_buy_quote_volume: Decimal
-
-    @classmethod
-    def from_row(cls, row: list) -> "Kline":
-        return cls(int(row[0]), _dec(row[1]), _dec(row[2]), _dec(row[3]), _dec(row[4]), _dec(row[5]),
-                   int(row[6]), _dec(row[7]), int(row[8]), _dec(row[9]), _dec(row[10]))
-
-
 # --------------------------------------------------------------------------- wallet data
 
 # Sub-account deposit status (GET /sapi/v1/capital/deposit/subHisrec).
@@ -378,6 +344,34 @@ WITHDRAW_PROCESSING = 4
 WITHDRAW_FAILURE = 5
 WITHDRAW_COMPLETED = 6
 WITHDRAW_FAILED_STATUSES = frozenset({WITHDRAW_CANCELLED, WITHDRAW_REJECTED, WITHDRAW_FAILURE})
+
+# Those statuses as a person reads them (translated when shown: `tr()`).
+DEPOSIT_STATUS_TEXTS = {
+    DEPOSIT_PENDING: N_("aguardando confirmações"), DEPOSIT_SUCCESS: N_("creditado"),
+    DEPOSIT_CREDITED_CANNOT_WITHDRAW: N_("creditado, ainda bloqueado"), DEPOSIT_WRONG: N_("depósito errado"),
+    DEPOSIT_WAITING_USER_CONFIRM: N_("aguardando confirmação do usuário"),
+}
+WITHDRAW_STATUS_TEXTS = {
+    WITHDRAW_EMAIL_SENT: N_("e-mail de confirmação enviado"), WITHDRAW_CANCELLED: N_("cancelado"),
+    WITHDRAW_AWAITING_APPROVAL: N_("aguardando aprovação"), WITHDRAW_REJECTED: N_("recusado"),
+    WITHDRAW_PROCESSING: N_("processando"), WITHDRAW_FAILURE: N_("falhou"), WITHDRAW_COMPLETED: N_("concluído"),
+}
+
+
+def deposit_status_text(status) -> str:
+    """A sub-account deposit status (number, or its text) in words; unknown ones as they are."""
+    return _status_text(DEPOSIT_STATUS_TEXTS, status)
+
+
+def withdraw_status_text(status) -> str:
+    return _status_text(WITHDRAW_STATUS_TEXTS, status)
+
+
+def _status_text(texts: dict[int, str], status) -> str:
+    try:
+        return texts.get(int(status), str(status))
+    except (TypeError, ValueError):
+        return "" if status is None else str(status)
 
 
 def _utc_text(value: Any) -> datetime | None:
@@ -443,10 +437,6 @@ class CoinConfig:
     networks: dict[str, NetworkConfig]
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def default_network(self) -> NetworkConfig | None:
-        return next((n for n in self.networks.values() if n.is_default), None)
-
     @classmethod
     def from_json(cls, data: dict) -> "CoinConfig":
         nets = [NetworkConfig.from_json({"coin": data["coin"], **n}) for n in data.get("networkList", [])]
@@ -491,11 +481,6 @@ class SubDeposit:
     def is_credited(self) -> bool:
         """The coins are on the sub-account (status 6 or 1)."""
         return self.status in (DEPOSIT_SUCCESS, DEPOSIT_CREDITED_CANNOT_WITHDRAW)
-
-    @property
-    def is_success(self) -> bool:
-        """Credited and unlocked: it can be swept (status 1)."""
-        return self.status == DEPOSIT_SUCCESS
 
     @classmethod
     def from_json(cls, data: dict, email: str) -> "SubDeposit":
@@ -559,10 +544,6 @@ class Withdrawal:
     def is_failed(self) -> bool:
         """Definitely not sent (rejected, failed or cancelled): the coins are back."""
         return self.status in WITHDRAW_FAILED_STATUSES
-
-    @property
-    def is_final(self) -> bool:
-        return self.is_completed or self.is_failed
 
     @classmethod
     def from_json(cls, data: dict) -> "Withdrawal":
@@ -644,12 +625,6 @@ class BinanceClient:
             out.append(row)
         return out
 
-    def klines(self, symbol: str, interval: str, limit: int = 500,
-               start_time: int | None = None, end_time: int | None = None) -> list[Kline]:
-        params = {"symbol": symbol, "interval": interval, "limit": limit,
-                  "startTime": start_time, "endTime": end_time}
-        return [Kline.from_row(row) for row in self._request("GET", "/api/v3/klines", params)]
-
     def exchange_info(self, symbols: Iterable[str] | str | None = None) -> dict[str, SymbolInfo]:
         data = self._request("GET", "/api/v3/exchangeInfo", _symbols_param(symbols))
         self.rate_limits = list(data.get("rateLimits", []))
@@ -664,13 +639,6 @@ class BinanceClient:
         params = self._market_order_params(symbol, side, client_order_id, quote_order_qty, quantity)
         data = self._request("POST", self.ORDER_PATH, params, signed=True, side_effect=True)
         return Order.from_json(data)
-
-    def test_market_order(self, symbol: str, side: str, client_order_id: str,
-                          quote_order_qty: Decimal | None = None,
-                          quantity: Decimal | None = None) -> None:
-        """POST /api/v3/order/test: validated by Binance, never executed."""
-        params = self._market_order_params(symbol, side, client_order_id, quote_order_qty, quantity)
-        self._request("POST", self.ORDER_PATH + "/test", params, signed=True)
 
     def get_order(self, symbol: str, orig_client_order_id: str | None = None, *,
                   order_id: int | None = None, with_fills: bool = False) -> Order | None:
@@ -707,25 +675,16 @@ class BinanceClient:
         wanted = set(coins) if coins is not None else None
         return {r["coin"]: CoinConfig.from_json(r) for r in rows if wanted is None or r["coin"] in wanted}
 
-    def network_config(self, coin: str, network: str) -> NetworkConfig | None:
-        cfg = self.coin_configs([coin]).get(coin)
-        return cfg.networks.get(network) if cfg else None
-
     def create_virtual_sub_account(self, sub_account_string: str) -> str:
         """POST /sapi/v1/sub-account/virtualSubAccount → the new sub-account's email.
 
-        Not idempotent: after an outcome-unknown error, look for the account with
-        `find_sub_account(...)` (the email is returned only by this call)."""
+        Not idempotent: after an outcome-unknown error, look for the account in
+        `sub_account_emails()` (the email is returned only by this call)."""
         if not sub_account_string:
             raise ValueError("sub_account_string is required")
         data = self._request("POST", "/sapi/v1/sub-account/virtualSubAccount",
                              {"subAccountString": sub_account_string}, signed=True, side_effect=True)
         return str(data["email"])
-
-    def find_sub_account(self, email: str) -> bool:
-        """True if the master has a sub-account with this email (GET /sapi/v1/sub-account/list)."""
-        data = self._request("GET", "/sapi/v1/sub-account/list", {"email": email}, signed=True)
-        return any(row.get("email") == email for row in data.get("subAccounts", []))
 
     def sub_account_emails(self, page: int = 1, limit: int = 200) -> list[str]:
         """One page of the master's sub-account emails (GET /sapi/v1/sub-account/list)."""
@@ -970,11 +929,12 @@ class BinanceClient:
 
 __all__ = [
     "AUTH_ERROR_CODES", "BinanceAuthError", "BinanceClient", "BinanceError", "BinanceOutcomeUnknown",
-    "BinanceRateLimited", "BinanceRejected", "BinanceUnavailable", "CLIENT_ORDER_ID_RE", "Fill", "Kline",
+    "BinanceRateLimited", "BinanceRejected", "BinanceUnavailable", "CLIENT_ORDER_ID_RE", "Fill",
     "LotSize", "NotionalFilter", "Order", "PriceFilter", "PRODUCTION_URL", "SymbolInfo", "TESTNET_URL",
     "format_decimal", "round_to_step", "sign",
     "CoinConfig", "DepositAddress", "NetworkConfig", "SubDeposit", "UniversalTransfer", "Withdrawal",
     "DEPOSIT_PENDING", "DEPOSIT_SUCCESS", "DEPOSIT_CREDITED_CANNOT_WITHDRAW", "DEPOSIT_WRONG",
     "DEPOSIT_WAITING_USER_CONFIRM", "WITHDRAW_EMAIL_SENT", "WITHDRAW_CANCELLED", "WITHDRAW_AWAITING_APPROVAL",
     "WITHDRAW_REJECTED", "WITHDRAW_PROCESSING", "WITHDRAW_FAILURE", "WITHDRAW_COMPLETED",
+    "DEPOSIT_STATUS_TEXTS", "WITHDRAW_STATUS_TEXTS", "deposit_status_text", "withdraw_status_text",
 ]

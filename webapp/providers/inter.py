@@ -49,11 +49,12 @@ from pathlib import Path
 import requests
 import segno
 
+from webapp.formatting import N_
 from webapp.pix import is_cpf, normalize_pix_key, parse_decimal
 from webapp.providers.base import (
     CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_PENDING, CHARGE_REFUNDED,
     PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING, REFUND_COMPLETED, REFUND_FAILED, REFUND_PENDING,
-    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made,
+    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made, payout_failure_text,
 )
 
 INTER_API = "https://cdpj.partners.bancointer.com.br"
@@ -84,6 +85,11 @@ _PAYOUT_STATUS = {
     "AGENDAMENTO_CANCELADO": PAYOUT_FAILED, "NAO_EFETIVADO": PAYOUT_FAILED, "ERRO": PAYOUT_FAILED,
     # CRIADO, AGUARDANDO_APROVACAO, APROVADO, AGENDADO, ENVIADO, DEBITADO and the
     # PARCIALMENTE_* states are all "not final yet": pending.
+}
+# Why a payout failed (its Inter status), as the customer reads it; translated when shown.
+PAYOUT_FAILURE_TEXTS = {
+    "REPROVADO": N_("recusado pelo banco"), "EXPIRADO": N_("expirou no banco"), "CANCELADO": N_("cancelado pelo banco"),
+    "FALHA": N_("falha no banco"), "NAO_EFETIVADO": N_("não efetivado pelo banco"), "ERRO": N_("erro no banco"),
 }
 
 
@@ -542,6 +548,9 @@ class InterClient:
                       raw=data, status_detail=data.get("tipoRetorno"))
 
     recover_payout = send_pix_payout
+
+    def payout_failure_text(self, payout: Payout) -> str:
+        return payout_failure_text(PAYOUT_FAILURE_TEXTS, payout)
 
     def get_payout(self, provider_id: str) -> Payout:
         data = self._request("GET", f"/banking/v2/pix/{provider_id}", f"get pix {provider_id}")

@@ -33,12 +33,13 @@ from mercadopago.config import RequestOptions
 from mercadopago.errors import MercadoPagoError
 from mercadopago.http import HttpClient
 
+from webapp.formatting import N_
 from webapp.pix import normalize_pix_key, parse_decimal
 from webapp.providers.base import (
     CHARGE_APPROVED, CHARGE_CANCELLED, CHARGE_CHARGED_BACK, CHARGE_EXPIRED, CHARGE_IN_MEDIATION,
     CHARGE_PENDING, CHARGE_REFUNDED, CHARGE_REJECTED, PAYOUT_COMPLETED, PAYOUT_FAILED, PAYOUT_PENDING,
     REFUND_COMPLETED, REFUND_FAILED, REFUND_PENDING,
-    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made,
+    Charge, NotCancellable, NotFound, Payout, ProviderError, Refund, connection_never_made, payout_failure_text,
 )
 
 MP_API = "https://api.mercadopago.com"
@@ -67,6 +68,14 @@ _PAYOUT_STATUS = {
     "pending": PAYOUT_PENDING, "in_process": PAYOUT_PENDING, "created": PAYOUT_PENDING,
     "approved": PAYOUT_COMPLETED,
     "rejected": PAYOUT_FAILED, "refunded": PAYOUT_FAILED, "cancelled": PAYOUT_FAILED,
+}
+
+# Why a payout was refused (its status_detail), as the customer reads it; translated when shown.
+PAYOUT_FAILURE_TEXTS = {
+    "by_bank": N_("recusado pelo banco de destino"), "by_provider": N_("recusado pelo provedor PIX"),
+    "high_risk": N_("recusado pela análise de risco do provedor"),
+    "insufficient_funds": N_("provedor sem saldo no momento"), "other_reason": N_("recusado pelo provedor PIX"),
+    "review_manual": N_("recusado na revisão do provedor"), "refunded": N_("devolvido pelo banco de destino"),
 }
 
 
@@ -406,6 +415,9 @@ class MercadoPagoClient:
     # After an outcome_unknown error: the same call, by design (see module docstring).
     recover_payout = send_pix_payout
 
+    def payout_failure_text(self, payout: Payout) -> str:
+        return payout_failure_text(PAYOUT_FAILURE_TEXTS, payout)
+
     def get_payout(self, payout_id: str) -> Payout:
         data = self._payout_request("GET", f"/v1/transaction-intents/{requests.utils.quote(str(payout_id), safe='')}",
                                     f"get payout {payout_id}", create=False)
@@ -531,14 +543,3 @@ def check_webhook_signature(x_signature: str | None, x_request_id: str | None, d
         if abs(now_s - sent) > tolerance_seconds:
             raise WebhookSignatureError(WebhookSignatureError.TIMESTAMP_OUT_OF_TOLERANCE,
                                         f"ts={ts}, {abs(now_s - sent):.0f}s away")
-
-
-def verify_webhook_signature(x_signature: str | None, x_request_id: str | None, data_id: str | None,
-                             secret: str, now: float | datetime | None = None,
-                             tolerance_seconds: float | None = 300) -> bool:
-    """Boolean form of check_webhook_signature."""
-    try:
-        check_webhook_signature(x_signature, x_request_id, data_id, secret, now, tolerance_seconds)
-    except WebhookSignatureError:
-        return False
-    return True

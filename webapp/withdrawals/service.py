@@ -21,15 +21,6 @@ from ..providers.base import PAYOUT_COMPLETED, PAYOUT_FAILED, NotFound, Payout, 
 log = logging.getLogger("bs-market.withdrawals")
 
 OUR_REFERENCE = re.compile(r"^wd-([0-9]+)$")
-# Why a payout failed, as the customer reads it (Mercado Pago status_detail, Inter status).
-REASONS = {
-    "by_bank": "recusado pelo banco de destino", "by_provider": "recusado pelo provedor PIX",
-    "high_risk": "recusado pela análise de risco do provedor", "insufficient_funds": "provedor sem saldo no momento",
-    "other_reason": "recusado pelo provedor PIX", "review_manual": "recusado na revisão do provedor",
-    "refunded": "devolvido pelo banco de destino", "REPROVADO": "recusado pelo banco",
-    "EXPIRADO": "expirou no banco", "CANCELADO": "cancelado pelo banco", "FALHA": "falha no banco",
-    "NAO_EFETIVADO": "não efetivado pelo banco", "ERRO": "erro no banco",
-}
 
 
 def notification_url(app, provider: str) -> str | None:
@@ -37,21 +28,16 @@ def notification_url(app, provider: str) -> str | None:
     return f"{base}/webhooks/mercadopago?source_news=webhooks" if provider == "mercadopago" and base else None
 
 
-def failure_reason(payout: Payout) -> str:
-    detail = payout.status_detail or ""
-    reason = REASONS.get(detail) or REASONS.get((payout.failure_reason or "").split(":")[0].split("/")[-1])
-    return reason or f"recusado pelo provedor PIX ({payout.failure_reason or detail or 'sem motivo informado'})"
-
-
-def settle(app, withdrawal_id: int, payout: Payout) -> str:
-    """Record what the provider says about a payout; returns completed | failed | pending."""
+def settle(app, withdrawal_id: int, payout: Payout, client) -> str:
+    """Record what the provider (`client`) says about a payout; returns completed | failed | pending.
+    A failure is stored with the provider client's text for it (translated when shown)."""
     if payout.status == PAYOUT_COMPLETED:
         db.worker_call(app, "admin.complete_withdrawal", withdrawal_id=withdrawal_id,
                        provider_payout_id=payout.provider_id)
         return "completed"
     if payout.status == PAYOUT_FAILED:
-        db.worker_call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id, reason=failure_reason(payout),
-                       provider_payout_id=payout.provider_id)
+        db.worker_call(app, "admin.fail_withdrawal", withdrawal_id=withdrawal_id,
+                       reason=client.payout_failure_text(payout), provider_payout_id=payout.provider_id)
         return "failed"
     db.worker_call(app, "admin.record_withdrawal_payout", withdrawal_id=withdrawal_id,
                    provider_payout_id=payout.provider_id)
@@ -84,11 +70,11 @@ def send(app, provider: str, row: dict) -> str:
                                         notification_url=notification_url(app, provider))
     except ProviderError as exc:
         return _refused(app, wid, exc) if _definite(exc) else _unsure(app, wid, exc)
-    outcome = settle(app, wid, payout)
+    outcome = settle(app, wid, payout, client)
     if outcome == "pending" and payout.provider_id:
         # Often final a moment later (Inter answers "PROCESSADO" first): one quick look.
         try:
-            outcome = settle(app, wid, client.get_payout(payout.provider_id))
+            outcome = settle(app, wid, client.get_payout(payout.provider_id), client)
         except ProviderError as exc:
             log.info("withdrawal %s: payout %s not final yet: %s", wid, payout.provider_id, exc)
     return outcome
@@ -114,7 +100,7 @@ def recheck(app, row: dict) -> str:
         if _definite(exc) and not row["provider_payout_id"]:
             return _refused(app, wid, exc)
         return _unsure(app, wid, exc)
-    return settle(app, wid, payout)
+    return settle(app, wid, payout, client)
 
 
 def handle_notification(app, provider: str, payout_id: str) -> str:
@@ -130,7 +116,7 @@ def handle_notification(app, provider: str, payout_id: str) -> str:
         log.warning("payout webhook: payout %s has no reference of ours (%r); ignored", payout_id, payout.reference)
         return "not_ours"
     try:
-        return settle(app, int(match.group(1)), payout)
+        return settle(app, int(match.group(1)), payout, client)
     except DomainError as exc:
         if exc.code in ("BSN01", "BSS01"):
             log.warning("payout webhook: withdrawal %s: %s", match.group(1), exc.message)
