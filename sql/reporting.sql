@@ -393,22 +393,23 @@ cross join lateral (
 ) d
 where d.n >= cfg.small_count
 union all
--- A PIX paid from a CPF that is not the customer's (payer CPFs are stored as digits: core.cpf_digits).
+-- A PIX paid from a CPF that is not the customer's. The digits are taken inline, not with
+-- core.cpf_digits: the auditor reading this view holds no right on core functions.
 select 'deposit_payer_cpf_mismatch', c.user_id, null, 'BRL', coalesce(c.paid_amount, c.amount), coalesce(c.paid_at, c.updated_at),
        format('deposit %s paid by CPF ***%s, customer''s CPF ends in %s', c.reference,
-              right(c.payer_cpf, 4), right(k.cpf, 4))
+              right(regexp_replace(c.payer_cpf, '[^0-9]', '', 'g'), 4), right(k.cpf, 4))
 from core.pix_charges c
 join core.kyc_profiles k on k.user_id = c.user_id
 where c.purpose = 'deposit' and c.payer_cpf is not null
-  and c.payer_cpf <> k.cpf
+  and regexp_replace(c.payer_cpf, '[^0-9]', '', 'g') <> k.cpf
 union all
 select 'p2p_payer_cpf_mismatch', t.buyer_id, t.seller_id, 'BRL', pp.amount, pp.created_at,
        format('trade %s: PIX paid by CPF ***%s, the buyer''s CPF ends in %s (outcome %s)', t.id,
-              right(pp.payer_cpf, 4), right(k.cpf, 4), pp.outcome)
+              right(regexp_replace(pp.payer_cpf, '[^0-9]', '', 'g'), 4), right(k.cpf, 4), pp.outcome)
 from core.p2p_pix_payments pp
 join core.p2p_trades t on t.id = pp.trade_id
 join core.kyc_profiles k on k.user_id = t.buyer_id
-where pp.payer_cpf is not null and pp.payer_cpf <> k.cpf;
+where pp.payer_cpf is not null and regexp_replace(pp.payer_cpf, '[^0-9]', '', 'g') <> k.cpf;
 comment on view reporting.suspicious_activity is
   'Patterns worth a human look, one row per time a rule fired (column rule): rapid_round_trip_transfer (a transfer answered by about the same amount back within audit_round_trip_minutes), rapid_round_trip_p2p (the same between two P2P traders), high_dispute_rate (over audit_dispute_rate_percent of at least audit_dispute_min_trades trades disputed), small_deposits_then_withdrawal (audit_small_deposit_count PIX deposits below audit_small_deposit_brl within audit_small_deposit_hours before a withdrawal), deposit_payer_cpf_mismatch and p2p_payer_cpf_mismatch (a PIX paid from a CPF other than the customer''s or the P2P buyer''s). Not errors: each row is reviewed. Healthy: empty or every row explained.';
 
