@@ -243,8 +243,8 @@ def fuzz_app(db_url, tmp_path):
         "MERCADO_PAGO_BASE_URL": "http://127.0.0.1:9",  # nothing listens: a provider error, never a call out
     })
     yield app
-    for name in ("db_app", "db_audit"):
-        app.extensions[name].close()
+    from webapp import db
+    db.close_pools(app)
 
 
 def _world(app, owner, demo):
