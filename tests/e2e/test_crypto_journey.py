@@ -68,6 +68,9 @@ def test_deposit_sell_in_p2p_then_withdraw(live_server, browser, screenshot, own
     owner.execute("select admin.record_prices(%s)",
                   (json.dumps({"BTCBRL": "560000", "ETHBRL": "20000", "USDTBRL": "5.4"}),))
     owner.execute("update core.settings set value = '0' where name = 'crypto_withdrawal_recheck_seconds'")
+    # No price poller runs here: on a loaded machine the journey outlives the 30 s freshness of the
+    # prices above, and a stale price refuses the withdrawal (422). Staleness is tested in test_crypto.py.
+    owner.execute("update core.settings set value = '3600' where name = 'price_stale_seconds'")
     # 0,02 BTC is ~R$ 11.000: above the approval threshold it would wait for an admin (tested in test_crypto.py)
     owner.execute("update core.settings set value = '50000.00' where name = 'withdrawal_approval_threshold_brl'")
     errors: list[str] = []
