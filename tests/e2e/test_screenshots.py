@@ -44,7 +44,8 @@ def world(owner, demo):
     offer = owner.execute(
         "select offer_id from api.create_p2p_offer(user_id => %s, side => 'SELL', crypto => 'BTC', price_type => 'fixed',"
         " total_amount => 0.01, min_brl => 100, max_brl => 3000, payment_methods => array['PIX'],"
-        " idempotency_key => 'shot-offer', fixed_price => 300000)", (demo["bob@example.com"],)).fetchone()
+        " idempotency_key => 'shot-offer', fixed_price => 300000,"
+        " payment_details => 'Chave PIX: bob@example.com')", (demo["bob@example.com"],)).fetchone()
     trade = owner.execute(
         "select trade_id from api.open_p2p_trade(user_id => %s, offer_id => %s, payment_method => 'PIX',"
         " idempotency_key => 'shot-trade', brl_amount => 150)", (demo["alice@example.com"], offer["offer_id"])).fetchone()
