@@ -83,7 +83,7 @@ def long_names(owner, demo):
 
 
 @pytest.mark.parametrize("who", list(PEOPLE))
-def test_navbar_fits_every_width_in_both_languages(live_server, browser, owner, long_names, who):
+def test_navbar_fits_every_width_in_both_languages(live_server, browser, owner, long_names, screenshot, who):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list[str] = []
@@ -107,6 +107,7 @@ def test_navbar_fits_every_width_in_both_languages(live_server, browser, owner, 
             if page.locator("[data-testid=account-menu]").count():
                 page.locator("[data-testid=account-menu]").click()
             logout = page.get_by_role("button", name=LOGOUT[lang], exact=True)
+            screenshot(page, f"navbar-{who}-{lang}-{width}-menus-open")
             if not logout.is_visible():
                 problems.append(f"{lang} {width}px: {LOGOUT[lang]} is not visible with the menus open")
     assert not problems, "\n".join(problems)
