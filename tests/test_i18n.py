@@ -117,7 +117,7 @@ def test_wallet_switches_to_english_and_back(client, forms, demo, login):
     assert "Wallet" in page and "Available" in page and "Locked" in page
     assert "Carteira" not in page and "Disponível" not in page
     # Navigation labels come from a Python constant (formatting.NAV), translated when rendered.
-    assert ">Deposits</a>" in page.replace('<i class="bi bi-box-arrow-in-down"></i> ', "")
+    assert ">Deposits</a>" in page.replace('<i class="bi bi-box-arrow-in-down" aria-hidden="true"></i> ', "")
     # Money keeps its currency and two decimals, in English notation: R$1,234.50.
     assert re.search(r'data-testid="available-BRL">R\$\d{1,3}(,\d{3})*\.\d{2}<', page)
     assert re.search(r'data-testid="available-BTC">\d{1,3}(,\d{3})*\.\d{8} BTC<', page)

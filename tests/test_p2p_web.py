@@ -195,7 +195,7 @@ def test_trade_through_the_pages_with_proof_release_and_rating(web):
     again = web.alice.post(f"{url}/rate", {"positive": "0"}, form_url=url)
     assert again.status_code in (302, 409, 422)
     profile = web.alice.text(f"/p2p/users/{trade['seller_id']}")
-    assert "Negociações concluídas" in profile and "100,0%" in profile and "Tudo certo" in profile
+    assert "Negociações concluídas" in profile and "100%" in profile and "Tudo certo" in profile
     trades = web.bob.text("/p2p/trades")
     assert f"P2P-{trade['id']}" in trades and "Concluída" in trades
     books(web.owner)

@@ -6,6 +6,7 @@ in the customer's language (pt-BR by default).
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 
 from babel import Locale
@@ -77,7 +78,47 @@ def plain(amount, currency: str) -> str:
         return str(Decimal(amount).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_DOWN))
 
 
+def number(amount, currency: str | None = None, max_digits: int | None = None, signed: bool = False) -> str:
+    """A Decimal in the reader's notation, without trailing zeros: 15.203,2 / 15,203.2; 3,75 (not
+    3.750000000000000000). With a currency, at most its scale's decimals and BRL always with its 2."""
+    if amount is None or amount == "":
+        return "—"
+    with localcontext() as ctx:
+        ctx.prec = 200
+        amount = Decimal(amount)
+        if not amount.is_finite():
+            return str(amount)
+        limit = SCALES.get(currency, max_digits) if currency else max_digits
+        if limit is not None:
+            amount = amount.quantize(Decimal(1).scaleb(-limit), rounding=ROUND_DOWN)
+        exponent = amount.normalize().as_tuple().exponent
+        digits = max(-exponent, 0) if isinstance(exponent, int) else 0
+        if currency == "BRL":
+            digits = max(digits, 2)
+        text = format_decimal(abs(amount), format=_pattern(digits), locale=_locale(), decimal_quantization=False)
+        sign = "−" if amount < 0 else ("+" if signed and amount > 0 else "")
+        return sign + text
+
+
+def percent(value, max_digits: int = 2, signed: bool = False) -> str:
+    """0.98 (already in percent) as "0,98%" / "0.98%"; -1.5 as "−1,5%"."""
+    return "—" if value is None else number(value, max_digits=max_digits, signed=signed) + "%"
+
+
+def filesize(size_bytes) -> str:
+    """1536 as "1,5 KB" / "1.5 KB" (binary kilobytes, one decimal)."""
+    if size_bytes is None:
+        return "—"
+    size = Decimal(size_bytes)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{number(size, max_digits=0 if unit == 'B' else 1)} {unit}"
+        size /= 1024
+
+
 def datetimeformat(value, format: str = "short") -> str:
+    if isinstance(value, str) and value:  # an ISO timestamp out of JSON
+        value = datetime.fromisoformat(value)
     return format_datetime(value, format) if value else "—"
 
 
@@ -117,6 +158,9 @@ def init_app(app):
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["plain_amount"] = plain
     app.jinja_env.filters["datetimeformat"] = datetimeformat
+    app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["percent"] = percent
+    app.jinja_env.filters["filesize"] = filesize
 
     @app.context_processor
     def page_translations():

@@ -54,7 +54,8 @@ def test_register_verify_forget_reset_log_in(live_server, browser, mail_sink, ow
         assert page.get_by_test_id("this-device").is_visible()
         screenshot(page, "account_security")
 
-        # log out, forget the password, reset it from the mail
+        # log out (from the account menu), forget the password, reset it from the mail
+        page.get_by_test_id("account-menu").click()
         page.get_by_role("button", name="Sair", exact=True).click()
         page.wait_for_url("**/login")
         page.get_by_test_id("forgot-link").click()

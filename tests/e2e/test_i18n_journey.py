@@ -52,6 +52,7 @@ def test_english_pages(live_server, page, demo, screenshot):
             assert word not in text, (path, word)
         # Longer English labels must not push the layout wider than the window, nor wrap the nav buttons.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+        page.get_by_test_id("account-menu").click()
         logout = page.get_by_role("button", name="Logout", exact=True).bounding_box()
         assert logout["height"] < 40, (path, logout)
         screenshot(page, f"i18n-en{path.replace('/', '-')}")

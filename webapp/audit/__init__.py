@@ -9,4 +9,4 @@ from flask import Blueprint
 
 bp = Blueprint("audit", __name__)
 
-from . import views  # noqa: E402,F401
+from . import views, labels  # noqa: E402,F401

@@ -20,6 +20,7 @@ from ..forms import ActionForm, form_error
 from ..formatting import N_
 from . import bp
 from .forms import AntiPhishingForm, EmailChangeForm, ForgotPasswordForm, RecoveryRequestForm, ResetPasswordForm
+from .roles import landing_url
 from .views import PENDING_LOGIN_SECONDS, security_page, token_hash
 
 MAX_TOKEN = 100  # a token longer than this is no token of ours (and never reaches SQL)
@@ -54,7 +55,7 @@ def verify_email(token: str):
         return _link_error(exc)
     flash(N_("E-mail alterado e confirmado.") if row["changed"] else N_("E-mail confirmado. Tudo pronto para depositar e negociar."),
           "success")
-    return redirect(url_for("wallet.index") if current_user.is_authenticated else url_for("auth.login"))
+    return redirect(landing_url() if current_user.is_authenticated else url_for("auth.login"))
 
 
 @bp.post("/account/email/resend")

@@ -25,6 +25,7 @@ from ..formatting import N_
 from . import bp
 from ..forms import ActionForm, form_error
 from . import twofactor
+from .roles import landing_url
 from .forms import (LoginForm, PasswordChangeForm, RegisterForm, TwoFactorDisableForm, TwoFactorLoginForm,
                     TwoFactorSetupForm)
 
@@ -146,7 +147,7 @@ def register():
 @limiter.limit("20 per minute", methods=["POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(url_for("wallet.index"))
+        return redirect(landing_url())
     form = LoginForm()
     if form.validate_on_submit():
         row = db.call_one("api.get_login", email=form.email.data)
@@ -156,14 +157,14 @@ def login():
         if result["outcome"] == "ok":
             target = request.args.get("next", "")
             if not target.startswith("/") or target.startswith("//"):
-                target = url_for("wallet.index")
+                target = None  # the person's home (landing_url), known once logged in
             if twofactor.is_enabled(result["user_id"]):
                 # Password right: now the code. Not logged in until then.
                 session["pending_2fa"] = {"user_id": result["user_id"], "next": target, "started": time.time()}
                 return redirect(url_for("auth.login_twofactor"))
-            start_session(result["user_id"])
+            user = start_session(result["user_id"])
             flash("Você entrou.", "success")
-            return redirect(target)
+            return redirect(target or landing_url(user))
         if result["outcome"] == "closed":
             # the customer closed this account (webapp/privacy): said only after the right password
             form.password.errors = [N_("Esta conta foi encerrada a pedido do titular e não permite mais entrar. "
@@ -193,8 +194,7 @@ def logout():
 def set_language(code: str):
     if code in LANGUAGES and ActionForm().validate_on_submit():
         session["lang"] = code
-    target = request.referrer or url_for("wallet.index")
-    return redirect(target)
+    return redirect(request.referrer or landing_url())
 
 
 @bp.route("/login/2fa", methods=["GET", "POST"])
@@ -218,9 +218,9 @@ def login_twofactor():
             form_error(form, exc)
             return render_template("auth/login_twofactor.html", form=form), exc.status
         session.pop("pending_2fa", None)
-        start_session(pending["user_id"])
+        user = start_session(pending["user_id"])
         flash("Você entrou.", "success")
-        return redirect(pending.get("next") or url_for("wallet.index"))
+        return redirect(pending.get("next") or landing_url(user))
     status = 422 if request.method == "POST" else 200
     return render_template("auth/login_twofactor.html", form=form), status
 

@@ -5,7 +5,10 @@ The provider calls and the glue used by the webhooks, the worker and P2P
 """
 from flask import Blueprint
 
+from ..auth.roles import customers_only
+
 bp = Blueprint("deposits", __name__)
+customers_only(bp)
 
 from . import views  # noqa: E402,F401
 from .service import create_charge_for_p2p_trade  # noqa: E402,F401

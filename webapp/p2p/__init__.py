@@ -5,6 +5,9 @@ blueprint (registered without a URL prefix). Every state change is one api.*/adm
 """
 from flask import Blueprint
 
+from ..auth.roles import customers_only
+
 bp = Blueprint("p2p", __name__)
+customers_only(bp, staff_may_open=("chat", "send_message", "proof", "profile"))  # what a dispute page links to
 
 from . import views, admin_views  # noqa: E402,F401

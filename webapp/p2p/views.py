@@ -16,7 +16,7 @@ from ..deposits import create_charge_for_p2p_trade
 from ..errors import DomainError
 from ..providers.base import ProviderError
 from ..forms import ActionForm, form_error
-from ..formatting import N_
+from ..formatting import N_, percent as percent_text
 from . import bp
 from .forms import (METHOD_LABELS, BookFilterForm, DisputeForm, EditOfferForm, EvidenceForm, MarkPaidForm,
                     MessageForm, OfferForm, OpenTradeForm, RateForm, ReleaseForm)
@@ -87,8 +87,8 @@ def duration(seconds) -> str:
 
 @bp.app_template_filter("p2p_percent")
 def percent(value) -> str:
-    """98.5 as "98,5%" ("—" when there is nothing to measure yet)."""
-    return "—" if value is None else f"{value:.1f}%".replace(".", ",")
+    """98.5 as "98,5%" / "98.5%" ("—" when there is nothing to measure yet)."""
+    return "—" if value is None else percent_text(value, max_digits=1)
 
 
 @bp.errorhandler(413)

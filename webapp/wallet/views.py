@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import uuid
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_from_directory, url_for
 from flask_login import current_user, login_required
 
 from .. import currencies, db
+from ..auth.roles import landing_url
 from ..forms import form_error
 from ..errors import DomainError
 from . import bp
@@ -18,8 +19,15 @@ PAGE_SIZE = 20
 @bp.route("/")
 def home():
     if current_user.is_authenticated:
-        return redirect(url_for("wallet.index"))
+        return redirect(landing_url())
     return render_template("home.html")
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page links (static/favicon.svg rendered at 16, 32 and 48 px)."""
+    return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                               max_age=86400)
 
 
 @bp.route("/wallet", methods=["GET", "POST"])
