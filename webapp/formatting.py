@@ -88,7 +88,8 @@ def number(amount, currency: str | None = None, max_digits: int | None = None, s
         amount = Decimal(amount)
         if not amount.is_finite():
             return str(amount)
-        limit = SCALES.get(currency, max_digits) if currency else max_digits
+        known = currencies.get(currency) if currency else None
+        limit = known.scale if known else max_digits
         if limit is not None:
             amount = amount.quantize(Decimal(1).scaleb(-limit), rounding=ROUND_DOWN)
         exponent = amount.normalize().as_tuple().exponent
