@@ -269,3 +269,55 @@ def test_one_memo_serves_requests_of_different_shapes():
     for _ in range(2):
         for path, environ in shapes:
             assert memo_urls(app, path, **environ) == flask_urls(app, path, **environ)
+
+
+# --------------------------------------------------------------------------- rate limits
+
+def test_swept_memory_storage_counts_like_limits_memory_storage():
+    from limits import parse
+    from limits.storage import MemoryStorage, storage_from_string
+    from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+    from webapp.config import from_environment
+    from webapp.ratelimit import SweptMemoryStorage
+
+    assert from_environment()["RATELIMIT_STORAGE_URI"] == "swept-memory://"
+    swept = storage_from_string("swept-memory://")
+    assert isinstance(swept, SweptMemoryStorage)
+    for strategy in (FixedWindowRateLimiter, MovingWindowRateLimiter):
+        ours, theirs = strategy(SweptMemoryStorage()), strategy(MemoryStorage())
+        limit = parse("5 per second")
+        got = [ours.hit(limit, "k") for _ in range(8)]
+        assert got == [theirs.hit(limit, "k") for _ in range(8)] == [True] * 5 + [False] * 3
+        import time
+        time.sleep(1.1)   # the window has passed: counting starts over, swept or not
+        assert ours.hit(limit, "k") and theirs.hit(limit, "k")
+
+
+def test_swept_memory_storage_starts_few_threads():
+    import threading
+    import time
+
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import FixedWindowRateLimiter
+
+    from webapp.ratelimit import SweptMemoryStorage
+
+    def threads_started(storage) -> int:
+        limiter, started, original = FixedWindowRateLimiter(storage), [], threading.Thread.start
+
+        def counting(self):
+            started.append(self)
+            return original(self)
+        threading.Thread.start = counting
+        try:
+            for i in range(200):   # 10 bursts of 20 hits, 15 ms apart (limits' timer lasts 10 ms)
+                limiter.hit(parse("1000 per minute"), f"k{i % 7}")
+                if i % 20 == 19:
+                    time.sleep(0.015)
+        finally:
+            threading.Thread.start = original
+        return len(started)
+    assert threads_started(MemoryStorage()) >= 5      # about one per burst
+    assert threads_started(SweptMemoryStorage()) <= 1   # one sweep a second
