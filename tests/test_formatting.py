@@ -321,3 +321,21 @@ def test_swept_memory_storage_starts_few_threads():
         return len(started)
     assert threads_started(MemoryStorage()) >= 5      # about one per burst
     assert threads_started(SweptMemoryStorage()) <= 1   # one sweep a second
+
+
+# --------------------------------------------------------------------------- dates
+
+@settings(max_examples=200, deadline=None)
+@given(moment=st.datetimes(min_value=__import__("datetime").datetime(1990, 1, 1),
+                           max_value=__import__("datetime").datetime(2100, 1, 1),
+                           timezones=st.sampled_from([__import__("datetime").timezone.utc, None])),
+       fmt=st.sampled_from(["short", "medium", "dd/MM/yyyy HH:mm"]), lang=st.sampled_from(["pt_BR", "en"]))
+def test_memoized_datetimes_are_flask_babels(moment, fmt, lang):
+    from flask_babel import format_datetime
+    app = make_app()
+    app.config["TEST_LANG"]["value"] = lang
+    with app.test_request_context("/"):
+        expected = format_datetime(moment, fmt)
+        template = "{{ t | datetimeformat(f) }}|{{ t | datetimeformat(f) }}"
+        assert render_template_string(template, t=moment, f=fmt) == f"{expected}|{expected}"
+        assert render_template_string("{{ none | datetimeformat }}", none=None) == "—"

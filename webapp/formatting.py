@@ -12,7 +12,7 @@ from babel import Locale
 from babel.numbers import format_currency, format_decimal, parse_pattern
 from flask import url_for as flask_url_for
 from flask.globals import _cv_request
-from flask_babel import format_datetime, get_locale, get_translations, gettext
+from flask_babel import format_datetime, get_locale, get_timezone, get_translations, gettext
 from jinja2 import pass_context, pass_eval_context
 from jinja2.ext import _make_new_gettext, _make_new_ngettext
 from markupsafe import Markup
@@ -105,6 +105,31 @@ def plain(amount, currency: str) -> str:
 
 def datetimeformat(value, format: str = "short") -> str:
     return format_datetime(value, format) if value else "—"
+
+
+PAGE_TIMEZONE = "_page_timezone"
+_datetime_memo: dict = {}
+
+
+@pass_context
+def datetime_filter(context, value, format: str = "short") -> str:
+    """`{{ t | datetimeformat }}`: Flask-Babel's format_datetime, memoized per instant, format,
+    locale and timezone (a statement shows dozens; each asked Flask-Babel for the request's locale
+    and timezone, then Babel formatted it). Equal instants give the same text: it is rebased to the
+    customer's timezone."""
+    if not value:
+        return "—"
+    locale, tz = context.get(PAGE_LOCALE), context.get(PAGE_TIMEZONE)
+    if locale is None or tz is None:
+        return format_datetime(value, format)
+    key = (type(value), value, format, locale, tz)
+    try:
+        return _datetime_memo[key]
+    except KeyError:
+        pass
+    except TypeError:
+        return format_datetime(value, format)
+    return _bounded_set(_datetime_memo, key, format_datetime(value, format))
 
 
 def N_(message: str) -> str:
@@ -215,7 +240,7 @@ def init_app(app):
     app.jinja_env.globals["url_for"] = memoized_url_for(app)
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["plain_amount"] = plain
-    app.jinja_env.filters["datetimeformat"] = datetimeformat
+    app.jinja_env.filters["datetimeformat"] = datetime_filter
 
     @app.context_processor
     def page_translations():
@@ -224,7 +249,7 @@ def init_app(app):
         # Flask-Babel looking up the request, the domain and the locale again for
         # each of the page's dozens of strings (Jinja's own `_` calls `gettext`
         # through two more layers). Same newstyle semantics as Jinja's own.
-        return {**_page_gettext(get_translations()), PAGE_LOCALE: str(_locale())}
+        return {**_page_gettext(get_translations()), PAGE_LOCALE: str(_locale()), PAGE_TIMEZONE: str(get_timezone())}
 
     @app.context_processor
     def navigation():
