@@ -339,3 +339,22 @@ def test_memoized_datetimes_are_flask_babels(moment, fmt, lang):
         template = "{{ t | datetimeformat(f) }}|{{ t | datetimeformat(f) }}"
         assert render_template_string(template, t=moment, f=fmt) == f"{expected}|{expected}"
         assert render_template_string("{{ none | datetimeformat }}", none=None) == "—"
+
+
+# --------------------------------------------------------------------------- rows
+
+def test_rows_read_as_attributes_are_what_jinja_reads():
+    from jinja2 import Environment
+    app = make_app()
+    plain = Environment(autoescape=True)
+    row = {"price": 1, "items": "column", "get": 3, "maker_name": "<Ana>", 5: "five"}
+
+    class Obj:
+        price = 7
+    template = ("{{ r.price }}|{{ r.maker_name }}|{{ r.items is callable }}|{{ r.get is callable }}|{{ r.missing is defined }}"
+                "|{{ r.missing }}|{{ o.price }}|{{ o.nothing is defined }}|{{ s.upper is callable }}|{{ n.real }}")
+    values = {"r": row, "o": Obj(), "s": "abc", "n": 4}
+    with app.test_request_context("/"):
+        ours = app.jinja_env.from_string(template).render(**values)
+    assert ours == plain.from_string(template).render(**values)
+    assert ours == "1|&lt;Ana&gt;|True|True|False||7|False|True|4"

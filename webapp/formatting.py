@@ -235,7 +235,32 @@ def _page_gettext(translations):
     return {"gettext": gettext_, "ngettext": _make_new_ngettext(translations.ungettext), "_": underscore}
 
 
+DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _row_first_getattr(environment):
+    """`environment.getattr` that reads a plain dict's key first, unless it names a dict method.
+
+    Templates read the database's rows (dicts) as `o.price`; Jinja tries the attribute first, and
+    on a dict that fails with an AttributeError before it tries the key: an exception per cell
+    (thousands on the offer book). For a plain dict and a name that is not one of dict's own
+    attributes the attribute lookup can only fail, so going to the key first gives the same value
+    (and the same Undefined for a missing key); every other case is Jinja's own.
+    """
+    jinja_getattr = environment.getattr
+
+    def getattr(obj, attribute):
+        if type(obj) is dict and attribute not in DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return jinja_getattr(obj, attribute)
+    return getattr
+
+
 def init_app(app):
+    app.jinja_env.getattr = _row_first_getattr(app.jinja_env)
     app.jinja_env.globals["tr"] = translate
     app.jinja_env.globals["url_for"] = memoized_url_for(app)
     app.jinja_env.filters["money"] = money_filter
