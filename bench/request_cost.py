@@ -167,6 +167,7 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--reuse", action="store_true", help="the database of the last run, as it is")
     parser.add_argument("--customers", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     args = parser.parse_args(argv)
 
     cluster, url, people = setup(args.reuse, max(args.customers, 2))
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
         from webapp import db
         if "app" in locals():
             db.close_pools(app)
-        cluster.stop()
+        if not args.keep:
+            cluster.stop()
 
 
 if __name__ == "__main__":
