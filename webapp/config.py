@@ -17,6 +17,8 @@ from decimal import Decimal
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from . import ratelimit  # noqa: F401  (registers the swept-memory:// storage of Flask-Limiter)
+
 
 def role_url(database_url: str, role: str) -> str:
     """The same server and database as `database_url`, as another role."""
@@ -63,7 +65,9 @@ def from_environment() -> dict:
         "SMTP_URL": env.get("SMTP_URL", ""),
         "MAIL_FROM": env.get("MAIL_FROM", "bs-market <no-reply@bs-market.local>"),
         "UPLOAD_DIR": env.get("UPLOAD_DIR", str(Path(__file__).resolve().parent.parent / ".local" / "uploads")),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # In process; swept once a second (webapp/ratelimit.py). A shared store (redis://…) when
+        # several web processes must count together.
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "swept-memory://"),
         # PIX withdrawal requests per client address (make bench-http raises it: wrk has one address).
         "RATELIMIT_WITHDRAWAL": env.get("RATELIMIT_WITHDRAWAL", "10 per minute"),
         "SESSION_COOKIE_SECURE": env.get("APP_URL", "").startswith("https://"),

@@ -24,6 +24,7 @@ roles the pools log in as may not exist yet.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -138,15 +139,21 @@ def _translate(exc: psycopg.Error) -> Exception:
     return exc
 
 
-def call_with(connections: ConnectionPool, function: str, kwargs: dict, retries: int = 3) -> list[dict]:
-    """Run one SQL function with named arguments in its own transaction."""
+@functools.lru_cache(maxsize=1024)
+def _call_query(function: str, names: tuple[str, ...]) -> str:
+    """`select * from "api"."f"("a" => %(a)s, …)`: composed once per function and argument names."""
     if not FUNCTION_NAME.match(function):
         raise ValueError(f"not an api/admin function: {function!r}")
     schema, name = function.split(".")
-    kwargs = {key: _argument(value) for key, value in kwargs.items()}
     args = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in kwargs)
-    query = sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args)
+        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder(key)) for key in names)
+    return sql.SQL("select * from {}.{}({})").format(sql.Identifier(schema), sql.Identifier(name), args).as_string()
+
+
+def call_with(connections: ConnectionPool, function: str, kwargs: dict, retries: int = 3) -> list[dict]:
+    """Run one SQL function with named arguments in its own transaction."""
+    query = _call_query(function, tuple(kwargs))
+    kwargs = {key: _argument(value) for key, value in kwargs.items()}
     for attempt in range(retries + 1):
         try:
             with connections.connection() as conn:
