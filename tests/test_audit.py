@@ -141,3 +141,25 @@ def test_auditor_pool_is_read_only_even_by_a_bug(app, demo):
         with db.pool(app, "audit").connection() as conn:
             role = conn.execute("select current_user as r").fetchone()["r"]
         assert role == "exchange_auditor"
+
+
+def test_every_column_and_code_reads_in_portuguese(owner):
+    """Every column of every reporting view has a header in the reader's language (the identifier stays
+    in the tooltip, the filters and the CSV), and so has every code a view can show (entry kinds,
+    account buckets, statuses…) as the database's CHECK constraints and enums list them."""
+    from webapp.audit.labels import CODE_COLUMNS, CODES, COLUMNS
+    columns = {r["attname"] for r in owner.execute(
+        "select a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid "
+        "join pg_namespace n on n.oid = c.relnamespace "
+        "where n.nspname = 'reporting' and c.relkind = 'v' and a.attnum > 0 and not a.attisdropped").fetchall()}
+    missing = sorted(columns - COLUMNS.keys())
+    assert missing == [], " ".join(missing)
+    codes = {r["code"] for r in owner.execute(
+        "select distinct m[1] as code from pg_constraint k "
+        "join pg_namespace n on n.oid = k.connamespace "
+        "join pg_attribute a on a.attrelid = k.conrelid and a.attnum = k.conkey[1], "
+        "regexp_matches(pg_get_constraintdef(k.oid), '''([A-Za-z_]+)''::text', 'g') m "
+        "where n.nspname = 'core' and k.contype = 'c' and cardinality(k.conkey) = 1 "
+        "  and a.attname = any(%s)", (list(CODE_COLUMNS),)).fetchall()}
+    missing = sorted(codes - CODES.keys())
+    assert missing == [], " ".join(missing)

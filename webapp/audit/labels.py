@@ -110,6 +110,64 @@ COLUMNS = {
     "payment_method": N_("Forma de pagamento"), "failure_reason": N_("Motivo da falha"), "bucket": N_("Saldo"),
     "account_version": N_("Versão da conta"), "closed_at": N_("Encerrada em"), "direction": N_("Sentido"),
     "ledger_balance": N_("Saldo no razão"), "orders": N_("Ordens"), "dust": N_("Resíduo"),
+    "anonymise_blocked": N_("Anonimização impedida"), "anonymised_at": N_("Anonimizada em"),
+    "attach_attempts": N_("Tentativas de vínculo"), "binance_free": N_("Livre na Binance"),
+    "binance_id": N_("Nº na Binance"), "binance_locked": N_("Bloqueado na Binance"),
+    "binance_net": N_("Líquido na Binance"), "binance_order_id": N_("Ordem na Binance"),
+    "binance_status": N_("Estado na Binance"), "binance_withdrawing": N_("Sacando na Binance"),
+    "brl_value": N_("Valor em R$"), "cancel_reason": N_("Motivo do cancelamento"), "checks": N_("Verificações"),
+    "claimed_at": N_("Assumido em"), "clawback_id": N_("Estorno"), "client_order_id": N_("Nº da ordem (nosso)"),
+    "commission": N_("Comissão"), "confirmations": N_("Confirmações"), "credited_at": N_("Creditado em"),
+    "cummulative_quote_qty": N_("Total executado (cotação)"), "debt_recovered": N_("Dívida recuperada"),
+    "deliveries": N_("Entregas"), "dust_brl": N_("Resíduo em R$"), "dust_crypto": N_("Resíduo em cripto"),
+    "end_to_end_id": N_("E2E do PIX"), "escrow_kind": N_("Tipo de custódia"), "executed_qty": N_("Quantidade executada"),
+    "exits_blocked_at": N_("Saídas bloqueadas em"), "exits_blocked_reason": N_("Motivo do bloqueio de saídas"),
+    "expected_ledger": N_("Esperado no razão"), "fee_charged": N_("Taxa cobrada"),
+    "files_deleted": N_("Arquivos apagados"), "files_pending": N_("Arquivos pendentes"),
+    "first_seen_at": N_("Visto pela primeira vez em"), "from_settled_orders": N_("Das ordens liquidadas"),
+    "holds_balance": N_("Soma dos bloqueios"), "key_type": N_("Tipo de chave"),
+    "last_maturity_at": N_("Última maturação em"), "last_note": N_("Última nota"), "ledger_amount": N_("Valor no razão"),
+    "ledger_entries": N_("Lançamentos no razão"), "ledger_owed": N_("Devido no razão"), "maker_id": N_("Anunciante"),
+    "next_maturity_at": N_("Próxima maturação em"), "object_status": N_("Estado do objeto"),
+    "on_sub_accounts": N_("Nas subcontas"), "other_movements": N_("Outros movimentos"),
+    "pix_charge_id": N_("Cobrança PIX"), "pix_paid_amount": N_("Valor pago por PIX"), "processed_at": N_("Processado em"),
+    "provider_amount": N_("Valor no provedor"), "provider_id": N_("Nº no provedor"),
+    "provider_message": N_("Mensagem do provedor"), "provider_payment_id": N_("Pagamento no provedor"),
+    "provider_payout_id": N_("Pagamento de saque no provedor"), "provider_refund_id": N_("Devolução no provedor"),
+    "provider_status": N_("Estado no provedor"), "received_at": N_("Recebido em"), "refund_id": N_("Devolução"),
+    "required_confirmations": N_("Confirmações exigidas"), "resolution": N_("Resolução"),
+    "resolved_by": N_("Resolvido por"), "resource_id": N_("Recurso"), "retention_until": N_("Guardado até"),
+    "reviewed_by": N_("Revisado por"), "settled_at": N_("Liquidado em"), "spread_charged": N_("Spread cobrado"),
+    "status_detail": N_("Detalhe do estado"), "sweep_status": N_("Estado da transferência"),
+    "sweep_tran_id": N_("Transferência para a conta principal"), "taken_at": N_("Aceita em"),
+    "taker_id": N_("Tomador"), "topic": N_("Tópico"),
+}
+
+# Columns whose values are codes (shown in the reader's language; the code stays in the tooltip and filters).
+CODE_COLUMNS = ("status", "state", "side", "bucket", "direction", "payment_method", "escrow_kind",
+                "sweep_status", "hold_status", "resolution")
+CODES = {
+    # states (the P2P and rails tables write them in capitals, the others in lower case)
+    "PENDING": N_("pendente"), "pending": N_("pendente"), "OPEN": N_("aberta"), "open": N_("aberto"),
+    "PAID": N_("paga"), "COMPLETED": N_("concluída"), "completed": N_("concluído"), "CANCELLED": N_("cancelada"),
+    "cancelled": N_("cancelado"), "EXPIRED": N_("expirado"), "expired": N_("expirado"), "FAILED": N_("falhou"),
+    "failed": N_("falhou"), "REJECTED": N_("recusado"), "rejected": N_("recusado"), "REFUNDED": N_("devolvido"),
+    "refunded": N_("devolvido"), "REVIEW": N_("em análise"), "DISPUTED": N_("em disputa"),
+    "AWAITING_APPROVAL": N_("aguardando aprovação"), "PROCESSING": N_("processando"), "EXECUTING": N_("executando"),
+    "SENDING": N_("enviando"), "DONE": N_("feito"), "READY": N_("pronto"), "CREDITED": N_("creditado"),
+    "CLAWED_BACK": N_("estornado (MED)"), "WRONG_NETWORK": N_("rede errada"), "active": N_("ativo"),
+    "approved": N_("aprovado"), "captured": N_("capturado"), "closed": N_("encerrado"), "filled": N_("executada"),
+    "frozen": N_("congelado"), "paused": N_("pausado"), "released": N_("liberado"), "sent": N_("enviado"),
+    "split": N_("dividido"),
+    # sides, payment methods
+    "BUY": N_("compra"), "buy": N_("compra"), "SELL": N_("venda"), "sell": N_("venda"),
+    "BALANCE": N_("saldo bs-market"), "PIX": N_("PIX"), "PIX_CONFIRMED": N_("PIX confirmado"), "TED": N_("TED"),
+    # balances and the commonest entry kinds
+    "available": N_("disponível"), "locked": N_("bloqueado"), "adjustment": N_("ajuste"),
+    "transfer": N_("transferência"), "deposit": N_("depósito"), "withdrawal": N_("saque"),
+    "crypto_deposit": N_("depósito de cripto"), "crypto_withdrawal": N_("saque de cripto"), "hold": N_("bloqueio"),
+    "pix_clawback": N_("estorno PIX (MED)"), "pix_clawback_recovery": N_("recuperação de estorno"),
+    "pix_refund": N_("devolução PIX"), "pix_refund_due": N_("devolução PIX a fazer"),
 }
 
 BRL_COLUMNS = ("brl", "price")  # money columns in reais whatever the row's currency
@@ -145,6 +203,8 @@ def display(value, column: str = "", row: dict | None = None) -> str:
     if isinstance(value, date):
         from flask_babel import format_date
         return format_date(value, "short")
+    if isinstance(value, str) and value in CODES and (column in CODE_COLUMNS or column in ("kind", "purpose")):
+        return translate(CODES[value])
     from .views import cell
     return cell(value)
 
