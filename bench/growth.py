@@ -27,6 +27,7 @@ from the client (one call per round trip, median and p90).
 from __future__ import annotations
 
 import argparse
+import shutil
 import re
 import socket
 import statistics
@@ -262,6 +263,7 @@ def main(argv=None) -> int:
         for poller in pollers:
             poller.stop()
         cluster.destroy()
+        shutil.rmtree(cluster.base.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ The target (issue 15 part 4) is at most 800 B per two-posting transfer, indexes 
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import statistics
 import tempfile
@@ -165,6 +166,7 @@ def main(argv=None) -> int:
     finally:
         if cluster:
             cluster.destroy()
+            shutil.rmtree(cluster.base.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
