@@ -374,27 +374,10 @@ def check_books(url: str) -> list:
 
 
 def storage_per_transfer(url: str, customers: list[dict], n: int = 5000) -> dict:
-    """Bytes that N two-posting api.transfer calls add to core's tables and indexes (TOAST included)."""
-    size_sql = """select coalesce(sum(pg_relation_size(c.oid)), 0) from pg_class c join pg_namespace s on s.oid = c.relnamespace
-                  where s.nspname in ('core', 'pg_toast') and c.relkind in ('r', 'i', 't')"""
-    app_url = role_url(url, "exchange_app")
-    with psycopg.connect(url, autocommit=True) as owner, psycopg.connect(app_url, autocommit=True) as app:
-        owner.execute("checkpoint")
-        before_entries = owner.execute("select count(*) from core.entries").fetchone()[0]
-        before = owner.execute(size_sql).fetchone()[0]
-        sender, recipient = customers[0], customers[1]
-        with app.transaction():
-            pass
-        for i in range(n):
-            app.execute("select * from api.transfer(%s, %s, 'BRL', 0.01, %s)",
-                        (sender["id"], recipient["email"], f"storage-{uuid.uuid4()}"), prepare=True)
-        after = owner.execute(size_sql).fetchone()[0]
-        postings = owner.execute("select count(*) from core.postings p join core.entries e on e.id = p.entry_id "
-                                 "where e.id > (select max(id) from core.entries) - %s and e.kind = 'transfer'",
-                                 (n,)).fetchone()[0]
-        added = owner.execute("select count(*) from core.entries").fetchone()[0] - before_entries
-    return {"transfers": n, "entries": added, "postings": postings, "bytes": after - before,
-            "per_transfer": (after - before) / n}
+    """Bytes that N two-posting api.transfer calls add to core's tables and indexes (TOAST included):
+    bench.storage.measure, which also runs alone (python -m bench.storage) and per relation."""
+    from bench.storage import measure
+    return measure(url, customers[0]["id"], customers[1]["email"], n, key_prefix="storage-")
 
 
 # ---------------------------------------------------------------------------

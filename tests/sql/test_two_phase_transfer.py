@@ -69,7 +69,8 @@ def test_a_cross_cluster_transfer_commits_on_both(shards):
     # each leg is an entry of its own cluster, journaled with its idempotency key
     for url, key in ((shards["a"], "adjust:t-commit:debit"), (shards["b"], "adjust:t-commit:credit")):
         with psycopg.connect(url, autocommit=True) as conn:
-            assert conn.execute("select count(*) from core.idempotency_keys where key = %s", (key,)).fetchone()[0] == 1
+            assert conn.execute("select count(*) from core.idempotency_keys"
+                                " where key_digest = core.idempotency_digest('adjust_balance', %s)", (key,)).fetchone()[0] == 1
     assert_books(shards)
 
 
