@@ -78,14 +78,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all bound at once (one at a time, the system may hand out the same
+    port twice, and two emulators would then share it)."""
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def wait_http(url: str, timeout: float = 30):
+    """Wait until `url` answers 200 (another server on the port would answer something else)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=2)
-            return
+            if requests.get(url, timeout=2).status_code == 200:
+                return
         except requests.RequestException:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise RuntimeError(f"{url} did not come up")
 
 
@@ -104,7 +120,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in ("mp", "binance", "web")}
+        self.ports = dict(zip(("mp", "binance", "web"), free_ports(3)))
         self.mp = f"http://127.0.0.1:{self.ports['mp']}"
         self.binance = f"http://127.0.0.1:{self.ports['binance']}"
         self.web = f"http://127.0.0.1:{self.ports['web']}"

@@ -164,7 +164,7 @@ def test_customer_page_and_script_verify_the_own_leaf(client, owner, demo, login
     assert page.status_code == 200
     mine = proof(owner, demo["alice@example.com"], "BTC")
     bob = proof(owner, demo["bob@example.com"], "BTC")
-    assert mine["leaf_hash"] in html and mine["root"] in html and "0.05000000 BTC" in html
+    assert mine["leaf_hash"] in html and mine["root"] in html and "0,05000000 BTC" in html
     for step in mine["path"]:
         assert step["hash"] in html
     assert bob["salt"] not in html and "0.12000000" not in html  # nothing of bob's

@@ -44,7 +44,8 @@ def test_staff_get_an_explanation_instead_of_customer_forms(client, forms, owner
     response = forms.post("/wallet", {"recipient_email": "bob@example.com", "currency": "BRL", "amount": "1",
                                       "idempotency_key": "staff-send"}, form_url=home)
     assert response.status_code == 403 and "Página dos clientes" in response.get_data(as_text=True)
-    assert owner.execute("select count(*) as n from core.idempotency_keys where key = 'staff-send'").fetchone()["n"] == 0
+    assert owner.execute("select count(*) as n from core.idempotency_keys "
+                         "where key_digest = core.idempotency_digest('transfer', 'staff-send')").fetchone()["n"] == 0
 
 
 def test_staff_explanation_in_english(client, demo, login, forms):

@@ -30,7 +30,7 @@ ADMIN_PAGES = ["/admin/", "/admin/kyc", "/admin/users", "/admin/users/{alice_id}
                "/admin/disputes", "/wallet"]
 AUDITOR_PAGES = ["/audit", "/audit/views/liabilities", "/audit/views/trial_balance", "/audit/views/journal",
                  "/audit/views/health_checks", "/proof-of-liabilities", "/wallet", "/market"]
-ANONYMOUS_PAGES = ["/", "/login", "/register", "/password/forgot", "/proof-of-liabilities", "/privacidade"]
+ANONYMOUS_PAGES = ["/", "/login", "/register", "/password/forgot", "/proof-of-liabilities", "/privacidade", "/tarifas"]
 # Pages that answer a refusal on purpose (a customer page for staff), still rendered in full.
 REFUSED = {("admin", "/wallet"), ("auditor", "/wallet"), ("auditor", "/market")}
 

@@ -163,7 +163,10 @@ CODES = {
     "BUY": N_("compra"), "buy": N_("compra"), "SELL": N_("venda"), "sell": N_("venda"),
     "BALANCE": N_("saldo bs-market"), "PIX": N_("PIX"), "PIX_CONFIRMED": N_("PIX confirmado"), "TED": N_("TED"),
     # balances and the commonest entry kinds
-    "available": N_("disponível"), "locked": N_("bloqueado"), "adjustment": N_("ajuste"),
+    "available": N_("disponível"), "locked": N_("bloqueado"), "fees": N_("taxas"),
+    "clearing_mercadopago": N_("compensação Mercado Pago"), "clearing_inter": N_("compensação Banco Inter"),
+    "binance_omnibus": N_("omnibus Binance"), "adjustments": N_("ajustes"), "receivables": N_("a receber"),
+    "refunds_payable": N_("devoluções a pagar"), "adjustment": N_("ajuste"),
     "transfer": N_("transferência"), "deposit": N_("depósito"), "withdrawal": N_("saque"),
     "crypto_deposit": N_("depósito de cripto"), "crypto_withdrawal": N_("saque de cripto"), "hold": N_("bloqueio"),
     "pix_clawback": N_("estorno PIX (MED)"), "pix_clawback_recovery": N_("recuperação de estorno"),
