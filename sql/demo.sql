@@ -12,59 +12,82 @@
 -- by the demo admin), never by writing balances. Safe to run again: users
 -- are found by e-mail and every adjustment has a fixed idempotency key.
 
-create or replace function core.seed_demo(password_hash text)
-returns table (email text, role text)
-language plpgsql volatile as $$
-declare
-  v_admin bigint;
-  v_user bigint;
-  v record;
+create or replace function core.assert_demo_database() returns void
+language plpgsql stable as $$
 begin
   if core.setting('environment') is distinct from 'development' then
     raise exception 'seed-demo só roda num banco de desenvolvimento (core.settings environment = development; hoje: %).',
       coalesce(core.setting('environment'), 'não definido') using errcode = 'BSA01';
   end if;
-  for v in select * from (values
+end
+$$;
+comment on function core.assert_demo_database() is
+  'BSA01 unless the setting environment is development: the demo logins have a published password.';
+
+create or replace function core.seed_demo_user(
+  email text, name text, role text, kyc_level int, cpf text, birth_date date, address text, password_hash text)
+returns bigint
+language plpgsql volatile as $$
+declare
+  v_user bigint;
+begin
+  select u.id into v_user from core.users u where u.email = seed_demo_user.email;
+  if not found then
+    v_user := api.register_user(seed_demo_user.email, password_hash, seed_demo_user.name);
+    update core.users u set created_by_seed = true where u.id = v_user;
+    perform core.mark_email_verified(v_user);  -- demo accounts are ready to use
+  elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
+    raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', seed_demo_user.email;
+    return null;
+  end if;
+  -- KYC data through the same function a customer uses (level 1), then
+  -- approved as if an admin had reviewed the documents.
+  if seed_demo_user.cpf is not null and not exists (select from core.kyc_profiles k where k.user_id = v_user) then
+    -- (a database seeded before KYC data existed has the user at level 2 already)
+    update core.users u set kyc_level = 0 where u.id = v_user;
+    perform api.submit_kyc_data(v_user, seed_demo_user.name, seed_demo_user.cpf, birth_date, address);
+  end if;
+  update core.users u set role = seed_demo_user.role, kyc_level = seed_demo_user.kyc_level where u.id = v_user;
+  -- the demo starts with a clean inbox (nothing to e-mail either)
+  update core.notifications n set read_at = now(), emailed_at = now()
+   where n.user_id = v_user and n.read_at is null;
+  return v_user;
+end
+$$;
+comment on function core.seed_demo_user(text, text, text, int, text, date, text, text) is
+  'A demo user found by e-mail or registered (e-mail verified, created_by_seed), with KYC data when a CPF is given, at the given role and KYC level. NULL, with a warning, for an account the seed did not create (left untouched).';
+
+create or replace function core.seed_demo_fund(admin_id bigint, email text, currency text, amount numeric)
+returns void
+language sql volatile as $$
+  select core.post_adjustment(admin_id, u.id, currency, amount, 'Saldo inicial de demonstração', 'demo-seed-' || currency)
+  from core.users u where u.email = seed_demo_fund.email and u.created_by_seed
+$$;
+comment on function core.seed_demo_fund(bigint, text, text, numeric) is
+  'Funds a seed-created demo user through a journaled adjustment by the demo admin (fixed idempotency key per currency: a second run changes nothing); nothing for an account the seed did not create.';
+
+create or replace function core.seed_demo(password_hash text)
+returns table (email text, role text)
+language plpgsql volatile as $$
+declare
+  v_admin bigint;
+begin
+  perform core.assert_demo_database();
+  perform core.seed_demo_user(d.email, d.name, d.role, d.kyc, d.cpf, date '1990-05-17', d.address, password_hash)
+  from (values
       ('admin@example.com', 'Admin Demo', 'admin', 0, null, null),
       ('auditor@example.com', 'Auditor Demo', 'auditor', 0, null, null),
       ('alice@example.com', 'Alice Souza', 'customer', 2, '52601815906', 'Rua das Flores, 100, São Paulo - SP'),
       ('bob@example.com', 'Bob Oliveira', 'customer', 2, '08301661305', 'Av. Atlântica, 2000, Rio de Janeiro - RJ'))
-      d (email, name, role, kyc, cpf, address)
-  loop
-    select u.id into v_user from core.users u where u.email = v.email;
-    if not found then
-      v_user := api.register_user(v.email, password_hash, v.name);
-      update core.users u set created_by_seed = true where u.id = v_user;
-      perform core.mark_email_verified(v_user);  -- demo accounts are ready to use
-    elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
-      raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', v.email;
-      continue;
-    end if;
-    -- KYC data through the same function a customer uses (level 1), then
-    -- approved as if an admin had reviewed the documents (level 2).
-    if v.cpf is not null and not exists (select from core.kyc_profiles k where k.user_id = v_user) then
-      -- (a database seeded before KYC data existed has them at level 2 already)
-      update core.users u set kyc_level = 0 where u.id = v_user;
-      perform api.submit_kyc_data(v_user, v.name, v.cpf, date '1990-05-17', v.address);
-    end if;
-    update core.users u set role = v.role, kyc_level = v.kyc where u.id = v_user;
-    -- the demo starts with a clean inbox (nothing to e-mail either)
-    update core.notifications n set read_at = now(), emailed_at = now()
-     where n.user_id = v_user and n.read_at is null;
-  end loop;
+      d (email, name, role, kyc, cpf, address);
 
   select u.id into v_admin from core.users u where u.email = 'admin@example.com' and u.created_by_seed;
-  for v in select * from (values
+  perform core.seed_demo_fund(v_admin, f.email, f.currency, f.amount)
+  from (values
       ('alice@example.com', 'BRL', 10000.00), ('alice@example.com', 'BTC', 0.05),
       ('alice@example.com', 'ETH', 1.5), ('alice@example.com', 'USDT', 2000),
       ('bob@example.com', 'BRL', 5000.00), ('bob@example.com', 'BTC', 0.12),
-      ('bob@example.com', 'ETH', 2.25), ('bob@example.com', 'USDT', 1500)) f (email, currency, amount)
-  loop
-    select u.id into v_user from core.users u where u.email = v.email and u.created_by_seed;
-    continue when v_user is null;
-    perform core.post_adjustment(v_admin, v_user, v.currency, v.amount::numeric,
-                                 'Saldo inicial de demonstração', 'demo-seed-' || v.currency);
-  end loop;
+      ('bob@example.com', 'ETH', 2.25), ('bob@example.com', 'USDT', 1500)) f (email, currency, amount);
   return query select u.email, u.role from core.users u
     where u.email in ('admin@example.com', 'auditor@example.com', 'alice@example.com', 'bob@example.com')
       and u.created_by_seed
@@ -87,46 +110,21 @@ begin
   -- on a fresh `make run`. Floating prices need no index at creation; the
   -- offers are published through api.create_p2p_offer (a SELL offer holds
   -- the maker's crypto), each with a fixed idempotency key: safe to run again.
-  if core.setting('environment') is distinct from 'development' then
-    raise exception 'seed-demo só roda num banco de desenvolvimento (core.settings environment = development; hoje: %).',
-      coalesce(core.setting('environment'), 'não definido') using errcode = 'BSA01';
-  end if;
+  perform core.assert_demo_database();
   select u.id into v_admin from core.users u where u.email = 'admin@example.com' and u.created_by_seed;
   if v_admin is null then
     raise exception 'seed-demo: rode core.seed_demo antes (o admin de demonstração faz os ajustes).' using errcode = 'BSA01';
   end if;
-  for v in select * from (values
+  perform core.seed_demo_user(d.email, d.name, 'customer', 2, d.cpf, date '1988-09-02', d.address, password_hash)
+  from (values
       ('carla@example.com', 'Carla Mendes', '39827461591', 'Rua Augusta, 1500, São Paulo - SP'),
       ('diego@example.com', 'Diego Lima', '71538024608', 'Av. Afonso Pena, 300, Belo Horizonte - MG'))
-      d (email, name, cpf, address)
-  loop
-    select u.id into v_user from core.users u where u.email = v.email;
-    if not found then
-      v_user := api.register_user(v.email, password_hash, v.name);
-      update core.users u set created_by_seed = true where u.id = v_user;
-      perform core.mark_email_verified(v_user);
-    elsif not (select u.created_by_seed from core.users u where u.id = v_user) then
-      raise warning 'seed-demo: % already exists and was not created by the seed: left untouched', v.email;
-      continue;
-    end if;
-    if not exists (select from core.kyc_profiles k where k.user_id = v_user) then
-      perform api.submit_kyc_data(v_user, v.name, v.cpf, date '1988-09-02', v.address);
-    end if;
-    update core.users u set kyc_level = 2 where u.id = v_user;
-    update core.notifications n set read_at = now(), emailed_at = now()
-     where n.user_id = v_user and n.read_at is null;
-  end loop;
-
-  for v in select * from (values
+      d (email, name, cpf, address);
+  perform core.seed_demo_fund(v_admin, f.email, f.currency, f.amount)
+  from (values
       ('carla@example.com', 'BRL', 20000.00), ('carla@example.com', 'BTC', 0.1),
       ('carla@example.com', 'USDT', 3000), ('diego@example.com', 'BRL', 30000.00),
-      ('diego@example.com', 'ETH', 3)) f (email, currency, amount)
-  loop
-    select u.id into v_user from core.users u where u.email = v.email and u.created_by_seed;
-    continue when v_user is null;
-    perform core.post_adjustment(v_admin, v_user, v.currency, v.amount::numeric,
-                                 'Saldo inicial de demonstração', 'demo-seed-' || v.currency);
-  end loop;
+      ('diego@example.com', 'ETH', 3)) f (email, currency, amount);
 
   for v in select * from (values
       (1, 'carla@example.com', 'SELL', 'BTC', 0.05, 1.5, 100.00, 5000.00, array['PIX', 'BALANCE'],
