@@ -33,8 +33,8 @@ def app(db_url, mp):
     close_app(app)
 
 
-def open_pix_trade(app, owner, demo):
-    """bob sells USDT for PIX-confirmed; alice opens a trade and gets its charge at the provider."""
+def open_pix_trade_without_charge(app, owner, demo):
+    """bob sells USDT for PIX-confirmed and alice opens a trade (no charge at the provider yet)."""
     owner.execute("insert into core.prices (symbol, price) values ('USDTBRL', 5.00)")
     alice, bob = demo["alice@example.com"], demo["bob@example.com"]
     offer = app_call(app, "api.create_p2p_offer", user_id=bob, side="SELL", crypto="USDT", price_type="fixed",
@@ -43,6 +43,12 @@ def open_pix_trade(app, owner, demo):
                      fixed_price=Decimal("5.00"))[0]["offer_id"]
     trade = app_call(app, "api.open_p2p_trade", user_id=alice, offer_id=offer, payment_method="PIX_CONFIRMED",
                      idempotency_key=str(uuid.uuid4()), brl_amount=Decimal("100.00"))[0]["trade_id"]
+    return alice, trade
+
+
+def open_pix_trade(app, owner, demo):
+    """bob sells USDT for PIX-confirmed; alice opens a trade and gets its charge at the provider."""
+    alice, trade = open_pix_trade_without_charge(app, owner, demo)
     with app.app_context():
         made = service.create_charge_for_p2p_trade(app, trade, Decimal("100.00"), None, None,
                                                    datetime.now(timezone.utc) + timedelta(minutes=30))
@@ -92,14 +98,7 @@ def test_a_trade_whose_charge_the_web_could_not_create_gets_it_from_the_worker(a
     """The safety net (deposits/tasks.create_pending_p2p_charges): the provider was down when the
     trade opened, so the trade has no charge; the worker's job records it as exchange_worker, creates
     it at the provider and the trade page gets its QR code — once."""
-    owner.execute("insert into core.prices (symbol, price) values ('USDTBRL', 5.00)")
-    alice, bob = demo["alice@example.com"], demo["bob@example.com"]
-    offer = app_call(app, "api.create_p2p_offer", user_id=bob, side="SELL", crypto="USDT", price_type="fixed",
-                     total_amount=Decimal("100"), min_brl=Decimal("10"), max_brl=Decimal("2000"),
-                     payment_methods=["PIX_CONFIRMED"], idempotency_key=str(uuid.uuid4()),
-                     fixed_price=Decimal("5.00"))[0]["offer_id"]
-    trade = app_call(app, "api.open_p2p_trade", user_id=alice, offer_id=offer, payment_method="PIX_CONFIRMED",
-                     idempotency_key=str(uuid.uuid4()), brl_amount=Decimal("100.00"))[0]["trade_id"]
+    alice, trade = open_pix_trade_without_charge(app, owner, demo)
     assert owner.execute("select count(*) as n from core.pix_charges").fetchone()["n"] == 0
     with app.app_context():
         assert tasks.create_pending_p2p_charges(app) == 1
